@@ -1,0 +1,309 @@
+"""Math problems for training and evaluation: loading, validation, and the built-in arithmetic set.
+
+Every data file is UTF-8 JSONL with one object per line holding at least `problem` (str) and `answer`
+(the gold final answer, kept as a string so "025" and "1,234" survive). The normalised files live in
+../shared/data (see its README for sources, row counts and quirks); `python -m data.prepare --out DIR`
+rebuilds them from the Hugging Face hub.
+
+    load_jsonl(path, levels)        any problem/answer JSONL, strictly validated -> ProblemSet
+    load_train_data(spec)           "arithmetic" (embedded default, offline) or a JSONL path
+    load_benchmark(name, data_dir)  aime24, amc23, math500, minerva_math, olympiadbench, gsm8k
+    arithmetic_problems(n, seed)    "What is 17 * 4?"-style problems with integer answers
+    last_boxed(text)                content of the last \\boxed{...} / \\fbox{...} (gold-answer rule)
+
+Deviations and choices:
+- A numeric `answer` is accepted only when it is an int or an integer-valued float (AMC stores 27.0);
+  it becomes str(int(x)). Anything else that is not a string is an error, never silently str()-ed.
+- Rows with an empty answer are skipped and counted (MATH has 2 such rows), not an error.
+- Rows with level null (MATH "Level ?") are dropped whenever a level filter is given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+# ---------------------------------------------------------------------------------------------------
+# Records
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One math problem with its gold answer (a string, compared by the reward's grader)."""
+
+    problem: str  # the question text shown to the model
+    answer: str  # gold final answer as the source gives it, e.g. "025", "1,234", "\\frac{1}{2}"
+    source: str = ""  # which set it came from, e.g. "math_train", "gsm8k", "arithmetic"
+    level: int | None = None  # MATH difficulty 1..5, None when the set has no levels
+    meta: dict = field(default_factory=dict)  # every other field of the row (answer_alternatives, ...)
+
+
+class DataError(ValueError):
+    """A data file is malformed. The message starts with "<file>:<line>: " and names the field."""
+
+
+@dataclass
+class ProblemSet:
+    """Problems loaded from one file (or generated), with counts of what was left out."""
+
+    problems: list[Problem]
+    path: str  # file path, or "arithmetic"
+    skipped_empty: int  # rows skipped because their answer was empty or whitespace
+    skipped_level: int  # rows dropped by the level filter
+
+
+# ---------------------------------------------------------------------------------------------------
+# Field parsing (one row at a time; `where` is the "<file>:<line>" prefix for error messages)
+
+
+def _parse_answer(value, where: str) -> str:
+    """The gold answer as a string: str kept, int or integer-valued float -> str(int(x))."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):  # bool is an int subclass; True is not an answer
+        raise DataError(f"{where}: field 'answer' is a bool ({value}); expected a string or an integer")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    raise DataError(f"{where}: field 'answer' has type {type(value).__name__} ({value!r}); "
+                    "expected a string, an int, or a float with an integer value")
+
+
+_LEVEL_PATTERN = re.compile(r"^(?:level\s*)?(\d+|\?)$", re.IGNORECASE)
+
+
+def _parse_level(value, where: str) -> int | None:
+    """MATH level as an int: 3, "3", "Level 3" -> 3; null, "Level ?" -> None."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        match = _LEVEL_PATTERN.match(value.strip())
+        if match:
+            return None if match.group(1) == "?" else int(match.group(1))
+    raise DataError(f"{where}: field 'level' is {value!r}; expected an int, a \"Level N\" string, or null")
+
+
+# ---------------------------------------------------------------------------------------------------
+# JSONL loading
+
+
+def load_jsonl(path: str | Path, levels: Iterable[int] | None = None) -> ProblemSet:
+    """Load and validate a problem/answer JSONL file.
+
+    Args:
+        path: UTF-8 JSONL file, one object per line with `problem` (str) and `answer` (str, int, or
+            integer-valued float). Optional `source` (str) and `level` (int, "Level N", or null);
+            all other fields go to Problem.meta. Blank lines are ignored.
+        levels: if given, keep only rows whose level is in it (null-level rows are dropped too).
+    Returns:
+        ProblemSet in file order, with counts of empty-answer rows skipped and rows level-filtered.
+    Raises:
+        DataError: "<file>:<line>: ..." for invalid UTF-8 or JSON, a row that is not an object, a missing
+            or wrongly typed field; "<file>: ..." when the file does not exist or no problem is left.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (expected a UTF-8 JSONL file with 'problem' and 'answer'; "
+                        "or use 'arithmetic' for the built-in set)")
+    keep_levels = None if levels is None else {int(level) for level in levels}
+    problems, skipped_empty, skipped_level, rows = [], 0, 0, 0
+    with open(path, "rb") as f:
+        for line_number, raw in enumerate(f, start=1):
+            where = f"{path.name}:{line_number}"
+            try:
+                text = raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{where}: not valid UTF-8 ({e.reason} at byte {e.start})") from e
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{where}: invalid JSON ({e.msg}, column {e.colno})") from e
+            if not isinstance(row, dict):
+                raise DataError(f"{where}: row is a JSON {type(row).__name__}, expected an object "
+                                "with fields 'problem' and 'answer'")
+            rows += 1
+            for name in ("problem", "answer"):
+                if name not in row:
+                    raise DataError(f"{where}: missing field '{name}'")
+            if not isinstance(row["problem"], str):
+                raise DataError(f"{where}: field 'problem' has type {type(row['problem']).__name__}, "
+                                "expected a string")
+            answer = _parse_answer(row["answer"], where)
+            level = _parse_level(row.get("level"), where)
+            source = row.get("source", "")
+            if not isinstance(source, str):
+                raise DataError(f"{where}: field 'source' has type {type(source).__name__}, expected a string")
+            if not answer.strip():
+                skipped_empty += 1
+                continue
+            if keep_levels is not None and level not in keep_levels:
+                skipped_level += 1
+                continue
+            meta = {k: v for k, v in row.items() if k not in ("problem", "answer", "source", "level")}
+            problems.append(Problem(row["problem"], answer, source, level, meta))
+    if not problems:
+        raise DataError(f"{path}: no problems left ({rows} rows, {skipped_empty} with an empty answer, "
+                        f"{skipped_level} outside levels {sorted(keep_levels or [])})")
+    return ProblemSet(problems, str(path), skipped_empty, skipped_level)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Built-in procedural set (the embedded default: needs no files, no network)
+
+
+def arithmetic_problems(n: int, seed: int = 0) -> list[Problem]:
+    """Easy integer arithmetic, sized for a 135M instruct model.
+
+    A uniform mix of a + b and a - b (both operands two-digit, a >= b so answers are non-negative) and
+    a * b with one two-digit and one single-digit factor (2..9), in random order.
+
+    Args:
+        n: number of problems (>= 0).
+        seed: seeds random.Random; the same (n, seed) always gives the same list, and the first k
+            problems of a longer draw equal the draw of k.
+    Returns:
+        n Problems like Problem("What is 17 * 4?", "68", source="arithmetic", meta={"expression": "17 * 4"}).
+    Raises:
+        ValueError: if n is negative.
+    """
+    if n < 0:
+        raise ValueError(f"arithmetic_problems: n must be >= 0, got {n}")
+    rng = random.Random(seed)
+    problems = []
+    for _ in range(n):
+        operator = rng.choice("+-*")
+        if operator == "*":
+            a, b = rng.randint(10, 99), rng.randint(2, 9)
+            if rng.random() < 0.5:
+                a, b = b, a
+            value = a * b
+        else:
+            a, b = rng.randint(10, 99), rng.randint(10, 99)
+            if operator == "-":
+                a, b = max(a, b), min(a, b)
+            value = a + b if operator == "+" else a - b
+        expression = f"{a} {operator} {b}"
+        problems.append(Problem(f"What is {expression}?", str(value), "arithmetic", None,
+                                {"expression": expression}))
+    return problems
+
+
+def load_train_data(spec: str, levels: Iterable[int] | None = None, seed: int = 0) -> ProblemSet:
+    """Training problems from a spec.
+
+    Args:
+        spec: "arithmetic" (10,000 arithmetic_problems drawn with `seed`) or a JSONL path (load_jsonl).
+        levels: level filter for JSONL files (see load_jsonl); must be empty for "arithmetic".
+        seed: seed of the arithmetic draw (unused for files).
+    Returns:
+        ProblemSet.
+    Raises:
+        DataError: see load_jsonl.
+        ValueError: if levels are given with "arithmetic" (it has no levels).
+    """
+    if spec == "arithmetic":
+        if levels:
+            raise ValueError(f"levels {list(levels)} given, but the arithmetic set has no levels; "
+                             "drop --levels or pass a MATH JSONL file")
+        return ProblemSet(arithmetic_problems(10_000, seed), "arithmetic", 0, 0)
+    return load_jsonl(spec, levels)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Benchmarks
+
+
+BENCHMARKS: dict[str, str] = {  # name -> file under <data_dir>/eval (see ../shared/data/README.md)
+    "aime24": "aime24.jsonl",
+    "amc23": "amc23.jsonl",
+    "math500": "math500.jsonl",
+    "minerva_math": "minerva_math.jsonl",
+    "olympiadbench": "olympiadbench.jsonl",
+    "gsm8k": "gsm8k.jsonl",
+}
+_ALIASES = {"minerva": "minerva_math"}
+
+
+def default_data_dir() -> Path:
+    """$ZERO_RL_DATA if set, else <repo root>/../shared/data (repo root = parent of this package)."""
+    if os.environ.get("ZERO_RL_DATA"):
+        return Path(os.environ["ZERO_RL_DATA"])
+    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def load_benchmark(name: str, data_dir: str | Path | None = None, limit: int | None = None) -> ProblemSet:
+    """Load an evaluation benchmark by name.
+
+    Args:
+        name: a key of BENCHMARKS (or the alias "minerva").
+        data_dir: directory holding eval/<file>; default default_data_dir().
+        limit: keep only the first `limit` problems (None keeps all).
+    Returns:
+        ProblemSet in file order.
+    Raises:
+        ValueError: unknown name (the message lists the known ones).
+        FileNotFoundError: the file is missing (the message says where and how to get it).
+        DataError: the file is malformed (see load_jsonl).
+    """
+    key = _ALIASES.get(name, name)
+    if key not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)} (alias: minerva)")
+    path = Path(data_dir if data_dir is not None else default_data_dir()) / "eval" / BENCHMARKS[key]
+    if not path.is_file():
+        raise FileNotFoundError(f"benchmark {key!r}: {path} does not exist. Point ZERO_RL_DATA or --data-dir "
+                                "at a data directory, or build one with `python -m data.prepare --out DIR`")
+    problem_set = load_jsonl(path)
+    if limit is not None:
+        problem_set.problems = problem_set.problems[:limit]
+    return problem_set
+
+
+# ---------------------------------------------------------------------------------------------------
+# Gold-answer extraction (used by prepare.py; the rule behind every `answer` derived from a solution)
+
+
+_BOXED_PATTERN = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} or \\fbox{...} in `text`, with balanced braces, unstripped.
+
+    Follows the MATH convention (Hendrycks et al. 2021, `last_boxed_only_string`): nested braces are
+    kept, so "\\boxed{\\frac{1}{2}}" -> "\\frac{1}{2}"; the brace-less form "\\boxed 2" -> "2".
+    Reproduces the `answer` of ../shared/data math500 and math_12k_rebuilt for every row.
+
+    Args:
+        text: a solution (LaTeX).
+    Returns:
+        The content ("" for an empty box), or None when there is no \\boxed/\\fbox, its braces never
+        close, or it is followed by neither "{" nor a space (e.g. "\\boxed5").
+    """
+    matches = list(_BOXED_PATTERN.finditer(text))
+    if not matches:
+        return None
+    rest = text[matches[-1].end():]
+    stripped = rest.lstrip(" \t")
+    if not stripped.startswith("{"):
+        if len(stripped) == len(rest):  # no space after \\boxed: not a brace-less box
+            return None
+        return re.match(r"[^\s$]*", stripped).group(0)  # brace-less: up to whitespace or "$"
+    depth = 0
+    for i, char in enumerate(stripped):
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+        if depth == 0:
+            return stripped[1:i]
+    return None

@@ -1,0 +1,246 @@
+"""Rebuild the normalised train/eval JSONL files from the Hugging Face hub.
+
+Usage (needs network and `pip install datasets`):
+
+    python -m data.prepare --out DIR        # writes DIR/eval/*.jsonl and DIR/train/*.jsonl
+    ZERO_RL_DATA=DIR python evaluate.py ... # then point the loaders at DIR (or pass --data-dir DIR)
+
+Writes eval/{aime24,amc23,math500,minerva_math,olympiadbench,gsm8k}.jsonl and
+train/{gsm8k_train,math_12k_rebuilt,math_lvl3to5_rebuilt}.jsonl with the fields and normalisations
+of ../shared/data/README.md:
+- gsm8k: problem = question; solution = answer; answer = text after "####", stripped ("1,234" kept).
+- amc23: answer_raw = source float; answer = str(int(x)).
+- olympiadbench: problem = question; answer = final_answer[0] with outer "$" stripped.
+- minerva_math: answer = last \\boxed{...} of solution; answer_alternatives = the answer list of the
+  same problem (whitespace-normalised text) in the understand-r1-zero evaluation suite.
+- MATH: answer = last \\boxed{...}/\\fbox{...} of solution (data.last_boxed); level = int from
+  "Level N" (None for "Level ?"); subject = type; MATH-500 problems removed from train + test = 12k;
+  lvl3to5 = rows with level 3, 4 or 5.
+
+The files are NOT byte-identical to ../shared/data, which was built from GitHub copies (Qwen2.5-Math /
+simpleRL eval files, the raw MATH release). Known differences:
+- MATH rows carry `hub_id` = "<split>/<subject>/<row index>" instead of the release's file-based
+  `unique_id`, and MATH-500 is removed by problem text (the hub copy has no file names). Row order is
+  split, subject, hub order, not numeric file id.
+- aime24 comes from HuggingFaceH4/aime_2024, whose answers may lack the leading zeros ("25" vs "025")
+  and whose problem wording may differ slightly from Qwen's copy.
+- olympiadbench: the hub config may hold 674 rows, not 675; columns are copied as the hub names them.
+- Row order, key order and id fields follow the hub sets, so checksums differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+from data import last_boxed
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hub sources: the one table of dataset ids (columns checked against the hub dataset cards)
+
+
+class HubSet(NamedTuple):
+    dataset_id: str
+    config: str | None
+    split: str
+
+
+MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra",
+                 "number_theory", "prealgebra", "precalculus")
+
+HUB = {
+    # key               dataset id                        config                 split      columns used
+    "aime24": HubSet("HuggingFaceH4/aime_2024", None, "train"),  # id problem solution answer url
+    "amc23": HubSet("math-ai/amc23", None, "test"),  # problem|question, answer (float), id, url
+    "math500": HubSet("HuggingFaceH4/MATH-500", None, "test"),  # problem solution answer subject level unique_id
+    "minerva_math": HubSet("svc-huggingface/minerva-math", None, "test"),  # problem solution type idx
+    "minerva_answers": HubSet("lkevinzc/math-eval", None, "minerva"),  # problem, answer (list of str)
+    "olympiadbench": HubSet("Hothan/OlympiadBench", "OE_TO_maths_en_COMP", "train"),  # question final_answer ...
+    "gsm8k": HubSet("openai/gsm8k", "main", "test"),  # question answer
+    "gsm8k_train": HubSet("openai/gsm8k", "main", "train"),  # question answer
+    # MATH: fetched once per (subject config in MATH_SUBJECTS) x (train, test); problem level type solution
+    "math": HubSet("EleutherAI/hendrycks_math", None, "train"),
+}
+
+Fetch = Callable[[str, str | None, str], list[dict]]
+
+
+def fetch(dataset_id: str, config: str | None, split: str) -> list[dict]:
+    """Download one split of a hub dataset as a list of row dicts. The only function touching the network.
+
+    Raises:
+        ImportError: `datasets` is not installed (the message says how to install it).
+    """
+    try:
+        from datasets import load_dataset
+    except ImportError as e:
+        raise ImportError("data.prepare needs the Hugging Face `datasets` library: pip install datasets") from e
+    return [dict(row) for row in load_dataset(dataset_id, config, split=split)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Conversions: hub rows -> normalised rows (pure functions)
+
+
+def normalise_text(text: str) -> str:
+    """Whitespace-normalised text, the key used to match problems across sets."""
+    return " ".join(text.split())
+
+
+def integer_string(value) -> str:
+    """str(int(x)) for an integral number, stripped text for a string; e.g. 27.0 -> "27"."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"expected an integer-valued answer, got {value!r}")
+    return str(int(value))
+
+
+def as_list(value) -> list:
+    """A list field that some hub copies store as a single value."""
+    return value if isinstance(value, list) else [value]
+
+
+def convert_gsm8k(rows: list[dict], source: str) -> list[dict]:
+    """GSM8K: answer = text after "####" of the worked solution, stripped."""
+    return [{"idx": i, "problem": row["question"], "answer": row["answer"].split("####")[-1].strip(),
+             "solution": row["answer"], "source": source} for i, row in enumerate(rows)]
+
+
+def convert_aime24(rows: list[dict]) -> list[dict]:
+    """AIME 2024: fields copied; answer as a string."""
+    return [{"id": row.get("id"), "problem": row["problem"], "answer": str(row["answer"]).strip(),
+             "solution": row.get("solution"), "url": row.get("url"), "source": "aime24"} for row in rows]
+
+
+def convert_amc23(rows: list[dict]) -> list[dict]:
+    """AMC 2023: answer = str(int(x)) of the float answer, the float kept as answer_raw."""
+    return [{"id": row.get("id"), "problem": row.get("problem") or row["question"],
+             "answer": integer_string(row["answer"]), "answer_raw": row["answer"], "url": row.get("url"),
+             "source": "amc23"} for row in rows]
+
+
+def convert_math500(rows: list[dict]) -> list[dict]:
+    """MATH-500: all fields copied, source added."""
+    return [{**row, "answer": str(row["answer"]), "source": "math500"} for row in rows]
+
+
+def convert_minerva(rows: list[dict], answer_rows: list[dict]) -> list[dict]:
+    """Minerva math: answer = last \\boxed of solution; answer_alternatives from a second set by problem text."""
+    alternatives = {normalise_text(row["problem"]): [a.rstrip() for a in as_list(row["answer"])] for row in answer_rows}
+    return [{"idx": row.get("idx", i), "problem": row["problem"], "answer": last_boxed(row["solution"]) or "",
+             "answer_alternatives": alternatives.get(normalise_text(row["problem"]), []),
+             "solution": row["solution"], "type": row.get("type"), "source": "minerva_math"}
+            for i, row in enumerate(rows)]
+
+
+OLYMPIAD_FIELDS = ("id", "final_answer", "is_multiple_answer", "answer_type", "unit", "subfield", "context",
+                   "solution", "error")
+
+
+def convert_olympiadbench(rows: list[dict]) -> list[dict]:
+    """OlympiadBench (English, text-only, open-ended maths): answer = final_answer[0] without outer "$"."""
+    return [{"id": row.get("id"), "problem": row["question"],
+             "answer": as_list(row["final_answer"])[0].strip().strip("$"),
+             **{name: row.get(name) for name in OLYMPIAD_FIELDS if name != "id"}, "source": "olympiadbench"}
+            for row in rows]
+
+
+def parse_level(level_raw: str | int) -> int | None:
+    """"Level 3" (or 3) -> 3; "Level ?" (2 MATH geometry rows) -> None."""
+    digits = str(level_raw).removeprefix("Level").strip()
+    return int(digits) if digits.isdigit() else None
+
+
+def convert_math(rows_by_part: dict[tuple[str, str], list[dict]], math500: list[dict]) -> list[dict]:
+    """MATH train + test minus the MATH-500 problems (the PRM800K split), answers from the last \\boxed.
+
+    Args:
+        rows_by_part: (split, subject) -> hub rows with problem, level ("Level N"), type, solution.
+        math500: MATH-500 rows; their problems (whitespace-normalised) are removed.
+    Returns:
+        Rows sorted by split (train first) then subject, each with hub_id, problem, answer, solution,
+        subject, level, level_raw, source ("math_train"/"math_test"). An empty \\boxed{} gives answer "".
+    """
+    held_out = {normalise_text(row["problem"]) for row in math500}
+    out = []
+    for split in ("train", "test"):
+        for subject in MATH_SUBJECTS:
+            for i, row in enumerate(rows_by_part.get((split, subject), [])):
+                if normalise_text(row["problem"]) in held_out:
+                    continue
+                out.append({"hub_id": f"{split}/{subject}/{i}", "problem": row["problem"],
+                            "answer": last_boxed(row["solution"]) or "", "solution": row["solution"],
+                            "subject": row["type"], "level": parse_level(row["level"]),
+                            "level_raw": row["level"], "source": f"math_{split}"})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Write rows as UTF-8 JSONL atomically (a .tmp file, then os.replace), creating parent dirs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def prepare(out: str | Path, fetch_rows: Fetch | None = None) -> dict[str, int]:
+    """Download, normalise and write every eval and train file under `out`.
+
+    Args:
+        out: output directory (gets eval/ and train/).
+        fetch_rows: (dataset_id, config, split) -> rows; default `fetch` (the hub). Tests pass a fake.
+    Returns:
+        {relative file path: rows written}.
+    Raises:
+        ImportError: `datasets` missing (default fetch only). Hub errors propagate unchanged.
+    """
+    fetch_rows = fetch_rows or fetch
+    out = Path(out)
+
+    def get(key: str) -> list[dict]:
+        hub = HUB[key]
+        return fetch_rows(hub.dataset_id, hub.config, hub.split)
+
+    math500 = convert_math500(get("math500"))
+    files = {
+        "eval/aime24.jsonl": convert_aime24(get("aime24")),
+        "eval/amc23.jsonl": convert_amc23(get("amc23")),
+        "eval/math500.jsonl": math500,
+        "eval/minerva_math.jsonl": convert_minerva(get("minerva_math"), get("minerva_answers")),
+        "eval/olympiadbench.jsonl": convert_olympiadbench(get("olympiadbench")),
+        "eval/gsm8k.jsonl": convert_gsm8k(get("gsm8k"), "gsm8k"),
+        "train/gsm8k_train.jsonl": convert_gsm8k(get("gsm8k_train"), "gsm8k_train"),
+    }
+    math_rows = {(split, subject): fetch_rows(HUB["math"].dataset_id, subject, split)
+                 for split in ("train", "test") for subject in MATH_SUBJECTS}
+    files["train/math_12k_rebuilt.jsonl"] = convert_math(math_rows, math500)
+    files["train/math_lvl3to5_rebuilt.jsonl"] = [row for row in files["train/math_12k_rebuilt.jsonl"]
+                                                 if row["level"] in (3, 4, 5)]
+    for name, rows in files.items():
+        write_jsonl(out / name, rows)
+    return {name: len(rows) for name, rows in files.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: python -m data.prepare --out DIR."""
+    parser = argparse.ArgumentParser(prog="python -m data.prepare", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, help="output directory (gets eval/ and train/)")
+    args = parser.parse_args(argv)
+    for name, count in prepare(args.out).items():
+        print(f"{count:6d} rows  {Path(args.out) / name}")
+
+
+if __name__ == "__main__":
+    main()

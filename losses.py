@@ -1,0 +1,221 @@
+"""Advantages, policy losses and the memory-light per-token log-prob used by train_zero.py.
+
+What this file computes (the notation of ../shared/REFERENCE.md §3): a prompt has G = group_size
+sampled responses with scalar rewards r_i; every token of response i gets the same advantage A_i;
+ratio = exp(logp - logp_old) per token; eps = clip_eps.
+
+- GRPO advantage (DeepSeekMath, Shao et al. 2024, §4.1.2): A_i = (r_i - mean(r)) / (std(r) + 1e-6).
+- Dr. GRPO advantage (Liu et al. 2025, "Understanding R1-Zero-Like Training", eq. 3): A_i = r_i - mean(r).
+- Clipped surrogate per token (PPO, Schulman et al. 2017): min(ratio * A, clip(ratio, 1-eps, 1+eps) * A).
+- Aggregation: GRPO takes a token mean per response (1/|o_i|); Dr. GRPO divides every response's token
+  sum by one constant, the generation budget L_max = max_new_tokens. Both are then averaged over the
+  *global* number of responses in the optimiser step, so the loss and its gradients do not change
+  with micro-batch size, gradient accumulation or the number of ranks.
+- Log-probs come from the last hidden states and the lm_head weight in chunks of tokens, with a
+  custom autograd backward that recomputes each chunk's logits, so the [tokens, vocab] logits never
+  exist in full (as Liger-Kernel's fused linear cross-entropy does, in plain PyTorch, no Triton).
+  Per-token entropy comes out of the same pass, with its gradient.
+
+Deviations, one line each:
+- std in the GRPO advantage is the unbiased (Bessel-corrected) group std, as TRL and verl compute it.
+- The GRPO per-response mean divides by the masked response length, which includes the EOS token.
+- Log-probs are taken at the sampling temperature (logits / T), so the ratio is on-policy (REFERENCE §3).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+# ---------------------------------------------------------------------------------------------
+# Fused chunked log-prob + entropy
+
+
+class _ChunkedLogProbEntropy(torch.autograd.Function):
+    """log p(target) and entropy of softmax(hidden @ weight.T / T), chunk by chunk of tokens."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, temperature, chunk_size):
+        n_tokens = hidden.shape[0]
+        logp = torch.empty(n_tokens, dtype=torch.float32, device=hidden.device)
+        entropy = torch.empty_like(logp)
+        lse = torch.empty_like(logp)
+        for start in range(0, n_tokens, chunk_size):
+            end = min(start + chunk_size, n_tokens)
+            logits = (hidden[start:end] @ weight.T).float() / temperature  # (C, V) fp32
+            chunk_lse = torch.logsumexp(logits, dim=-1)  # (C,)
+            log_probs = logits - chunk_lse[:, None]
+            lse[start:end] = chunk_lse
+            logp[start:end] = log_probs.gather(1, targets[start:end, None]).squeeze(1)
+            entropy[start:end] = -(torch.exp(log_probs) * log_probs).sum(-1)
+        ctx.save_for_backward(hidden, weight, targets, lse, entropy)
+        ctx.temperature, ctx.chunk_size = temperature, chunk_size
+        return logp, entropy
+
+    @staticmethod
+    def backward(ctx, grad_logp, grad_entropy):
+        hidden, weight, targets, lse, entropy = ctx.saved_tensors
+        temperature, chunk_size = ctx.temperature, ctx.chunk_size
+        grad_hidden = torch.zeros_like(hidden) if ctx.needs_input_grad[0] else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
+        if grad_logp is None:
+            grad_logp = torch.zeros_like(lse)
+        if grad_entropy is None:
+            grad_entropy = torch.zeros_like(lse)
+        for start in range(0, hidden.shape[0], chunk_size):
+            end = min(start + chunk_size, hidden.shape[0])
+            logits = (hidden[start:end] @ weight.T).float() / temperature  # recompute (C, V)
+            log_probs = logits - lse[start:end, None]
+            probs = torch.exp(log_probs)
+            # d logp_t / d z = onehot(t) - p ;  d H / d z = -p * (log p + H)
+            grad_z = -probs * grad_logp[start:end, None]
+            grad_z.scatter_add_(1, targets[start:end, None], grad_logp[start:end, None])
+            grad_z -= probs * (log_probs + entropy[start:end, None]) * grad_entropy[start:end, None]
+            grad_z = (grad_z / temperature).to(hidden.dtype)
+            if grad_hidden is not None:
+                grad_hidden[start:end] = grad_z @ weight
+            if grad_weight is not None:
+                grad_weight += (grad_z.T @ hidden[start:end]).float()
+        if grad_weight is not None:
+            grad_weight = grad_weight.to(weight.dtype)
+        return grad_hidden, grad_weight, None, None, None
+
+
+def chunked_logprobs_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float = 1.0,
+    chunk_size: int = 1024,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token log-prob of `targets` and entropy, without materialising all logits.
+
+    Args:
+        hidden: (N, H) final hidden states (after the last norm), any float dtype.
+        weight: (V, H) lm_head weight, same dtype as `hidden`.
+        targets: (N,) int64 token ids in [0, V).
+        temperature: logits are divided by it (> 0), as during sampling.
+        chunk_size: tokens per chunk; peak extra memory is about chunk_size * V * 4 bytes x 3.
+    Returns:
+        (logp, entropy), each (N,) float32, in nats; both differentiable w.r.t. hidden and weight.
+    Raises:
+        ValueError: on mismatched shapes or a non-positive temperature / chunk size.
+    Follows the fused linear cross-entropy idea of Liger-Kernel (Hsu et al. 2024), in plain PyTorch.
+    """
+    if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
+        raise ValueError(f"hidden (N, H) and weight (V, H) expected, got {tuple(hidden.shape)} and {tuple(weight.shape)}")
+    if targets.shape != hidden.shape[:1]:
+        raise ValueError(f"targets must be ({hidden.shape[0]},), got {tuple(targets.shape)}")
+    if temperature <= 0 or chunk_size <= 0:
+        raise ValueError(f"temperature and chunk_size must be > 0, got {temperature}, {chunk_size}")
+    return _ChunkedLogProbEntropy.apply(hidden, weight, targets.long(), float(temperature), int(chunk_size))
+
+
+class TokenLogProbs(nn.Module):
+    """Wraps a transformers causal LM so that forward() returns per-token log-probs and entropy.
+
+    All parameters (decoder and lm_head) are used inside forward, so DDP can wrap this module and
+    see every gradient. forward(input_ids (B, T), attention_mask (B, T)) returns (logp, entropy),
+    each (B, T-1) float32: position t scores token t+1 given tokens <= t. Only positions where
+    `score_mask` (B, T-1) is true are computed (the response tokens); the others are 0.
+    """
+
+    def __init__(self, lm: nn.Module, temperature: float = 1.0, chunk_size: int = 1024):
+        super().__init__()
+        self.lm = lm
+        self.temperature = temperature
+        self.chunk_size = chunk_size
+
+    def forward(self, input_ids, attention_mask, score_mask):
+        hidden = self.lm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        hidden = hidden[:, :-1]  # (B, T-1, H)
+        targets = input_ids[:, 1:]  # (B, T-1)
+        weight = self.lm.get_output_embeddings().weight  # (V, H)
+        picked = score_mask.bool()
+        logp_flat, entropy_flat = chunked_logprobs_entropy(
+            hidden[picked], weight, targets[picked], self.temperature, self.chunk_size
+        )
+        logp = torch.zeros(targets.shape, dtype=torch.float32, device=hidden.device)
+        entropy = torch.zeros_like(logp)
+        logp = logp.masked_scatter(picked, logp_flat)
+        entropy = entropy.masked_scatter(picked, entropy_flat)
+        return logp, entropy
+
+
+# ---------------------------------------------------------------------------------------------
+# Advantages
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, scale_by_std: bool, eps: float = 1e-6) -> torch.Tensor:
+    """Group-relative advantages: GRPO (scale_by_std=True) or Dr. GRPO (scale_by_std=False).
+
+    Args:
+        rewards: (N,) float, N = num_groups * group_size, each group's responses contiguous.
+        group_size: G, responses per prompt (>= 1).
+        scale_by_std: divide by (std + eps), GRPO; False is Dr. GRPO's unbiased form.
+    Returns:
+        (N,) float advantages. A group of identical rewards gives zeros.
+    Raises:
+        ValueError: if N is not a multiple of group_size.
+    Follows DeepSeekMath §4.1.2 (GRPO) and Liu et al. 2025 eq. 3 (Dr. GRPO).
+    """
+    if group_size < 1 or rewards.dim() != 1 or rewards.numel() % group_size:
+        raise ValueError(f"rewards of shape {tuple(rewards.shape)} do not split into groups of {group_size}")
+    grouped = rewards.view(-1, group_size).float()  # (num_groups, G)
+    advantages = grouped - grouped.mean(dim=1, keepdim=True)
+    if scale_by_std:
+        std = grouped.std(dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(advantages)
+        advantages = advantages / (std + eps)
+    return advantages.view(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Policy loss
+
+
+def policy_loss(
+    logp: torch.Tensor,
+    logp_old: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    clip_eps: float,
+    aggregation: str,
+    num_responses: int,
+    max_new_tokens: int | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped surrogate loss of one micro-batch, scaled for an optimiser step of `num_responses`.
+
+    Args:
+        logp: (B, T) float32 log-probs under the current policy (differentiable).
+        logp_old: (B, T) float32 log-probs under the sampling policy (no grad).
+        advantages: (B,) float, one per response.
+        response_mask: (B, T) {0,1}, 1 on response tokens (through EOS).
+        clip_eps: the PPO clip range eps (ratio clipped to [1-eps, 1+eps]).
+        aggregation: "token_mean" (GRPO: sum_t / |o_i|) or "max_tokens" (Dr. GRPO: sum_t / max_new_tokens).
+        num_responses: responses in the whole optimiser step, over all micro-batches and ranks.
+        max_new_tokens: L_max, required for "max_tokens".
+    Returns:
+        loss (scalar; summing it over the step's micro-batches gives the step loss, -(1/N) sum_i ...),
+        and detached sums for logging: "clipped_tokens", "tokens".
+    Raises:
+        ValueError: unknown aggregation, or "max_tokens" without max_new_tokens.
+    Follows REFERENCE §3 (GRPO, Dr. GRPO losses).
+    """
+    mask = response_mask.float()
+    ratio = torch.exp(logp - logp_old)  # (B, T)
+    adv = advantages[:, None]  # (B, 1)
+    surrogate = torch.min(ratio * adv, torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * adv)
+    per_token = -surrogate * mask
+    if aggregation == "token_mean":
+        per_response = per_token.sum(1) / mask.sum(1).clamp(min=1)
+    elif aggregation == "max_tokens":
+        if not max_new_tokens:
+            raise ValueError("aggregation 'max_tokens' (Dr. GRPO) needs max_new_tokens")
+        per_response = per_token.sum(1) / max_new_tokens
+    else:
+        raise ValueError(f"unknown aggregation {aggregation!r}: use 'token_mean' (GRPO) or 'max_tokens' (Dr. GRPO)")
+    loss = per_response.sum() / num_responses
+    with torch.no_grad():
+        clipped = ((ratio - 1).abs() > clip_eps).float() * mask
+        stats = {"clipped_tokens": clipped.sum(), "tokens": mask.sum()}
+    return loss, stats

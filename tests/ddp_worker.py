@@ -1,0 +1,50 @@
+"""Run one `learn` step on a fixed batch, split over however many ranks launched it.
+
+    python tests/ddp_worker.py MODEL_DIR OUT_FILE MICRO_BATCH ALGO
+    torchrun --nproc_per_node 2 tests/ddp_worker.py MODEL_DIR OUT_FILE MICRO_BATCH ALGO
+
+Writes (rank 0) the parameter update of one SGD step (lr 1, so update = -gradient) and the loss,
+for tests/test_train.py to compare across world sizes and micro-batch sizes.
+"""
+
+import sys
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from losses import TokenLogProbs, group_advantages
+from rollout import Sample, load_model
+from train_zero import Config, learn, setup_distributed
+
+
+def fixed_batch(num_groups=2, group_size=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    samples = []
+    for _ in range(num_groups * group_size):
+        prompt = torch.randint(3, 1000, (int(torch.randint(2, 6, (1,), generator=g)),), generator=g).tolist()
+        response = torch.randint(3, 1000, (int(torch.randint(1, 7, (1,), generator=g)),), generator=g).tolist()
+        samples.append(Sample(prompt, response + [2], "", "stop"))
+    rewards = torch.randint(-1, 2, (len(samples),), generator=g).float()
+    return samples, rewards
+
+
+if __name__ == "__main__":
+    model_dir, out_file, micro, algo = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    d = setup_distributed()
+    model, tokenizer = load_model(model_dir)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = Config(algo=algo, group_size=4, micro_batch_size=micro, max_new_tokens=8, max_grad_norm=1e9)
+    samples, rewards = fixed_batch()
+    advantages = group_advantages(rewards, 4, scale_by_std=algo == "grpo")
+    per_rank = len(samples) // d.world_size  # whole groups per rank: 8 samples / 2 ranks = one group each
+    mine = slice(d.rank * per_rank, (d.rank + 1) * per_rank)
+    policy = DistributedDataParallel(TokenLogProbs(model))
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    stats = learn(policy, optimizer, samples[mine], advantages[mine], cfg, d, pad_id=2)
+    loss = torch.tensor([stats["loss"]])
+    dist.all_reduce(loss)
+    if d.is_main:
+        update = {k: (model.state_dict()[k] - before[k]) for k in before}
+        torch.save({"loss": loss.item(), "update": update}, out_file)
+    dist.destroy_process_group()

@@ -1,0 +1,272 @@
+"""Tests for data/: JSONL validation, the arithmetic set, the real benchmark files, and prepare.py offline."""
+
+import json
+import operator
+import re
+from pathlib import Path
+
+import pytest
+
+from data import (BENCHMARKS, DataError, Problem, arithmetic_problems, last_boxed, load_benchmark, load_jsonl,
+                  load_train_data)
+from data import prepare as prepare_module
+
+SHARED_DATA = Path("/work/shared/data")
+
+
+def write_lines(path: Path, lines: list) -> Path:
+    """Write a JSONL file: dicts/lists are JSON-encoded, strings are written as raw lines."""
+    with open(path, "w", encoding="utf-8") as f:
+        for line in lines:
+            f.write((line if isinstance(line, str) else json.dumps(line)) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# load_jsonl
+
+
+def test_load_jsonl_good_file(tmp_path):
+    path = write_lines(tmp_path / "train.jsonl", [
+        {"problem": "1+1?", "answer": "2", "source": "toy", "level": 1, "answer_alternatives": ["2", "two"]},
+        "",  # blank lines are ignored
+        {"problem": "Half?", "answer": "\\frac{1}{2}"},
+        {"problem": "Twelve?", "answer": 12.0},
+        {"problem": "Seven?", "answer": 7},
+        {"problem": "AIME", "answer": "025"},
+    ])
+    problem_set = load_jsonl(path)
+    assert [p.answer for p in problem_set.problems] == ["2", "\\frac{1}{2}", "12", "7", "025"]
+    assert problem_set.problems[0] == Problem("1+1?", "2", "toy", 1, {"answer_alternatives": ["2", "two"]})
+    assert problem_set.problems[1].source == "" and problem_set.problems[1].level is None
+    assert (problem_set.path, problem_set.skipped_empty, problem_set.skipped_level) == (str(path), 0, 0)
+
+
+@pytest.mark.parametrize("line, field", [
+    ('{"problem": "x", "answer": ', "invalid JSON"),
+    ('["problem", "answer"]', "object"),
+    ('{"answer": "1"}', "'problem'"),
+    ('{"problem": "x"}', "'answer'"),
+    ('{"problem": 3, "answer": "1"}', "'problem'"),
+    ('{"problem": "x", "answer": true}', "'answer'"),
+    ('{"problem": "x", "answer": [1, 2]}', "'answer'"),
+    ('{"problem": "x", "answer": 2.5}', "'answer'"),
+    ('{"problem": "x", "answer": null}', "'answer'"),
+    ('{"problem": "x", "answer": "1", "level": "hard"}', "'level'"),
+    ('{"problem": "x", "answer": "1", "source": 5}', "'source'"),
+])
+def test_load_jsonl_errors_name_file_line_and_field(tmp_path, line, field):
+    path = write_lines(tmp_path / "bad.jsonl", [{"problem": "ok", "answer": "1"}, "", line])
+    with pytest.raises(DataError) as error:
+        load_jsonl(path)
+    assert str(error.value).startswith("bad.jsonl:3: ")
+    assert field in str(error.value)
+
+
+def test_load_jsonl_invalid_utf8(tmp_path):
+    path = tmp_path / "latin.jsonl"
+    path.write_bytes(b'{"problem": "ok", "answer": "1"}\n{"problem": "caf\xe9", "answer": "1"}\n')
+    with pytest.raises(DataError, match=r"^latin\.jsonl:2: not valid UTF-8"):
+        load_jsonl(path)
+
+
+def test_load_jsonl_missing_file(tmp_path):
+    with pytest.raises(DataError, match="nope.jsonl: file not found"):
+        load_jsonl(tmp_path / "nope.jsonl")
+
+
+def test_load_jsonl_skips_and_counts_empty_answers(tmp_path):
+    path = write_lines(tmp_path / "t.jsonl", [{"problem": "a", "answer": ""}, {"problem": "b", "answer": "  "},
+                                              {"problem": "c", "answer": "3"}])
+    problem_set = load_jsonl(path)
+    assert [p.problem for p in problem_set.problems] == ["c"]
+    assert problem_set.skipped_empty == 2
+
+
+def test_load_jsonl_all_empty_is_an_error(tmp_path):
+    path = write_lines(tmp_path / "t.jsonl", [{"problem": "a", "answer": ""}])
+    with pytest.raises(DataError, match="t.jsonl: no problems left"):
+        load_jsonl(path)
+
+
+def test_load_jsonl_level_filter(tmp_path):
+    path = write_lines(tmp_path / "math.jsonl", [
+        {"problem": "a", "answer": "1", "level": 2},
+        {"problem": "b", "answer": "1", "level": "Level 4"},
+        {"problem": "c", "answer": "1", "level": None},
+        {"problem": "d", "answer": "1", "level": 5},
+        {"problem": "e", "answer": "1", "level": "Level ?"},
+        {"problem": "f", "answer": "", "level": 4},  # counted as empty, not as filtered
+    ])
+    everything = load_jsonl(path)
+    assert [p.level for p in everything.problems] == [2, 4, None, 5, None]
+    hard = load_jsonl(path, levels=[3, 4, 5])
+    assert [p.problem for p in hard.problems] == ["b", "d"]
+    assert (hard.skipped_level, hard.skipped_empty) == (3, 1)
+    with pytest.raises(DataError, match="no problems left"):
+        load_jsonl(path, levels=[1])
+
+
+# ---------------------------------------------------------------------------------------------------
+# arithmetic set
+
+
+OPERATORS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
+
+
+def test_arithmetic_deterministic_and_seeded():
+    assert arithmetic_problems(200, seed=3) == arithmetic_problems(200, seed=3)
+    assert arithmetic_problems(200, seed=3) != arithmetic_problems(200, seed=4)
+    assert arithmetic_problems(50, seed=3) == arithmetic_problems(200, seed=3)[:50]
+
+
+def test_arithmetic_answers_are_correct_and_easy():
+    problems = arithmetic_problems(2000, seed=0)
+    seen = set()
+    for p in problems:
+        match = re.fullmatch(r"What is (\d+) ([-+*]) (\d+)\?", p.problem)
+        assert match, p.problem
+        a, op, b = int(match.group(1)), match.group(2), int(match.group(3))
+        assert int(p.answer) == OPERATORS[op](a, b) and p.source == "arithmetic"
+        if op == "*":
+            assert min(a, b) <= 9 and 10 <= max(a, b) <= 99
+        else:
+            assert 10 <= a <= 99 and 10 <= b <= 99 and int(p.answer) >= 0
+        seen.add(op)
+    assert seen == {"+", "-", "*"}
+
+
+def test_load_train_data_arithmetic(tmp_path):
+    problem_set = load_train_data("arithmetic", seed=1)
+    assert problem_set.path == "arithmetic" and len(problem_set.problems) == 10_000
+    assert problem_set.problems[:5] == arithmetic_problems(5, seed=1)
+    with pytest.raises(ValueError, match="no levels"):
+        load_train_data("arithmetic", levels=[3])
+    path = write_lines(tmp_path / "t.jsonl", [{"problem": "a", "answer": "1", "level": 3}])
+    assert load_train_data(str(path), levels=[3]).problems[0].problem == "a"
+
+
+# ---------------------------------------------------------------------------------------------------
+# benchmarks (real files)
+
+
+needs_shared_data = pytest.mark.skipif(not (SHARED_DATA / "eval").is_dir(), reason="no /work/shared/data")
+
+
+@needs_shared_data
+def test_real_benchmarks():
+    assert len(load_benchmark("math500", SHARED_DATA).problems) == 500
+    assert len(load_benchmark("gsm8k", SHARED_DATA, limit=50).problems) == 50
+    aime = load_benchmark("aime24", SHARED_DATA)
+    assert len(aime.problems) == 30 and "025" in [p.answer for p in aime.problems]
+    minerva = load_benchmark("minerva", SHARED_DATA)  # alias
+    assert len(minerva.problems) == 272 and "answer_alternatives" in minerva.problems[0].meta
+
+
+def test_default_data_dir_env(monkeypatch, tmp_path):
+    from data import default_data_dir
+
+    monkeypatch.setenv("ZERO_RL_DATA", str(tmp_path))
+    assert default_data_dir() == tmp_path
+    monkeypatch.delenv("ZERO_RL_DATA")
+    assert default_data_dir() == Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def test_load_benchmark_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown benchmark 'aime25'.*math500"):
+        load_benchmark("aime25", tmp_path)
+    with pytest.raises(FileNotFoundError) as error:
+        load_benchmark("amc23", tmp_path)
+    message = str(error.value)
+    assert str(tmp_path / "eval" / "amc23.jsonl") in message
+    assert "ZERO_RL_DATA" in message and "python -m data.prepare --out" in message
+
+
+# ---------------------------------------------------------------------------------------------------
+# gold-answer extraction and prepare.py (offline, fake hub)
+
+
+@pytest.mark.parametrize("solution, expected", [
+    ("so $\\boxed{5}$.", "5"),
+    ("first \\boxed{1}, finally \\boxed{\\frac{1}{2}}.", "\\frac{1}{2}"),
+    ("\\fbox{x^{2}}", "x^{2}"),
+    ("The answer is $\\boxed 2$.", "2"),
+    ("spaced \\boxed {7}", "7"),
+    ("empty \\boxed{}", ""),
+    ("\\boxed5 is not a box", None),
+    ("no box here", None),
+    ("\\boxed{unclosed", None),
+])
+def test_last_boxed(solution, expected):
+    assert last_boxed(solution) == expected
+
+
+def math_row(problem, answer, level="Level 4", subject="Algebra"):
+    return {"problem": problem, "level": level, "type": subject, "solution": f"Work. $\\boxed{{{answer}}}$"}
+
+
+FAKE_HUB = {
+    "HuggingFaceH4/aime_2024": [{"id": 60, "problem": "Aya walks.", "solution": "...", "answer": "025", "url": "u"}],
+    "math-ai/amc23": [{"id": 0, "question": "Cities A and B.", "answer": 27.0, "url": "u"}],
+    "HuggingFaceH4/MATH-500": [{"problem": "Held out  problem.", "solution": "\\boxed{3}", "answer": "3",
+                                "subject": "Algebra", "level": 2, "unique_id": "test/algebra/1.json"}],
+    "svc-huggingface/minerva-math": [{"problem": "Telescope\n size?", "solution": "So \\boxed{1.6}.",
+                                      "type": "Astronomy", "idx": 0}],
+    "lkevinzc/math-eval": [{"problem": "Telescope size?", "answer": ["1.6 ", "1.60"]}],
+    "Hothan/OlympiadBench": [{"id": 1606, "question": "Xenia and Sergey.", "final_answer": ["$(0,2),(0,-2)$"],
+                              "is_multiple_answer": True, "unit": None, "answer_type": "Tuple", "subfield": "C",
+                              "context": None, "solution": ["..."], "error": None}],
+    ("openai/gsm8k", "test"): [{"question": "Apples?", "answer": "Work <<1+1=2>>\n#### 1,234"}],
+    ("openai/gsm8k", "train"): [{"question": "Pears?", "answer": "Work\n####  7 "}],
+    ("EleutherAI/hendrycks_math", "train", "algebra"): [
+        math_row("Nested?", "\\frac{1}{2}", "Level 3"), math_row("Easy?", "4", "Level 1"),
+        {"problem": "Brace-less?", "level": "Level 5", "type": "Algebra", "solution": "So $\\boxed 2$."},
+        math_row("Unknown level?", "9", "Level ?")],
+    ("EleutherAI/hendrycks_math", "test", "algebra"): [
+        math_row("Held out problem.", "3", "Level 2"), math_row("Test five?", "x+1", "Level 5")],
+}
+
+
+def fake_fetch(dataset_id, config, split):
+    """Rows for a (dataset, config, split), keyed as specifically as FAKE_HUB needs."""
+    for key in ((dataset_id, split, config), (dataset_id, split), dataset_id):
+        if key in FAKE_HUB:
+            return FAKE_HUB[key]
+    assert dataset_id == "EleutherAI/hendrycks_math", (dataset_id, config, split)
+    return []
+
+
+def test_prepare_writes_normalised_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(prepare_module, "fetch", fake_fetch)  # the one network function
+    counts = prepare_module.prepare(tmp_path)
+    assert set(counts) == {f"eval/{file}" for file in BENCHMARKS.values()} | {
+        "train/gsm8k_train.jsonl", "train/math_12k_rebuilt.jsonl", "train/math_lvl3to5_rebuilt.jsonl"}
+    assert not list(tmp_path.rglob("*.tmp"))
+
+    def answers(name):
+        return [p.answer for p in load_benchmark(name, tmp_path).problems]
+
+    assert answers("gsm8k") == ["1,234"]
+    assert answers("amc23") == ["27"] and load_benchmark("amc23", tmp_path).problems[0].meta["answer_raw"] == 27.0
+    assert answers("aime24") == ["025"] and answers("math500") == ["3"]
+    assert answers("olympiadbench") == ["(0,2),(0,-2)"]
+    minerva = load_benchmark("minerva_math", tmp_path).problems[0]
+    assert minerva.answer == "1.6" and minerva.meta["answer_alternatives"] == ["1.6", "1.60"]
+    assert [p.answer for p in load_jsonl(tmp_path / "train/gsm8k_train.jsonl").problems] == ["7"]
+
+    math12k = load_jsonl(tmp_path / "train/math_12k_rebuilt.jsonl")
+    by_problem = {p.problem: p for p in math12k.problems}
+    assert "Held out problem." not in by_problem  # MATH-500 removed (whitespace-normalised match)
+    assert by_problem["Nested?"].answer == "\\frac{1}{2}" and by_problem["Nested?"].level == 3
+    assert by_problem["Brace-less?"].answer == "2"
+    assert by_problem["Unknown level?"].level is None
+    assert [p.source for p in math12k.problems] == ["math_train"] * 4 + ["math_test"]
+    hard = load_jsonl(tmp_path / "train/math_lvl3to5_rebuilt.jsonl")
+    assert sorted(p.problem for p in hard.problems) == ["Brace-less?", "Nested?", "Test five?"]
+
+
+def test_prepare_cli_uses_fetch(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(prepare_module, "fetch", fake_fetch)
+    prepare_module.main(["--out", str(tmp_path)])
+    assert "math_lvl3to5_rebuilt.jsonl" in capsys.readouterr().out
+    assert (tmp_path / "eval" / "gsm8k.jsonl").is_file()

@@ -1,0 +1,95 @@
+"""rollout.py with a tiny random model: grouping, masks, EOS and stop-string handling, seeding."""
+
+import torch
+
+from losses import TokenLogProbs
+from rollout import HFEngine, Sample, SamplingParams, eos_token_ids, resolve_model
+from train_zero import collate
+
+
+def test_resolve_model_passes_hub_ids_and_dirs_through(tmp_path):
+    assert resolve_model("Qwen/Qwen2.5-Math-1.5B") == "Qwen/Qwen2.5-Math-1.5B"
+    assert resolve_model(str(tmp_path)) == str(tmp_path)
+
+
+def test_embedded_model_is_converted_once(smollm_dir):
+    from pathlib import Path
+
+    assert (Path(smollm_dir) / "config.json").exists() and (Path(smollm_dir) / "model.safetensors").exists()
+    assert resolve_model("smollm2-135m") == smollm_dir  # second call: cached
+
+
+def test_generate_groups_and_records(tiny_model, tokenizer):
+    engine = HFEngine(tiny_model, tokenizer, batch_size=4)
+    prompts = ["What is 1 + 1?", "A much longer prompt, to force left padding: what is 17 * 4?"]
+    params = SamplingParams(n=3, temperature=1.0, max_new_tokens=12, seed=0)
+    groups = engine.generate(prompts, params)
+    assert [len(g) for g in groups] == [3, 3]
+    eos = set(eos_token_ids(tokenizer))
+    for prompt, group in zip(prompts, groups):
+        for s in group:
+            assert s.prompt_ids == tokenizer(prompt, add_special_tokens=False).input_ids  # no pads kept
+            assert 1 <= len(s.response_ids) <= 12
+            assert s.finish_reason in ("stop", "length")
+            if s.finish_reason == "stop":
+                assert s.response_ids[-1] in eos and not eos & set(s.response_ids[:-1])
+            else:
+                assert len(s.response_ids) == 12 and not eos & set(s.response_ids)
+            assert s.text == tokenizer.decode(s.response_ids, skip_special_tokens=True)
+
+
+def test_generate_is_seeded(tiny_model, tokenizer):
+    engine = HFEngine(tiny_model, tokenizer)
+    params = SamplingParams(n=4, temperature=1.0, max_new_tokens=8, seed=123)
+    a = engine.generate(["What is 2 + 2?"], params)
+    b = engine.generate(["What is 2 + 2?"], params)
+    params.seed = 124
+    c = engine.generate(["What is 2 + 2?"], params)
+    ids = lambda groups: [s.response_ids for g in groups for s in g]
+    assert ids(a) == ids(b) and ids(a) != ids(c)
+
+
+def test_greedy_is_deterministic(tiny_model, tokenizer):
+    engine = HFEngine(tiny_model, tokenizer)
+    params = SamplingParams(n=2, temperature=0.0, max_new_tokens=8)
+    group = engine.generate(["What is 3 + 3?"], params)[0]
+    assert group[0].response_ids == group[1].response_ids
+
+
+def test_finish_cuts_at_eos_and_keeps_it(tiny_model, tokenizer):
+    engine = HFEngine(tiny_model, tokenizer)
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    body = tokenizer("The answer is 4.", add_special_tokens=False).input_ids
+    s = engine._finish([5], body + [eos, eos, eos], SamplingParams(max_new_tokens=20))
+    assert s.response_ids == body + [eos] and s.finish_reason == "stop" and s.text == "The answer is 4."
+    s = engine._finish([5], body, SamplingParams(max_new_tokens=len(body)))
+    assert s.response_ids == body and s.finish_reason == "length"
+
+
+def test_finish_cuts_after_stop_string(tiny_model, tokenizer):
+    engine = HFEngine(tiny_model, tokenizer)
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    head = tokenizer(" 2+2 </think> <answer> 4 </answer>", add_special_tokens=False).input_ids
+    tail = tokenizer(" and more", add_special_tokens=False).input_ids
+    s = engine._finish([5], head + tail + [eos], SamplingParams(max_new_tokens=40, stop=["</answer>"]))
+    assert s.finish_reason == "stop" and s.text.endswith("</answer>") and s.response_ids == head
+
+
+def test_response_mask_ends_at_and_includes_eos(tokenizer):
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    samples = [Sample([10, 11, 12], [20, 21, eos], "", "stop"), Sample([10], [30, 31], "", "length")]
+    ids, attn, rmask = collate(samples, pad_id=eos, device="cpu")
+    assert ids.tolist() == [[10, 11, 12, 20, 21, eos], [10, 30, 31, eos, eos, eos]]
+    assert attn.tolist() == [[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]]
+    # position t scores token t+1: row 0 scores tokens 3..5 (20, 21, EOS), row 1 tokens 1..2
+    assert rmask.tolist() == [[0, 0, 1, 1, 1], [1, 1, 0, 0, 0]]
+
+
+def test_token_logprobs_match_model_logits(tiny_model, tokenizer):
+    samples = [Sample([10, 11, 12], [20, 21, 2], "", "stop"), Sample([10], [30, 31], "", "length")]
+    ids, attn, rmask = collate(samples, pad_id=2, device="cpu")
+    logp, entropy = TokenLogProbs(tiny_model, temperature=0.7, chunk_size=3)(ids, attn, rmask)
+    logits = tiny_model(input_ids=ids, attention_mask=attn).logits[:, :-1] / 0.7
+    ref = torch.log_softmax(logits.float(), -1).gather(2, ids[:, 1:, None]).squeeze(2)
+    torch.testing.assert_close(logp, ref * rmask, atol=1e-5, rtol=1e-5)
+    assert (entropy[rmask == 0] == 0).all() and (entropy[rmask == 1] > 0).all()

@@ -1,0 +1,111 @@
+"""train_zero.py end to end with a tiny random model: a 2-step run, exact resume, DDP equivalence."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from train_zero import Config, main, problems_for_step
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def run(args, **kwargs):
+    return subprocess.run(args, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def tiny_config(model_dir, out_dir, **overrides):
+    base = dict(model=model_dir, out_dir=str(out_dir), steps=2, prompts_per_step=4, group_size=2, micro_batch_size=3,
+                max_new_tokens=6, lr=1e-3, eval_every=2, eval_limit=4, save_every=2, grader_timeout=5.0)
+    return Config(**{**base, **overrides})
+
+
+def test_two_step_run_writes_metrics_samples_config_and_checkpoint(tiny_model_dir, tmp_path):
+    rows = main(tiny_config(tiny_model_dir, tmp_path))
+    assert [r["step"] for r in rows] == [1, 2]
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert logged == rows
+    for key in ("reward_mean", "accuracy", "answer_rate", "response_length_mean", "response_length_max",
+                "truncation_rate", "clip_fraction", "entropy", "grad_norm", "time_rollout", "time_reward",
+                "time_learn", "time_sync", "tokens_per_s", "zero_adv_group_frac", "reflection_rate"):
+        assert key in rows[0], key
+    assert "eval/arithmetic" in rows[1] and "eval/arithmetic" not in rows[0]
+    assert rows[0]["response_length_max"] <= 6 and rows[0]["entropy"] > 0 and rows[0]["grad_norm"] >= 0
+    samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert {s["step"] for s in samples} == {1, 2} and all(s["reward"] in (1.0, -0.5, -1.0) for s in samples)
+    assert json.loads((tmp_path / "config.json").read_text())["steps"] == 2
+    checkpoint = tmp_path / "checkpoints" / "step_000002"
+    assert (tmp_path / "checkpoints" / "latest").read_text() == "step_000002"
+    assert (checkpoint / "model.safetensors").exists() and (checkpoint / "optimizer.pt").exists()
+    assert not list((tmp_path / "checkpoints").glob(".tmp*"))
+
+
+def test_resume_continues_exactly(tiny_model_dir, tmp_path):
+    straight = main(tiny_config(tiny_model_dir, tmp_path / "a", steps=4, save_every=2, eval_every=0))
+    main(tiny_config(tiny_model_dir, tmp_path / "b", steps=2, save_every=2, eval_every=0))
+    resumed = main(tiny_config(tiny_model_dir, tmp_path / "b", steps=4, save_every=2, eval_every=0, resume=True))
+    assert [r["step"] for r in resumed] == [3, 4]
+    timing = lambda row: {k: v for k, v in row.items() if not k.startswith("time_") and k != "tokens_per_s"}
+    assert [timing(r) for r in straight[2:]] == [timing(r) for r in resumed]
+    a = torch.load(tmp_path / "a" / "checkpoints" / "step_000004" / "optimizer.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "checkpoints" / "step_000004" / "optimizer.pt", weights_only=False)
+    for key in a["state"]:
+        torch.testing.assert_close(a["state"][key]["exp_avg"], b["state"][key]["exp_avg"], rtol=0, atol=0)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_resume_without_checkpoint_says_so(tiny_model_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        main(tiny_config(tiny_model_dir, tmp_path, resume=True))
+
+
+def test_data_order_is_a_function_of_step_and_splits_by_rank():
+    problems = list(range(10))
+    step3 = problems_for_step(problems, 3, 4, seed=0, rank=0, world_size=1)
+    assert step3 == problems_for_step(problems, 3, 4, seed=0, rank=0, world_size=1)
+    halves = problems_for_step(problems, 3, 4, 0, 0, 2) + problems_for_step(problems, 3, 4, 0, 1, 2)
+    assert halves == step3
+    epoch0 = [p for s in range(0, 2) for p in problems_for_step(problems, s, 5, 0, 0, 1)]
+    assert sorted(epoch0) == problems  # each epoch visits every problem once
+
+
+def test_unknown_flag_fails_with_a_message():
+    result = run([sys.executable, "train_zero.py", "--no-such-flag", "3"])
+    assert result.returncode != 0 and "no-such-flag" in (result.stderr + result.stdout)
+
+
+@pytest.mark.parametrize("algo", ["grpo", "drgrpo"])
+def test_two_ranks_give_the_same_loss_and_gradients_as_one(tiny_model_dir, tmp_path, algo):
+    one = tmp_path / "one.pt"
+    two = tmp_path / "two.pt"
+    odd = tmp_path / "odd.pt"
+    r = run([sys.executable, "tests/ddp_worker.py", tiny_model_dir, str(one), "8", algo])
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = run([sys.executable, "tests/ddp_worker.py", tiny_model_dir, str(odd), "3", algo])
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+             "tests/ddp_worker.py", tiny_model_dir, str(two), "2", algo])
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b, c = (torch.load(p, weights_only=False) for p in (one, two, odd))
+    assert a["loss"] == pytest.approx(b["loss"], abs=1e-6) == pytest.approx(c["loss"], abs=1e-6)
+    assert any(v.abs().max() > 0 for v in a["update"].values())
+    for key in a["update"]:
+        torch.testing.assert_close(a["update"][key], b["update"][key], atol=1e-6, rtol=1e-4)
+        torch.testing.assert_close(a["update"][key], c["update"][key], atol=1e-6, rtol=1e-4)
+
+
+def test_torchrun_two_ranks_trains(tiny_model_dir, tmp_path):
+    r = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+             "train_zero.py", "--model", tiny_model_dir, "--out-dir", str(tmp_path), "--steps", "2",
+             "--prompts-per-step", "4", "--group-size", "2", "--max-new-tokens", "6", "--eval-every", "2",
+             "--eval-limit", "4", "--save-every", "2"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2] and "eval/arithmetic" in rows[1]
+    assert (tmp_path / "checkpoints" / "step_000002" / "model.safetensors").exists()
