@@ -23,6 +23,7 @@ Deviations, one line each:
 import math
 import multiprocessing
 import re
+import warnings
 from dataclasses import dataclass
 
 # ---------------------------------------------------------------------------------------------
@@ -78,26 +79,26 @@ def stop_strings(template: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # Answer extraction (REFERENCE.md section 2, steps 1-2)
 
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
+_BOX = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")  # \boxed or \fbox, not \boxedfoo
 
 
 def _last_boxed(text: str) -> str | None:
     """Content of the last \\boxed{...} / \\fbox{...} (balanced braces) or \\boxed 5; None if absent/unbalanced."""
-    starts = [(m.start(), m.end()) for m in re.finditer(r"\\(?:boxed|fbox)(?![a-zA-Z])", text)]
-    if not starts:
+    boxes = list(_BOX.finditer(text))
+    if not boxes:
         return None
-    _, i = starts[-1]
+    i = boxes[-1].end()
     while i < len(text) and text[i] in " \t":
         i += 1
     if i < len(text) and text[i] == "{":
         depth = 0
         for j in range(i, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[j], 0)
+            depth += 1 if text[j] == "{" else -1 if text[j] == "}" else 0
             if depth == 0:
                 content = text[i + 1 : j].strip()
                 return content or None
         return None  # unbalanced: the box never closes
-    if i == starts[-1][1]:  # "\boxed5" without a space is not a brace-less box
+    if i == boxes[-1].end():  # "\boxed5" without a space is not a brace-less box
         return None
     content = re.match(r"[^\s$]*", text[i:]).group(0)  # brace-less "\boxed 5": up to whitespace or $
     return content or None
@@ -122,7 +123,7 @@ def extract_answer(response: str, template: str) -> str | None:
     content = response[start + len("<answer>") :]
     end = content.find("</answer>")
     content = content[:end] if end >= 0 else content  # tolerate a stop string the engine removed
-    if re.search(r"\\(?:boxed|fbox)(?![a-zA-Z])", content):
+    if _BOX.search(content):
         content = _last_boxed(content) or ""
     return content.strip() or None
 
@@ -131,29 +132,21 @@ def extract_answer(response: str, template: str) -> str | None:
 # Equivalence, layer 1: Hendrycks MATH string normalisation
 
 
-def _unwrap(s: str, command: str) -> str:
-    """Replace \\command{X} by X for innermost (brace-free) X, repeatedly."""
-    pattern = re.compile(r"\\" + command + r"\s*\{([^{}]*)\}")
-    while True:
-        new = pattern.sub(r"\1", s)
-        if new == s:
-            return s
-        s = new
-
-
 def _normalize(s: str) -> str:
     """Hendrycks-style normal form of an answer string (written for this repo, same rules as strip_string)."""
-    s = s.strip().replace("\n", "").replace("\\!", "").replace("\\\\", "\\")
+    s = s.strip().replace("\n", "").replace("\\!", "")
+    s = re.sub(r"\\\\(?=[a-zA-Z])", r"\\", s)  # doubly escaped commands "\\frac" (matrix rows "\\ 1" kept)
     s = s.replace("\\displaystyle", "").replace("tfrac", "frac").replace("dfrac", "frac")
     s = re.sub(r"\\(?:left|right)(?:\.|(?![a-zA-Z]))", "", s)  # \left( -> (, \right. -> ""
     s = re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°", "", s)  # degrees
     s = s.replace("\\$", "").replace("$", "").replace("\\%", "").replace("%", "")
     # a trailing unit wrapper after a number is dropped ("5 \text{ cm}"), any other \text{X} becomes X
     s = re.sub(r"^([-+]?[\d.,]+)\s*\\(?:text|mbox|mathrm)\s*\{[^{}]*\}$", r"\1", s.strip())
-    for command in ("text", "textbf", "mbox", "mathrm", "mathbf"):
-        s = _unwrap(s, command)
+    wrapper = re.compile(r"\\(?:text|textbf|mbox|mathrm|mathbf)\s*\{([^{}]*)\}")
+    while wrapper.search(s):
+        s = wrapper.sub(r"\1", s)  # innermost first, until none is left
     s = s.replace("{,}", ",")
-    s = re.sub(r"\\[,;: ]|\\quad|\\qquad|~|\s", "", s)  # all spacing, incl. thin spaces "1\,000"
+    s = re.sub(r"(?<!\\)\\[,;: ]|\\quad|\\qquad|~|\s", "", s)  # all spacing, incl. thin spaces "1\,000"
     s = re.sub(r"^\(?([A-E])\)$|^\(([A-E])\)?$", lambda m: m.group(1) or m.group(2), s)  # "(B)" -> "B"
     if re.fullmatch(r"[-+]?\d{1,3}(,\d{3})+(\.\d+)?", s):
         s = s.replace(",", "")  # thousands separators
@@ -182,7 +175,7 @@ def _drop_assignment(pred: str, gold: str) -> tuple[str, str]:
 
 def _to_number(s: str) -> float | None:
     """The value of a normalised plain number (int, decimal, 1e5, \\frac{a}{b}, a\\times10^{b}); else None."""
-    number = r"[-+]?(?:\d+\.?\d*|\.\d+)"
+    number = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"  # unambiguous: no quadratic backtracking on long digit runs
     if re.fullmatch(number + r"(?:e[-+]?\d+)?", s):
         return float(s)
     m = re.fullmatch(r"([-+]?)\\frac\{(" + number + r")\}\{(" + number + r")\}", s)
@@ -194,19 +187,15 @@ def _to_number(s: str) -> float | None:
     return None
 
 
-def _numbers_equal(pred: float, gold: float, percent: bool) -> bool:
-    targets = (gold, gold / 100, gold * 100) if percent else (gold,)
-    return any(math.isclose(pred, t, rel_tol=1e-4) for t in targets)
-
-
 # ---------------------------------------------------------------------------------------------
 # Equivalence, layer 3: symbolic (latex2sympy2_extended + sympy); may be slow, so the Grader runs it in a worker
 
 
 def _symbolic_equal(pred: str, gold: str) -> bool:
     """simplify(a - b) == 0 on the parsed LaTeX, or equal numeric values; any failure -> False."""
-    if any(re.search(r"(?<![\\a-zA-Z])[a-zA-Z]{4,}", s) for s in (pred, gold)):
-        return False  # a plain word: sympy would read it as a product of symbols (anagrams would match)
+    for s in (pred, gold):
+        if re.search(r"(?<![\\a-zA-Z])[a-zA-Z]{4,}", re.sub(r"\\(?:begin|end)\{\w+\*?\}", "", s)):
+            return False  # a plain word: sympy would read it as a product of symbols (anagrams would match)
     import sympy
     from latex2sympy2_extended import latex2sympy
 
@@ -280,6 +269,9 @@ def _structure(s: str) -> tuple[str, list[str]] | None:
     return ("set", items) if len(items) > 1 else None
 
 
+_MAX_SET_SIZE = 64  # larger sets / lists must match element for element as strings (after normalisation)
+
+
 def _equiv(pred: str, gold: str, symbolic: bool) -> bool:
     """Layers 1-2, plus layer 3 when symbolic; recursive on tuples, intervals, sets and unions."""
     percent = "%" in pred or "%" in gold
@@ -298,6 +290,10 @@ def _equiv(pred: str, gold: str, symbolic: bool) -> bool:
             return False
         if p_struct[0] != "set":  # tuples and intervals: element-wise, in order
             return all(_equiv(a, b, symbolic) for a, b in zip(p_struct[1], g_struct[1]))
+        if sorted(p_struct[1]) == sorted(g_struct[1]):
+            return True
+        if len(g_struct[1]) > _MAX_SET_SIZE:
+            return False  # the matching below is quadratic and runs in-process without a timeout
         unmatched = list(p_struct[1])  # sets: each gold element matches a distinct pred element
         for b in g_struct[1]:
             match = next((a for a in unmatched if _equiv(a, b, symbolic)), None)
@@ -307,7 +303,8 @@ def _equiv(pred: str, gold: str, symbolic: bool) -> bool:
         return True
     p_number, g_number = _to_number(p), _to_number(g)
     if p_number is not None and g_number is not None:
-        return _numbers_equal(p_number, g_number, percent)
+        targets = (g_number, g_number / 100, g_number * 100) if percent else (g_number,)
+        return any(math.isclose(p_number, t, rel_tol=1e-4) for t in targets)
     return symbolic and _symbolic_equal(p, g)
 
 
@@ -385,7 +382,9 @@ class Grader:
 
     def _ask_worker(self, pred: str, gold: str) -> str:
         if (self._process is None or not self._process.is_alive()) and not self._start():
-            return "died"
+            warnings.warn("reward.Grader: the sympy worker process did not start (is the main script importable, "
+                          "with an `if __name__ == '__main__':` guard?); grading this sample as 'timeout'")
+            return "timeout"
         try:
             self._conn.send((pred, gold))
             if not self._conn.poll(self.timeout):
@@ -406,7 +405,7 @@ class Grader:
             child_conn.close()
             if self._conn.poll(_WORKER_STARTUP_TIMEOUT) and self._conn.recv() == "ready":
                 return True
-        except (EOFError, OSError):  # the worker could not start or died while importing
+        except Exception:  # any start failure (pipe, process limits, a daemonic parent): no worker this time
             pass
         self.close()
         return False

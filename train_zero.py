@@ -340,7 +340,7 @@ def _train(cfg: Config, d: Dist) -> list[dict]:
     if d.is_main:  # a resumed run rewrites the rows after its checkpoint
         for path in (metrics_path, samples_path):
             if path.exists():
-                rows = [line for line in path.read_text().splitlines() if json.loads(line)["step"] < start_step]
+                rows = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= start_step]
                 _write_atomic(path, "".join(row + "\n" for row in rows))
 
     from tqdm import tqdm

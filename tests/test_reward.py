@@ -153,6 +153,8 @@ EQUIV_CASES = [
     ("1,2", "1,2,3", False),
     ("(2,7,13),(1,8,19)", "(1,8,19), (2,7,13)", True),
     ("(7,2,13),(1,8,19)", "(1,8,19), (2,7,13)", False),
+    ("\\begin{pmatrix} -1/3 \\\\ 2/3 \\end{pmatrix}", "\\begin{pmatrix} -\\frac13 \\\\ \\frac{2}{3} \\end{pmatrix}", True),
+    ("\\begin{pmatrix} 1/3 \\\\ 2/3 \\end{pmatrix}", "\\begin{pmatrix} -\\frac13 \\\\ \\frac{2}{3} \\end{pmatrix}", False),
     # partial matches and text
     ("2", "2,3", False),
     ("12", "1,2", False),
@@ -239,3 +241,20 @@ def test_grader_close_is_safe():
     assert g._process is None
     g.close()
     g.close()
+
+
+def test_grader_is_fast_on_adversarial_inputs():
+    digits, numbers = "1" * 100_000 + "x", [str(i) for i in range(2000)]
+    with Grader(timeout=2.0) as g:
+        g.grade("2x+2", "2(x+1)")  # start the worker outside the timed part
+        start = time.monotonic()
+        assert g.grade(digits, "1") in ("wrong", "timeout")
+        assert g.grade(",".join(numbers), ",".join(reversed(numbers))) == "correct"
+        assert time.monotonic() - start < 2 * 2.0 + 3.0
+
+
+def test_grader_that_cannot_start_a_worker_says_timeout(monkeypatch):
+    monkeypatch.setattr(Grader, "_start", lambda self: False)
+    with Grader() as g, pytest.warns(UserWarning, match="did not start"):
+        assert g.grade("2x+2", "2(x+1)") == "timeout"
+    assert g.grade("1", "1") == "correct"  # in-process layers still work

@@ -16,13 +16,26 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
 def run(args, **kwargs):
-    return subprocess.run(args, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600, **kwargs)
+    return subprocess.run(args, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300, **kwargs)
 
 
 def tiny_config(model_dir, out_dir, **overrides):
     base = dict(model=model_dir, out_dir=str(out_dir), steps=2, prompts_per_step=4, group_size=2, micro_batch_size=3,
                 max_new_tokens=6, lr=1e-3, eval_every=2, eval_limit=4, save_every=2, grader_timeout=5.0)
     return Config(**{**base, **overrides})
+
+
+@pytest.fixture
+def parity_reward(monkeypatch):
+    """A reward with variance on a random model: +1 for an even number of characters, else -0.5."""
+    import train_zero
+    from reward import RewardResult
+
+    def fake(responses, golds, template, rule, grader):
+        return [RewardResult(1.0, "correct", "x") if len(r) % 2 == 0 else RewardResult(-0.5, "wrong", "y")
+                for r in responses]
+
+    monkeypatch.setattr(train_zero, "compute_rewards", fake)
 
 
 def test_two_step_run_writes_metrics_samples_config_and_checkpoint(tiny_model_dir, tmp_path):
@@ -45,13 +58,14 @@ def test_two_step_run_writes_metrics_samples_config_and_checkpoint(tiny_model_di
     assert not list((tmp_path / "checkpoints").glob(".tmp*"))
 
 
-def test_resume_continues_exactly(tiny_model_dir, tmp_path):
+def test_resume_continues_exactly(tiny_model_dir, tmp_path, parity_reward):
     straight = main(tiny_config(tiny_model_dir, tmp_path / "a", steps=4, save_every=2, eval_every=0))
     main(tiny_config(tiny_model_dir, tmp_path / "b", steps=2, save_every=2, eval_every=0))
     resumed = main(tiny_config(tiny_model_dir, tmp_path / "b", steps=4, save_every=2, eval_every=0, resume=True))
     assert [r["step"] for r in resumed] == [3, 4]
     timing = lambda row: {k: v for k, v in row.items() if not k.startswith("time_") and k != "tokens_per_s"}
     assert [timing(r) for r in straight[2:]] == [timing(r) for r in resumed]
+    assert any(r["grad_norm"] > 0 for r in straight[2:])  # the weights really moved after the resume point
     a = torch.load(tmp_path / "a" / "checkpoints" / "step_000004" / "optimizer.pt", weights_only=False)
     b = torch.load(tmp_path / "b" / "checkpoints" / "step_000004" / "optimizer.pt", weights_only=False)
     for key in a["state"]:
@@ -89,7 +103,7 @@ def test_two_ranks_give_the_same_loss_and_gradients_as_one(tiny_model_dir, tmp_p
     assert r.returncode == 0, r.stderr[-3000:]
     r = run([sys.executable, "tests/ddp_worker.py", tiny_model_dir, str(odd), "3", algo])
     assert r.returncode == 0, r.stderr[-3000:]
-    r = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+    r = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
              "tests/ddp_worker.py", tiny_model_dir, str(two), "2", algo])
     assert r.returncode == 0, r.stderr[-3000:]
     a, b, c = (torch.load(p, weights_only=False) for p in (one, two, odd))
@@ -101,7 +115,7 @@ def test_two_ranks_give_the_same_loss_and_gradients_as_one(tiny_model_dir, tmp_p
 
 
 def test_torchrun_two_ranks_trains(tiny_model_dir, tmp_path):
-    r = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+    r = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
              "train_zero.py", "--model", tiny_model_dir, "--out-dir", str(tmp_path), "--steps", "2",
              "--prompts-per-step", "4", "--group-size", "2", "--max-new-tokens", "6", "--eval-every", "2",
              "--eval-limit", "4", "--save-every", "2"])
