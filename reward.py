@@ -17,6 +17,8 @@ Deviations, one line each:
   products of symbols, so anagrams like "Evelyn" / "Evenly" would match).
 - The grading timeout kills a persistent worker process (oat/SimpleRL use per-call processes or threads),
   which also stops huge-power hangs (10^{10^{10}}) that ignore thread- and signal-based timeouts.
+- A gold that is a plain number is not matched by an unevaluated arithmetic expression ("7 * 86" for
+  602; fractions like 1/2 still count): the anchors accept it, and RL learns to box the question.
 - A worker that dies mid-sample is restarted once; if the retry fails too the verdict is "timeout".
 """
 
@@ -25,6 +27,8 @@ import multiprocessing
 import re
 import warnings
 from dataclasses import dataclass
+
+from data import last_boxed
 
 # ---------------------------------------------------------------------------------------------
 # Prompt templates (REFERENCE.md section 1): the single source for training and evaluation
@@ -83,25 +87,9 @@ _BOX = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")  # \boxed or \fbox, not \boxe
 
 
 def _last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} / \\fbox{...} (balanced braces) or \\boxed 5; None if absent/unbalanced."""
-    boxes = list(_BOX.finditer(text))
-    if not boxes:
-        return None
-    i = boxes[-1].end()
-    while i < len(text) and text[i] in " \t":
-        i += 1
-    if i < len(text) and text[i] == "{":
-        depth = 0
-        for j in range(i, len(text)):
-            depth += 1 if text[j] == "{" else -1 if text[j] == "}" else 0
-            if depth == 0:
-                content = text[i + 1 : j].strip()
-                return content or None
-        return None  # unbalanced: the box never closes
-    if i == boxes[-1].end():  # "\boxed5" without a space is not a brace-less box
-        return None
-    content = re.match(r"[^\s$]*", text[i:]).group(0)  # brace-less "\boxed 5": up to whitespace or $
-    return content or None
+    """The gold-answer rule of data.last_boxed, stripped; None for no box, an unbalanced one, or an empty one."""
+    content = last_boxed(text)
+    return content.strip() or None if content is not None else None
 
 
 def extract_answer(response: str, template: str) -> str | None:
@@ -269,6 +257,7 @@ def _structure(s: str) -> tuple[str, list[str]] | None:
     return ("set", items) if len(items) > 1 else None
 
 
+_UNEVALUATED = re.compile(r"\d\s*(?:[-+*]|\\times|\\cdot|\\div)\s*[-(]?\s*\d")  # 7 * 86, 3+4, 2\times(5)
 _MAX_SET_SIZE = 64  # larger sets / lists must match element for element as strings (after normalisation)
 
 
@@ -305,6 +294,8 @@ def _equiv(pred: str, gold: str, symbolic: bool) -> bool:
     if p_number is not None and g_number is not None:
         targets = (g_number, g_number / 100, g_number * 100) if percent else (g_number,)
         return any(math.isclose(p_number, t, rel_tol=1e-4) for t in targets)
+    if g_number is not None and _UNEVALUATED.search(p):
+        return False  # "7 * 86" for 602 restates the question: a learnable reward hack, not an answer
     return symbolic and _symbolic_equal(p, g)
 
 

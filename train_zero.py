@@ -15,6 +15,8 @@ Deviations from the papers, one line each:
 - No KL term and no critic yet (Dr. GRPO uses beta = 0; PPO and KL are a separate issue).
 - The rollout batch is split into `updates_per_batch` mini-batches, one optimiser step each
   (Oat-Zero: 8); with 1, logp_old is the detached current log-prob (ratio = 1, exactly on-policy).
+- Responses with zero advantage are skipped in the learn pass (exactly zero gradient), and a batch
+  in which every advantage is zero makes no optimiser step (AdamW momentum does not move then).
 - Defaults are tuned for a 2-core CPU and a 135M model, not the papers' 7B runs (REFERENCE §4).
 """
 
@@ -153,6 +155,9 @@ def learn(policy, optimizer, samples: list[Sample], advantages: torch.Tensor, cf
     Each micro-batch loss is divided by the global number of responses in its optimiser step and
     multiplied by world_size (DDP averages gradients over ranks), so gradients equal those of one
     process holding the whole batch, whatever the micro-batch size or number of ranks.
+    Responses with zero advantage are not run (their gradient is exactly zero); a mini-batch with
+    no non-zero advantage on any rank makes no optimiser step. Logged entropy and clip fraction are
+    over the tokens that were run.
     """
     aggregation = "token_mean" if cfg.algo == "grpo" else "max_tokens"
     parameters = [p for p in policy.parameters() if p.requires_grad]
@@ -168,7 +173,15 @@ def learn(policy, optimizer, samples: list[Sample], advantages: torch.Tensor, cf
     stats = {"loss": 0.0, "clipped_tokens": 0.0, "tokens": 0.0, "entropy_sum": 0.0, "grad_norm": 0.0}
     for mini in minis:
         num_responses = len(mini) * d.world_size
-        micros = [mini[i : i + cfg.micro_batch_size] for i in range(0, len(mini), cfg.micro_batch_size)]
+        # A zero-advantage response has exactly zero gradient: skip it. Every rank must still run the same
+        # number of backward passes (DDP all-reduces in each), so ranks pad with zero-advantage responses.
+        active = [i for i in mini if advantages[i] != 0]
+        count = torch.tensor([len(active)])
+        dist.all_reduce(count, op=dist.ReduceOp.MAX)
+        if count.item() == 0:
+            continue  # no gradient on any rank: no optimiser step
+        active += [i for i in mini if advantages[i] == 0][: count.item() - len(active)]
+        micros = [active[i : i + cfg.micro_batch_size] for i in range(0, len(active), cfg.micro_batch_size)]
         for k, micro in enumerate(micros):
             ids, attn, rmask = collate([samples[i] for i in micro], pad_id, d.device)
             sync = contextlib.nullcontext() if k == len(micros) - 1 else policy.no_sync()

@@ -119,6 +119,11 @@ EQUIV_CASES = [
     ("3.1", "3.14159", False),
     ("4.67", "\\frac{14}{3}", False),
     ("-3", "3", False),
+    ("7 * 86", "602", False),  # restating the question is not an answer (a reward hack RL finds)
+    ("3+4", "7", False),
+    ("2\\times 3", "6", False),
+    ("1.5\\times10^{3}", "1500", True),  # scientific notation is a number, not an expression
+    ("10^3", "1000", True),
     ("1", "100", False),  # percent forms only when a % is written
     ("0", "0.0001", False),
     # symbolic
