@@ -56,24 +56,24 @@ class Config:
     reward: str = "simplerl"  # reward rule: simplerl (+1/-0.5/-1) or correct (1/0)
     train_data: str = "arithmetic"  # JSONL with problem/answer, or "arithmetic" (built-in procedural set)
     levels: tuple[int, ...] = ()  # keep only these MATH levels (e.g. 3 4 5); empty keeps all
-    steps: int = 40  # optimiser rounds (rollout batches)
-    prompts_per_step: int = 8  # prompts per rollout batch, over all ranks
-    group_size: int = 4  # samples per prompt (G)
+    steps: int = 30  # optimiser rounds (rollout batches)
+    prompts_per_step: int = 4  # prompts per rollout batch, over all ranks
+    group_size: int = 8  # samples per prompt (G)
     micro_batch_size: int = 8  # responses per forward/backward
     updates_per_batch: int = 1  # optimiser steps per rollout batch (mini-batches)
-    max_new_tokens: int = 48  # generation budget L_max (also Dr. GRPO's loss denominator)
+    max_new_tokens: int = 32  # generation budget L_max (also Dr. GRPO's loss denominator)
     temperature: float = 1.0  # sampling temperature; log-probs are taken at the same temperature
     top_p: float = 1.0  # nucleus sampling
-    lr: float = 2e-5  # AdamW learning rate, constant
+    lr: float = 5e-5  # AdamW learning rate, constant
     weight_decay: float = 0.0  # AdamW weight decay
     max_grad_norm: float = 1.0  # gradient clipping (global L2 norm)
     clip_eps: float = 0.2  # PPO ratio clip range
     seed: int = 0  # seeds data order, sampling and everything else
     out_dir: str = "runs/default"  # metrics.jsonl, samples.jsonl, config.json, checkpoints/
-    eval_every: int = 20  # greedy eval every N steps and at the end (0: never)
+    eval_every: int = 15  # greedy eval every N steps and at the end (0: never)
     eval_data: str = "arithmetic"  # comma-separated benchmarks (evaluate.py names) or "arithmetic"
-    eval_limit: int = 64  # problems per eval benchmark
-    save_every: int = 20  # checkpoint every N steps and at the end (0: never)
+    eval_limit: int = 32  # problems per eval benchmark
+    save_every: int = 15  # checkpoint every N steps and at the end (0: never)
     resume: bool = False  # continue from out_dir/checkpoints/latest
     log_samples: int = 4  # rollouts per step written to samples.jsonl
     grader_timeout: float = 5.0  # seconds per sample before the grader's worker is killed
@@ -391,9 +391,11 @@ def _train(cfg: Config, d: Dist) -> list[dict]:
             for name, problem_set in eval_sets.items():
                 mine = problem_set.problems[d.rank :: d.world_size]
                 records = evaluate_problems(engine, mine, cfg.template, grader, cfg.max_new_tokens)
-                correct = torch.tensor([sum(r["reason"] == "correct" for r in records), len(records)], dtype=torch.float64)
-                dist.all_reduce(correct)
-                row[f"eval/{name}"] = correct[0].item() / max(correct[1].item(), 1)
+                counts = torch.tensor([sum(r["reason"] == "correct" for r in records),
+                                       sum(r["reason"] != "no_answer" for r in records), len(records)], dtype=torch.float64)
+                dist.all_reduce(counts)
+                row[f"eval/{name}"] = counts[0].item() / max(counts[2].item(), 1)
+                row[f"eval/{name}/answer_rate"] = counts[1].item() / max(counts[2].item(), 1)
         history.append(row)
         if d.is_main:
             with open(metrics_path, "a") as f:

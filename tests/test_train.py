@@ -27,18 +27,18 @@ def tiny_config(model_dir, out_dir, **overrides):
 
 @pytest.fixture
 def parity_reward(monkeypatch):
-    """A reward with variance on a random model: +1 for an even number of characters, else -0.5."""
+    """A reward with variance on a random model: +1 for even-indexed responses, -0.5 for odd ones."""
     import train_zero
     from reward import RewardResult
 
     def fake(responses, golds, template, rule, grader):
-        return [RewardResult(1.0, "correct", "x") if len(r) % 2 == 0 else RewardResult(-0.5, "wrong", "y")
-                for r in responses]
+        return [RewardResult(1.0, "correct", "x") if i % 2 == 0 else RewardResult(-0.5, "wrong", "y")
+                for i in range(len(responses))]
 
     monkeypatch.setattr(train_zero, "compute_rewards", fake)
 
 
-def test_two_step_run_writes_metrics_samples_config_and_checkpoint(tiny_model_dir, tmp_path):
+def test_two_step_run_writes_metrics_samples_config_and_checkpoint(tiny_model_dir, tmp_path, parity_reward):
     rows = main(tiny_config(tiny_model_dir, tmp_path))
     assert [r["step"] for r in rows] == [1, 2]
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -48,9 +48,10 @@ def test_two_step_run_writes_metrics_samples_config_and_checkpoint(tiny_model_di
                 "time_learn", "time_sync", "tokens_per_s", "zero_adv_group_frac", "reflection_rate"):
         assert key in rows[0], key
     assert "eval/arithmetic" in rows[1] and "eval/arithmetic" not in rows[0]
-    assert rows[0]["response_length_max"] <= 6 and rows[0]["entropy"] > 0 and rows[0]["grad_norm"] >= 0
+    assert rows[0]["response_length_max"] <= 6
+    assert any(r["entropy"] > 0 and r["grad_norm"] > 0 for r in rows)  # something was learned
     samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
-    assert {s["step"] for s in samples} == {1, 2} and all(s["reward"] in (1.0, -0.5, -1.0) for s in samples)
+    assert {s["step"] for s in samples} == {1, 2} and all(s["reward"] in (1.0, -0.5) for s in samples)
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == 2
     checkpoint = tmp_path / "checkpoints" / "step_000002"
     assert (tmp_path / "checkpoints" / "latest").read_text() == "step_000002"
@@ -123,3 +124,19 @@ def test_torchrun_two_ranks_trains(tiny_model_dir, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [1, 2] and "eval/arithmetic" in rows[1]
     assert (tmp_path / "checkpoints" / "step_000002" / "model.safetensors").exists()
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "train" / "gsm8k_train.jsonl").exists(), reason="no ../shared/data")
+def test_real_model_on_real_data_then_evaluate_the_checkpoint(smollm_dir, tmp_path):
+    """SmolLM2-135M on GSM8K train for one step, then evaluate.py on its checkpoint (GSM8K test)."""
+    from evaluate import EvalConfig
+    from evaluate import main as evaluate_main
+
+    train_file = str(ROOT.parent / "shared" / "data" / "train" / "gsm8k_train.jsonl")
+    rows = main(Config(model="smollm2-135m", train_data=train_file, out_dir=str(tmp_path / "run"), steps=1,
+                       prompts_per_step=2, group_size=2, max_new_tokens=8, eval_every=0, save_every=1))
+    assert rows[0]["response_length_max"] <= 8
+    checkpoint = tmp_path / "run" / "checkpoints" / "step_000001"
+    scores = evaluate_main(EvalConfig(model=str(checkpoint), benchmarks="gsm8k", limit=2, max_new_tokens=8,
+                                      out_dir=str(tmp_path / "eval")))
+    assert scores["gsm8k"][1] == 2 and (tmp_path / "eval" / "gsm8k.jsonl").exists()
