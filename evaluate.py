@@ -99,7 +99,9 @@ def main(cfg: EvalConfig) -> dict[str, tuple[int, int]]:
                 for record in records:
                     f.write(json.dumps(record) + "\n")
             os.replace(tmp, path)
-            print(f"{name}: {scores[name][0]}/{scores[name][1]} correct, samples in {path}", flush=True)
+            answered = sum(r["answer"] is not None for r in records)
+            print(f"{name}: {scores[name][0]}/{scores[name][1]} correct, {answered} with an extracted answer, "
+                  f"samples in {path}", flush=True)
     print(format_table(scores))
     return scores
 

@@ -15,11 +15,14 @@ ratio = exp(logp - logp_old) per token; eps = clip_eps.
   custom autograd backward that recomputes each chunk's logits, so the [tokens, vocab] logits never
   exist in full (as Liger-Kernel's fused linear cross-entropy does, in plain PyTorch, no Triton).
   Per-token entropy comes out of the same pass, with its gradient.
+- Optional: DAPO clip-higher (eps_low, eps_high), a per-token KL term to a reference policy
+  (k1 / k2 / k3 estimators, Schulman 2020) and an entropy bonus, both aggregated like the surrogate.
 
 Deviations, one line each:
 - std in the GRPO advantage is the unbiased (Bessel-corrected) group std, as TRL and verl compute it.
 - The GRPO per-response mean divides by the masked response length, which includes the EOS token.
 - Log-probs are taken at the sampling temperature (logits / T), so the ratio is on-policy (REFERENCE §3).
+- Clip fraction counts tokens whose ratio is outside [1 - eps_low, 1 + eps_high], whatever the sign of A.
 """
 
 from __future__ import annotations
@@ -37,12 +40,13 @@ class _ChunkedLogProbEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, temperature, chunk_size):
         n_tokens = hidden.shape[0]
-        logp = torch.empty(n_tokens, dtype=torch.float32, device=hidden.device)
+        compute = torch.promote_types(hidden.dtype, torch.float32)  # bf16 -> fp32, fp64 stays fp64
+        logp = torch.empty(n_tokens, dtype=compute, device=hidden.device)
         entropy = torch.empty_like(logp)
         lse = torch.empty_like(logp)
         for start in range(0, n_tokens, chunk_size):
             end = min(start + chunk_size, n_tokens)
-            logits = (hidden[start:end] @ weight.T).float() / temperature  # (C, V) fp32
+            logits = (hidden[start:end] @ weight.T).to(compute) / temperature  # (C, V)
             chunk_lse = torch.logsumexp(logits, dim=-1)  # (C,)
             log_probs = logits - chunk_lse[:, None]
             lse[start:end] = chunk_lse
@@ -57,14 +61,15 @@ class _ChunkedLogProbEntropy(torch.autograd.Function):
         hidden, weight, targets, lse, entropy = ctx.saved_tensors
         temperature, chunk_size = ctx.temperature, ctx.chunk_size
         grad_hidden = torch.zeros_like(hidden) if ctx.needs_input_grad[0] else None
-        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
+        compute = lse.dtype
+        grad_weight = torch.zeros_like(weight, dtype=compute) if ctx.needs_input_grad[1] else None
         if grad_logp is None:
             grad_logp = torch.zeros_like(lse)
         if grad_entropy is None:
             grad_entropy = torch.zeros_like(lse)
         for start in range(0, hidden.shape[0], chunk_size):
             end = min(start + chunk_size, hidden.shape[0])
-            logits = (hidden[start:end] @ weight.T).float() / temperature  # recompute (C, V)
+            logits = (hidden[start:end] @ weight.T).to(compute) / temperature  # recompute (C, V)
             log_probs = logits - lse[start:end, None]
             probs = torch.exp(log_probs)
             # d logp_t / d z = onehot(t) - p ;  d H / d z = -p * (log p + H)
@@ -75,7 +80,7 @@ class _ChunkedLogProbEntropy(torch.autograd.Function):
             if grad_hidden is not None:
                 grad_hidden[start:end] = grad_z @ weight
             if grad_weight is not None:
-                grad_weight += (grad_z.T @ hidden[start:end]).float()
+                grad_weight += (grad_z.T @ hidden[start:end]).to(compute)
         if grad_weight is not None:
             grad_weight = grad_weight.to(weight.dtype)
         return grad_hidden, grad_weight, None, None, None
@@ -97,7 +102,8 @@ def chunked_logprobs_entropy(
         temperature: logits are divided by it (> 0), as during sampling.
         chunk_size: tokens per chunk; peak extra memory is about chunk_size * V * 4 bytes x 3.
     Returns:
-        (logp, entropy), each (N,) float32, in nats; both differentiable w.r.t. hidden and weight.
+        (logp, entropy), each (N,) in nats, float32 (float64 for float64 inputs); both differentiable
+        w.r.t. hidden and weight.
     Raises:
         ValueError: on mismatched shapes or a non-positive temperature / chunk size.
     Follows the fused linear cross-entropy idea of Liger-Kernel (Hsu et al. 2024), in plain PyTorch.
@@ -182,6 +188,8 @@ def policy_loss(
     aggregation: str,
     num_responses: int,
     max_new_tokens: int | None = None,
+    clip_eps_high: float | None = None,
+    per_token_penalty: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Clipped surrogate loss of one micro-batch, scaled for an optimiser step of `num_responses`.
 
@@ -194,6 +202,10 @@ def policy_loss(
         aggregation: "token_mean" (GRPO: sum_t / |o_i|) or "max_tokens" (Dr. GRPO: sum_t / max_new_tokens).
         num_responses: responses in the whole optimiser step, over all micro-batches and ranks.
         max_new_tokens: L_max, required for "max_tokens".
+        clip_eps_high: upper clip range (DAPO clip-higher: ratio clipped to [1-clip_eps, 1+clip_eps_high]);
+            None uses clip_eps.
+        per_token_penalty: (B, T) float added to the per-token loss before aggregation, e.g.
+            kl_coef * kl - entropy_coef * entropy (GRPO's KL loss term, an entropy bonus).
     Returns:
         loss (scalar; summing it over the step's micro-batches gives the step loss, -(1/N) sum_i ...),
         and detached sums for logging: "clipped_tokens", "tokens".
@@ -204,8 +216,10 @@ def policy_loss(
     mask = response_mask.float()
     ratio = torch.exp(logp - logp_old)  # (B, T)
     adv = advantages[:, None]  # (B, 1)
-    surrogate = torch.min(ratio * adv, torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * adv)
-    per_token = -surrogate * mask
+    high = clip_eps if clip_eps_high is None else clip_eps_high
+    surrogate = torch.min(ratio * adv, torch.clamp(ratio, 1 - clip_eps, 1 + high) * adv)
+    per_token = -surrogate if per_token_penalty is None else per_token_penalty - surrogate
+    per_token = per_token * mask
     if aggregation == "token_mean":
         per_response = per_token.sum(1) / mask.sum(1).clamp(min=1)
     elif aggregation == "max_tokens":
@@ -216,6 +230,34 @@ def policy_loss(
         raise ValueError(f"unknown aggregation {aggregation!r}: use 'token_mean' (GRPO) or 'max_tokens' (Dr. GRPO)")
     loss = per_response.sum() / num_responses
     with torch.no_grad():
-        clipped = ((ratio - 1).abs() > clip_eps).float() * mask
+        clipped = ((ratio < 1 - clip_eps) | (ratio > 1 + high)).float() * mask
         stats = {"clipped_tokens": clipped.sum(), "tokens": mask.sum()}
     return loss, stats
+
+
+# ---------------------------------------------------------------------------------------------
+# KL to a reference policy
+
+
+def kl_estimate(logp: torch.Tensor, logp_ref: torch.Tensor, estimator: str) -> torch.Tensor:
+    """Per-token estimate of KL(pi || pi_ref) from log-probs of the sampled tokens.
+
+    Args:
+        logp: (B, T) float32 log-probs under the policy (differentiable or not).
+        logp_ref: (B, T) float32 log-probs under the reference policy (no grad).
+        estimator: "k1" = logp - logp_ref; "k2" = 0.5 (logp - logp_ref)^2;
+            "k3" = exp(logp_ref - logp) - (logp_ref - logp) - 1 (>= 0, unbiased, low variance).
+    Returns:
+        (B, T) float32; average it over sampled tokens to estimate the KL in nats.
+    Raises:
+        ValueError: unknown estimator.
+    Follows Schulman, "Approximating KL divergence" (2020); k3 is GRPO's and SimpleRL-Zoo's "low_var_kl".
+    """
+    log_ratio = logp - logp_ref
+    if estimator == "k1":
+        return log_ratio
+    if estimator == "k2":
+        return 0.5 * log_ratio**2
+    if estimator == "k3":
+        return torch.exp(-log_ratio) + log_ratio - 1
+    raise ValueError(f"unknown KL estimator {estimator!r}: use k1, k2 or k3")

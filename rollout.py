@@ -145,6 +145,12 @@ class HFEngine:
         self.tokenizer = tokenizer
         self.batch_size = batch_size  # sequences per generate call
         self.eos_ids = eos_token_ids(tokenizer)
+        from transformers import GenerationConfig
+
+        # A hub model's generation_config may carry top_k / repetition_penalty defaults; any of them
+        # would make the sampler differ from the policy whose log-probs we train on. Start neutral.
+        model.generation_config = GenerationConfig(eos_token_id=self.eos_ids, pad_token_id=tokenizer.pad_token_id,
+                                                   bos_token_id=tokenizer.bos_token_id)
 
     def sync_weights(self, model=None) -> float:
         return 0.0

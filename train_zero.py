@@ -12,7 +12,7 @@ over micro-batches with gradient accumulation (losses.py) -> optimiser step -> w
 `--help` lists every knob; each is one field of `Config` below.
 
 Deviations from the papers, one line each:
-- No KL term and no critic yet (Dr. GRPO uses beta = 0; PPO and KL are a separate issue).
+- No critic yet (PPO is a separate issue); the KL term is GRPO-style, in the loss (off by default, as Dr. GRPO).
 - The rollout batch is split into `updates_per_batch` mini-batches, one optimiser step each
   (Oat-Zero: 8); with 1, logp_old is the detached current log-prob (ratio = 1, exactly on-policy).
 - Responses with zero advantage are skipped in the learn pass (exactly zero gradient), and a batch
@@ -39,7 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from data import load_train_data
 from evaluate import evaluate_problems, load_eval_set
-from losses import TokenLogProbs, group_advantages, policy_loss
+from losses import TokenLogProbs, group_advantages, kl_estimate, policy_loss
 from reward import REWARD_RULES, Grader, apply_template, compute_rewards, stop_strings
 from rollout import HFEngine, Sample, SamplingParams, load_model
 
@@ -67,7 +67,12 @@ class Config:
     lr: float = 5e-5  # AdamW learning rate, constant
     weight_decay: float = 0.0  # AdamW weight decay
     max_grad_norm: float = 1.0  # gradient clipping (global L2 norm)
-    clip_eps: float = 0.2  # PPO ratio clip range
+    clip_eps: float = 0.2  # PPO ratio clip range (the lower one when clip_eps_high is set)
+    clip_eps_high: float = 0.0  # DAPO clip-higher upper range, e.g. 0.28 (0: same as clip_eps)
+    kl_coef: float = 0.0  # KL-to-reference loss coefficient beta (0: no reference model is loaded)
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"  # per-token KL estimator (k3 = "low_var_kl")
+    entropy_coef: float = 0.0  # entropy bonus coefficient (subtracted from the loss)
+    truncated: Literal["keep", "drop", "zero_reward"] = "keep"  # responses without EOS: learn as usual, drop from the loss, or reward 0
     seed: int = 0  # seeds data order, sampling and everything else
     out_dir: str = "runs/default"  # metrics.jsonl, samples.jsonl, config.json, checkpoints/
     eval_every: int = 15  # greedy eval every N steps and at the end (0: never)
@@ -149,15 +154,17 @@ def collate(samples: list[Sample], pad_id: int, device) -> tuple[torch.Tensor, t
     return input_ids.to(device), attention_mask.to(device), response_mask.to(device)
 
 
-def learn(policy, optimizer, samples: list[Sample], advantages: torch.Tensor, cfg: Config, d: Dist, pad_id: int) -> dict:
+def learn(policy, optimizer, samples: list[Sample], advantages: torch.Tensor, in_loss: torch.Tensor, cfg: Config,
+          d: Dist, pad_id: int, reference=None) -> dict:
     """Run cfg.updates_per_batch optimiser steps on this rank's samples; returns summed stats.
 
     Each micro-batch loss is divided by the global number of responses in its optimiser step and
     multiplied by world_size (DDP averages gradients over ranks), so gradients equal those of one
     process holding the whole batch, whatever the micro-batch size or number of ranks.
-    Responses with zero advantage are not run (their gradient is exactly zero); a mini-batch with
-    no non-zero advantage on any rank makes no optimiser step. Logged entropy and clip fraction are
-    over the tokens that were run.
+    in_loss (N,) bool: responses that enter the loss (False drops one, e.g. a truncated response).
+    Responses whose gradient is exactly zero (zero advantage, and no KL or entropy term) are not run;
+    a mini-batch with nothing to run on any rank makes no optimiser step. Logged entropy, KL and clip
+    fraction are over the tokens that were run. `reference` (a TokenLogProbs, frozen) gives logp_ref.
     """
     aggregation = "token_mean" if cfg.algo == "grpo" else "max_tokens"
     parameters = [p for p in policy.parameters() if p.requires_grad]
@@ -170,26 +177,36 @@ def learn(policy, optimizer, samples: list[Sample], advantages: torch.Tensor, cf
             for start in range(0, len(samples), cfg.micro_batch_size):
                 ids, attn, rmask = collate(samples[start : start + cfg.micro_batch_size], pad_id, d.device)
                 logp_old.extend(policy(ids, attn, rmask)[0].unbind(0))
-    stats = {"loss": 0.0, "clipped_tokens": 0.0, "tokens": 0.0, "entropy_sum": 0.0, "grad_norm": 0.0}
+    zero_grad_if_zero_adv = cfg.kl_coef == 0 and cfg.entropy_coef == 0
+    stats = {"loss": 0.0, "clipped_tokens": 0.0, "tokens": 0.0, "entropy_sum": 0.0, "kl_sum": 0.0, "grad_norm": 0.0}
     for mini in minis:
         num_responses = len(mini) * d.world_size
-        # A zero-advantage response has exactly zero gradient: skip it. Every rank must still run the same
-        # number of backward passes (DDP all-reduces in each), so ranks pad with zero-advantage responses.
-        active = [i for i in mini if advantages[i] != 0]
+        # Every rank must run the same number of backward passes (DDP all-reduces in each), so ranks
+        # pad with responses whose loss mask is zeroed (no gradient).
+        active = [i for i in mini if in_loss[i] and (advantages[i] != 0 or not zero_grad_if_zero_adv)]
         count = torch.tensor([len(active)])
         dist.all_reduce(count, op=dist.ReduceOp.MAX)
         if count.item() == 0:
             continue  # no gradient on any rank: no optimiser step
-        active += [i for i in mini if advantages[i] == 0][: count.item() - len(active)]
-        micros = [active[i : i + cfg.micro_batch_size] for i in range(0, len(active), cfg.micro_batch_size)]
+        padding = [i for i in mini if i not in active][: count.item() - len(active)]
+        runs = active + padding
+        micros = [runs[i : i + cfg.micro_batch_size] for i in range(0, len(runs), cfg.micro_batch_size)]
         for k, micro in enumerate(micros):
             ids, attn, rmask = collate([samples[i] for i in micro], pad_id, d.device)
+            rmask = rmask * torch.tensor([i in active for i in micro], dtype=rmask.dtype, device=d.device)[:, None]
             sync = contextlib.nullcontext() if k == len(micros) - 1 else policy.no_sync()
             with sync:
                 logp, entropy = policy(ids, attn, rmask)  # (b, T-1) each
                 old = logp.detach() if logp_old is None else _pad_stack([logp_old[i] for i in micro], logp.shape[1])
+                penalty = -cfg.entropy_coef * entropy if cfg.entropy_coef else torch.zeros_like(logp)
+                if reference is not None:
+                    with torch.no_grad():
+                        logp_ref = reference(ids, attn, rmask)[0]
+                    kl = kl_estimate(logp, logp_ref, cfg.kl_estimator)
+                    penalty = penalty + cfg.kl_coef * kl
+                    stats["kl_sum"] += (kl.detach() * rmask).sum().item()
                 loss, st = policy_loss(logp, old, advantages[micro].to(d.device), rmask, cfg.clip_eps, aggregation,
-                                       num_responses, cfg.max_new_tokens)
+                                       num_responses, cfg.max_new_tokens, cfg.clip_eps_high or None, penalty)
                 (loss * d.world_size).backward()
             stats["loss"] += loss.item()
             stats["clipped_tokens"] += st["clipped_tokens"].item()
@@ -288,6 +305,7 @@ def reduce_metrics(sums: dict, max_length: int, d: Dist) -> dict:
         "truncation_rate": s["truncated"] / n,
         "clip_fraction": s["clipped_tokens"] / max(s["tokens"], 1),
         "entropy": s["entropy_sum"] / max(s["tokens"], 1),
+        "kl": s["kl_sum"] / max(s["tokens"], 1),
         "loss": s["loss"] / d.world_size,
         "grad_norm": s["grad_norm"] / d.world_size,
         "zero_adv_group_frac": s["zero_adv_groups"] / max(s["groups"], 1),
@@ -346,6 +364,10 @@ def _train(cfg: Config, d: Dist) -> list[dict]:
         torch.set_rng_state(rng["torch"])
         random.setstate(rng["python"])
         print0(d, f"resumed from {checkpoint} at step {start_step}")
+    reference = None
+    if cfg.kl_coef > 0:  # a frozen copy of the starting policy (the base model, also after a resume)
+        reference = TokenLogProbs(load_model(cfg.model)[0].to(d.device).eval().requires_grad_(False),
+                                  cfg.temperature, cfg.logprob_chunk_size)
     engine = HFEngine(model, tokenizer)
     grader = Grader(cfg.grader_timeout)
     params = SamplingParams(cfg.group_size, cfg.temperature, cfg.top_p, cfg.max_new_tokens, stop_strings(cfg.template))
@@ -374,9 +396,13 @@ def _train(cfg: Config, d: Dist) -> list[dict]:
         t2 = time.perf_counter()
         # --- advantages
         rewards = torch.tensor([r.score for r in results])
+        truncated = torch.tensor([s.finish_reason == "length" for s in samples])
+        if cfg.truncated == "zero_reward":
+            rewards[truncated] = 0.0
         advantages = group_advantages(rewards, cfg.group_size, scale_by_std=cfg.algo == "grpo")
+        in_loss = ~truncated if cfg.truncated == "drop" else torch.ones_like(truncated)
         # --- learn
-        stats = learn(policy, optimizer, samples, advantages, cfg, d, tokenizer.pad_token_id)
+        stats = learn(policy, optimizer, samples, advantages, in_loss, cfg, d, tokenizer.pad_token_id, reference)
         t3 = time.perf_counter()
         # --- sync (no-op for the transformers engine, which samples from the live model)
         sync_seconds = engine.sync_weights(model)

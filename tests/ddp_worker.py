@@ -41,7 +41,8 @@ if __name__ == "__main__":
     mine = slice(d.rank * per_rank, (d.rank + 1) * per_rank)
     policy = DistributedDataParallel(TokenLogProbs(model))
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-    stats = learn(policy, optimizer, samples[mine], advantages[mine], cfg, d, pad_id=2)
+    in_loss = torch.ones(per_rank, dtype=torch.bool)
+    stats = learn(policy, optimizer, samples[mine], advantages[mine], in_loss, cfg, d, pad_id=2)
     loss = torch.tensor([stats["loss"]])
     dist.all_reduce(loss)
     if d.is_main:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from losses import chunked_logprobs_entropy, group_advantages, policy_loss
+from losses import chunked_logprobs_entropy, group_advantages, kl_estimate, policy_loss
 
 
 def naive(hidden, weight, targets, temperature):
@@ -37,16 +37,17 @@ def test_fused_logprob_matches_naive_fp32(chunk_size, temperature):
     torch.testing.assert_close(g_weight, weight.grad, atol=1e-5, rtol=1e-5)
 
 
-def test_fused_logprob_gradcheck_fp64():
+def test_fused_logprob_entropy_gradcheck_fp64():
+    """Finite differences in fp64 for both outputs, the entropy's gradient included."""
     torch.manual_seed(1)
     hidden = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(9, 4, dtype=torch.float64, requires_grad=True)
     targets = torch.randint(0, 9, (5,))
-    # the kernel computes in fp32 internally, so compare to the fp64 reference at fp32 accuracy
-    logp, entropy = chunked_logprobs_entropy(hidden, weight, targets, 1.0, 2)
-    ref_logp, ref_entropy = naive(hidden, weight, targets, 1.0)
-    torch.testing.assert_close(logp.double(), ref_logp, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(entropy.double(), ref_entropy, atol=1e-5, rtol=1e-5)
+    assert torch.autograd.gradcheck(lambda h, w: chunked_logprobs_entropy(h, w, targets, 0.8, 2), (hidden, weight))
+    logp, entropy = chunked_logprobs_entropy(hidden, weight, targets, 0.8, 2)
+    ref_logp, ref_entropy = naive(hidden, weight, targets, 0.8)
+    torch.testing.assert_close(logp, ref_logp)
+    torch.testing.assert_close(entropy, ref_entropy)
 
 
 def test_fused_logprob_rejects_bad_shapes():
@@ -136,3 +137,51 @@ def test_loss_and_grad_independent_of_micro_batch_size(aggregation):
         loss, grad = accumulate(micro)
         assert loss == pytest.approx(full_loss, abs=1e-6)
         torch.testing.assert_close(grad, full_grad)
+
+
+def test_kl_estimators_closed_forms():
+    logp = torch.tensor([[-1.0, -2.0], [-0.5, -0.1]])
+    logp_ref = torch.tensor([[-1.5, -1.0], [-0.5, -3.0]])
+    d = logp - logp_ref
+    torch.testing.assert_close(kl_estimate(logp, logp_ref, "k1"), d)
+    torch.testing.assert_close(kl_estimate(logp, logp_ref, "k2"), 0.5 * d**2)
+    torch.testing.assert_close(kl_estimate(logp, logp_ref, "k3"), torch.exp(-d) + d - 1)
+    assert (kl_estimate(logp, logp_ref, "k3") >= 0).all() and kl_estimate(logp, logp, "k3").abs().max() == 0
+    with pytest.raises(ValueError, match="k4"):
+        kl_estimate(logp, logp_ref, "k4")
+
+
+def test_kl_estimators_are_unbiased_or_consistent_on_samples():
+    # Monte-Carlo over tokens sampled from p: E_p[k1] = E_p[k3] = KL(p || q); k2 is close for nearby p, q.
+    torch.manual_seed(0)
+    p = torch.softmax(torch.randn(50), 0)
+    q = torch.softmax(torch.log(p) + 0.1 * torch.randn(50), 0)
+    tokens = torch.multinomial(p, 400_000, replacement=True)
+    logp, logq = torch.log(p)[tokens], torch.log(q)[tokens]
+    exact = (p * (p.log() - q.log())).sum()
+    for estimator, tol in (("k1", 2e-3), ("k3", 2e-3), ("k2", 2e-3)):
+        assert kl_estimate(logp, logq, estimator).mean().item() == pytest.approx(exact.item(), abs=tol), estimator
+
+
+def test_clip_higher_uses_separate_bounds():
+    logp_old = torch.zeros(1, 3)
+    ratio = torch.tensor([[0.7, 1.25, 1.35]])
+    mask = torch.ones(1, 3)
+    # positive advantage: only the upper bound binds; eps_high 0.28 clips 1.35 to 1.28 but not 1.25
+    loss, stats = policy_loss(ratio.log(), logp_old, torch.tensor([1.0]), mask, 0.2, "token_mean", 1,
+                              clip_eps_high=0.28)
+    torch.testing.assert_close(loss, torch.tensor(-(0.7 + 1.25 + 1.28) / 3))
+    assert stats["clipped_tokens"].item() == 2  # 0.7 < 0.8 and 1.35 > 1.28
+    loss_sym, _ = policy_loss(ratio.log(), logp_old, torch.tensor([1.0]), mask, 0.2, "token_mean", 1)
+    torch.testing.assert_close(loss_sym, torch.tensor(-(0.7 + 1.2 + 1.2) / 3))
+
+
+def test_per_token_penalty_is_aggregated_like_the_surrogate():
+    logp = torch.zeros(2, 3)
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    penalty = torch.tensor([[0.3, 0.1, 9.0], [0.2, 0.2, 0.2]])  # the 9.0 is masked out
+    loss, _ = policy_loss(logp, logp, torch.zeros(2), mask, 0.2, "token_mean", 2, per_token_penalty=penalty)
+    torch.testing.assert_close(loss, torch.tensor((0.4 / 2 + 0.6 / 3) / 2))
+    loss, _ = policy_loss(logp, logp, torch.zeros(2), mask, 0.2, "max_tokens", 2, max_new_tokens=4,
+                          per_token_penalty=penalty)
+    torch.testing.assert_close(loss, torch.tensor((0.4 + 0.6) / 4 / 2))

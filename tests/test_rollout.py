@@ -93,3 +93,11 @@ def test_token_logprobs_match_model_logits(tiny_model, tokenizer):
     ref = torch.log_softmax(logits.float(), -1).gather(2, ids[:, 1:, None]).squeeze(2)
     torch.testing.assert_close(logp, ref * rmask, atol=1e-5, rtol=1e-5)
     assert (entropy[rmask == 0] == 0).all() and (entropy[rmask == 1] > 0).all()
+
+
+def test_engine_drops_hub_sampling_defaults(tiny_model, tokenizer):
+    # e.g. Qwen2.5 ships top_k=20 and repetition_penalty=1.05: sampling would then not follow the policy
+    tiny_model.generation_config.repetition_penalty = 1.05
+    tiny_model.generation_config.top_k = 20
+    HFEngine(tiny_model, tokenizer)
+    assert tiny_model.generation_config.repetition_penalty in (None, 1.0) and tiny_model.generation_config.top_k != 20

@@ -140,3 +140,33 @@ def test_real_model_on_real_data_then_evaluate_the_checkpoint(smollm_dir, tmp_pa
     scores = evaluate_main(EvalConfig(model=str(checkpoint), benchmarks="gsm8k", limit=2, max_new_tokens=8,
                                       out_dir=str(tmp_path / "eval")))
     assert scores["gsm8k"][1] == 2 and (tmp_path / "eval" / "gsm8k.jsonl").exists()
+
+
+def test_kl_term_loads_a_reference_and_logs_kl(tiny_model_dir, tmp_path, parity_reward):
+    rows = main(tiny_config(tiny_model_dir, tmp_path, steps=3, kl_coef=0.1, kl_estimator="k3", eval_every=0,
+                            save_every=0, clip_eps_high=0.28, entropy_coef=0.01))
+    assert rows[0]["kl"] == 0.0  # the policy equals the reference before the first update
+    assert rows[2]["kl"] > 0  # and drifts from it after
+    assert all(r["grad_norm"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("mode", ["drop", "zero_reward"])
+def test_truncated_responses_can_be_dropped_or_zeroed(tiny_model_dir, tmp_path, parity_reward, monkeypatch, mode):
+    import train_zero
+
+    seen = {}
+    real_learn = train_zero.learn
+
+    def spy(policy, optimizer, samples, advantages, in_loss, *args, **kwargs):
+        seen.setdefault("advantages", advantages.clone())
+        seen.setdefault("in_loss", in_loss.clone())
+        seen.setdefault("truncated", torch.tensor([s.finish_reason == "length" for s in samples]))
+        return real_learn(policy, optimizer, samples, advantages, in_loss, *args, **kwargs)
+
+    monkeypatch.setattr(train_zero, "learn", spy)
+    main(tiny_config(tiny_model_dir, tmp_path, steps=1, max_new_tokens=3, eval_every=0, save_every=0, truncated=mode))
+    assert seen["truncated"].all()  # 3 tokens from a random model: every response is cut
+    if mode == "drop":
+        assert not seen["in_loss"].any()
+    else:  # every reward is 0, so every advantage is 0
+        assert seen["in_loss"].all() and (seen["advantages"] == 0).all()
