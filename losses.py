@@ -44,14 +44,17 @@ class _ChunkedLogProbEntropy(torch.autograd.Function):
         logp = torch.empty(n_tokens, dtype=compute, device=hidden.device)
         entropy = torch.empty_like(logp)
         lse = torch.empty_like(logp)
+        # Two (chunk, V) work buffers, reused for every chunk: no per-chunk allocation or page faults.
+        log_probs_buf = torch.empty(min(chunk_size, n_tokens), weight.shape[0], dtype=compute, device=hidden.device)
+        probs_buf = torch.empty_like(log_probs_buf)
         for start in range(0, n_tokens, chunk_size):
             end = min(start + chunk_size, n_tokens)
-            logits = (hidden[start:end] @ weight.T).to(compute) / temperature  # (C, V)
-            chunk_lse = torch.logsumexp(logits, dim=-1)  # (C,)
-            log_probs = logits - chunk_lse[:, None]
-            lse[start:end] = chunk_lse
+            log_probs, probs = log_probs_buf[: end - start], probs_buf[: end - start]
+            _chunk_log_probs(hidden[start:end], weight, temperature, log_probs, probs)  # log_probs = logits - lse
+            lse[start:end] = probs[:, 0]  # _chunk_log_probs leaves the chunk's lse there
             logp[start:end] = log_probs.gather(1, targets[start:end, None]).squeeze(1)
-            entropy[start:end] = -(torch.exp(log_probs) * log_probs).sum(-1)
+            torch.exp(log_probs, out=probs)
+            entropy[start:end] = -torch.bmm(probs[:, None, :], log_probs[:, :, None]).view(-1)  # -sum p log p
         ctx.save_for_backward(hidden, weight, targets, lse, entropy)
         ctx.temperature, ctx.chunk_size = temperature, chunk_size
         return logp, entropy
@@ -60,30 +63,56 @@ class _ChunkedLogProbEntropy(torch.autograd.Function):
     def backward(ctx, grad_logp, grad_entropy):
         hidden, weight, targets, lse, entropy = ctx.saved_tensors
         temperature, chunk_size = ctx.temperature, ctx.chunk_size
-        grad_hidden = torch.zeros_like(hidden) if ctx.needs_input_grad[0] else None
         compute = lse.dtype
+        grad_hidden = torch.zeros_like(hidden) if ctx.needs_input_grad[0] else None
         grad_weight = torch.zeros_like(weight, dtype=compute) if ctx.needs_input_grad[1] else None
-        if grad_logp is None:
-            grad_logp = torch.zeros_like(lse)
-        if grad_entropy is None:
-            grad_entropy = torch.zeros_like(lse)
+        grad_logp = torch.zeros_like(lse) if grad_logp is None else grad_logp.to(compute)
+        grad_entropy = torch.zeros_like(lse) if grad_entropy is None else grad_entropy.to(compute)
+        log_probs_buf = torch.empty(min(chunk_size, hidden.shape[0]), weight.shape[0], dtype=compute,
+                                    device=hidden.device)
+        grad_buf = torch.empty_like(log_probs_buf)
         for start in range(0, hidden.shape[0], chunk_size):
             end = min(start + chunk_size, hidden.shape[0])
-            logits = (hidden[start:end] @ weight.T).to(compute) / temperature  # recompute (C, V)
-            log_probs = logits - lse[start:end, None]
-            probs = torch.exp(log_probs)
-            # d logp_t / d z = onehot(t) - p ;  d H / d z = -p * (log p + H)
-            grad_z = -probs * grad_logp[start:end, None]
-            grad_z.scatter_add_(1, targets[start:end, None], grad_logp[start:end, None])
-            grad_z -= probs * (log_probs + entropy[start:end, None]) * grad_entropy[start:end, None]
-            grad_z = (grad_z / temperature).to(hidden.dtype)
+            log_probs, grad_z = log_probs_buf[: end - start], grad_buf[: end - start]
+            _chunk_log_probs(hidden[start:end], weight, temperature, log_probs, grad_z, lse[start:end])
+            g_logp, g_entropy = grad_logp[start:end, None], grad_entropy[start:end, None]
+            # d logp_t / d z = onehot(t) - p ;  d H / d z = -p (log p + H); z = logits / T
+            # grad_z = -p * (g_logp + g_entropy * (log p + H)) + onehot(t) * g_logp, all in place
+            torch.exp(log_probs, out=grad_z)
+            log_probs.add_(entropy[start:end, None]).mul_(g_entropy).add_(g_logp)
+            grad_z.mul_(log_probs).neg_()
+            grad_z.scatter_add_(1, targets[start:end, None], g_logp)
+            if temperature != 1.0:
+                grad_z.div_(temperature)
+            grad_z_cast = grad_z.to(hidden.dtype)
             if grad_hidden is not None:
-                grad_hidden[start:end] = grad_z @ weight
+                torch.matmul(grad_z_cast, weight, out=grad_hidden[start:end]) if hidden.dtype == grad_hidden.dtype \
+                    else grad_hidden[start:end].copy_(grad_z_cast @ weight)
             if grad_weight is not None:
-                grad_weight += (grad_z.T @ hidden[start:end]).to(compute)
+                grad_weight.addmm_(grad_z.T, hidden[start:end].to(compute))
         if grad_weight is not None:
             grad_weight = grad_weight.to(weight.dtype)
         return grad_hidden, grad_weight, None, None, None
+
+
+def _chunk_log_probs(hidden, weight, temperature, out, scratch, lse=None):
+    """out = log_softmax(hidden @ weight.T / T) of one chunk, computed in `out` (C, V) in place.
+
+    Without `lse`, it is computed (scratch is used for the exp) and left in scratch[:, 0].
+    """
+    if hidden.dtype == out.dtype:
+        torch.matmul(hidden, weight.T, out=out)
+    else:
+        out.copy_(hidden @ weight.T)
+    if temperature != 1.0:
+        out.div_(temperature)
+    if lse is None:
+        row_max = out.max(dim=1, keepdim=True).values  # (C, 1)
+        torch.sub(out, row_max, out=scratch)
+        scratch.exp_()
+        lse = scratch.sum(dim=1, keepdim=True).log_().add_(row_max).view(-1)
+        scratch[:, 0] = lse
+    out.sub_(lse[:, None])
 
 
 def chunked_logprobs_entropy(
