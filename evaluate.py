@@ -15,12 +15,10 @@ Deviations, one line each:
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from data import BENCHMARKS, ProblemSet, arithmetic_problems, load_benchmark
+from data import ProblemSet, arithmetic_problems, load_benchmark, write_jsonl
 from reward import Grader, apply_template, compute_rewards, stop_strings
 from rollout import HFEngine, SamplingParams, load_model
 
@@ -80,9 +78,7 @@ def format_table(scores: dict[str, tuple[int, int]]) -> str:
 def main(cfg: EvalConfig) -> dict[str, tuple[int, int]]:
     """Evaluate cfg.model on each benchmark; returns {name: (correct, n)}."""
     names = [n.strip() for n in cfg.benchmarks.split(",") if n.strip()]
-    for name in names:
-        if name not in BENCHMARKS and name not in ("arithmetic", "minerva"):
-            raise ValueError(f"--benchmarks: unknown {name!r}; known: {', '.join([*BENCHMARKS, 'arithmetic'])}")
+    problem_sets = {name: load_eval_set(name, cfg.data_dir or None, cfg.limit or None) for name in names}  # fail early
     model, tokenizer = load_model(cfg.model)
     engine = HFEngine(model, tokenizer, batch_size=cfg.batch_size)
     out_dir = Path(cfg.out_dir)
@@ -90,15 +86,10 @@ def main(cfg: EvalConfig) -> dict[str, tuple[int, int]]:
     scores = {}
     with Grader(cfg.grader_timeout) as grader:
         for name in names:
-            problem_set = load_eval_set(name, cfg.data_dir or None, cfg.limit or None)
-            records = evaluate_problems(engine, problem_set.problems, cfg.template, grader, cfg.max_new_tokens)
+            records = evaluate_problems(engine, problem_sets[name].problems, cfg.template, grader, cfg.max_new_tokens)
             scores[name] = (sum(r["reason"] == "correct" for r in records), len(records))
             path = out_dir / f"{name}.jsonl"
-            tmp = path.with_name(path.name + ".tmp")
-            with open(tmp, "w") as f:
-                for record in records:
-                    f.write(json.dumps(record) + "\n")
-            os.replace(tmp, path)
+            write_jsonl(path, records)
             answered = sum(r["answer"] is not None for r in records)
             print(f"{name}: {scores[name][0]}/{scores[name][1]} correct, {answered} with an extracted answer, "
                   f"samples in {path}", flush=True)

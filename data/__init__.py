@@ -158,6 +158,17 @@ def load_jsonl(path: str | Path, levels: Iterable[int] | None = None) -> Problem
     return ProblemSet(problems, str(path), skipped_empty, skipped_level)
 
 
+def write_jsonl(path: str | Path, rows: list[dict]) -> None:
+    """Write rows as UTF-8 JSONL atomically (a .tmp file, then os.replace), creating parent dirs."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Built-in procedural set (the embedded default: needs no files, no network)
 

@@ -31,13 +31,11 @@ simpleRL eval files, the raw MATH release). Known differences:
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from data import last_boxed
+from data import last_boxed, write_jsonl
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -185,14 +183,6 @@ def convert_math(rows_by_part: dict[tuple[str, str], list[dict]], math500: list[
 # Writing
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    """Write rows as UTF-8 JSONL atomically (a .tmp file, then os.replace), creating parent dirs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def prepare(out: str | Path, fetch_rows: Fetch | None = None) -> dict[str, int]:
