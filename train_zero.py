@@ -285,6 +285,7 @@ def rollout_sums(samples: list[Sample], results, advantages: torch.Tensor, group
         "length_sum": sum(lengths),
         "zero_adv_groups": zero_groups,
         "reflection": sum(any(w in t for w in REFLECTION_WORDS) for t in texts),
+        "wrong": sum(r.reason == "wrong" for r in results),
     }
 
 
@@ -310,6 +311,8 @@ def reduce_metrics(sums: dict, max_length: int, d: Dist) -> dict:
         "grad_norm": s["grad_norm"] / d.world_size,
         "zero_adv_group_frac": s["zero_adv_groups"] / max(s["groups"], 1),
         "grader_timeouts": s["timeouts"],
+        "outcome_counts": {"correct": s["correct"], "wrong": s["wrong"], "no_answer": s["responses"] - s["extracted"],
+                           "timeout": s["timeouts"]},
         "reflection_rate": s["reflection"] / n,
         "generated_tokens": s["length_sum"],
     }
@@ -328,7 +331,9 @@ def main(cfg: Config) -> list[dict]:
         raise ValueError(f"--reward {cfg.reward!r}: use one of {sorted(REWARD_RULES)}")
     d = setup_distributed()
     try:
-        return _train(cfg, d)
+        history = _train(cfg, d)  # the DDP module and its gloo work are freed when _train returns
+        dist.barrier()  # no rank tears down the group while another still communicates
+        return history
     finally:
         dist.destroy_process_group()
 

@@ -48,4 +48,6 @@ if __name__ == "__main__":
     if d.is_main:
         update = {k: (model.state_dict()[k] - before[k]) for k in before}
         torch.save({"loss": loss.item(), "update": update}, out_file)
+    del policy  # free DDP's reducer (and its gloo work) while the group is alive
+    dist.barrier()
     dist.destroy_process_group()

@@ -48,6 +48,7 @@ def test_two_step_run_writes_metrics_samples_config_and_checkpoint(tiny_model_di
                 "time_learn", "time_sync", "tokens_per_s", "zero_adv_group_frac", "reflection_rate"):
         assert key in rows[0], key
     assert "eval/arithmetic" in rows[1] and "eval/arithmetic" not in rows[0]
+    assert sum(rows[0]["outcome_counts"].values()) == 4 * 2  # prompts x group size
     assert rows[0]["response_length_max"] <= 6
     assert any(r["entropy"] > 0 and r["grad_norm"] > 0 for r in rows)  # something was learned
     samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
