@@ -432,9 +432,11 @@ def _train(cfg: Config, d: Dist) -> list[dict]:
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
             with open(samples_path, "a") as f:
-                for s, r, gold in list(zip(samples, results, golds))[: cfg.log_samples]:
-                    f.write(json.dumps({"step": step + 1, "response": s.text, "answer": r.answer, "gold": gold,
-                                        "reward": r.score, "reason": r.reason, "finish_reason": s.finish_reason}) + "\n")
+                for i, (s, r, gold) in enumerate(list(zip(samples, results, golds))[: cfg.log_samples]):
+                    record = {"step": step + 1, "problem": problems[i // cfg.group_size].problem, "response": s.text,
+                              "answer": r.answer, "gold": gold, "reward": r.score, "reason": r.reason,
+                              "finish_reason": s.finish_reason}
+                    f.write(json.dumps(record) + "\n")
             bar.set_postfix(reward=f"{row['reward_mean']:.2f}", acc=f"{row['accuracy']:.2f}",
                             len=f"{row['response_length_mean']:.0f}")
         # --- save

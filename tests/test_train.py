@@ -52,6 +52,7 @@ def test_two_step_run_writes_metrics_samples_config_and_checkpoint(tiny_model_di
     assert rows[0]["response_length_max"] <= 6
     assert any(r["entropy"] > 0 and r["grad_norm"] > 0 for r in rows)  # something was learned
     samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert all(s["problem"].startswith("What is ") for s in samples)
     assert {s["step"] for s in samples} == {1, 2} and all(s["reward"] in (1.0, -0.5) for s in samples)
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == 2
     checkpoint = tmp_path / "checkpoints" / "step_000002"
