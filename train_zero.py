@@ -318,6 +318,32 @@ def reduce_metrics(sums: dict, max_length: int, d: Dist) -> dict:
     }
 
 
+def eval_metrics(engine, eval_sets: dict, cfg: Config, grader: Grader, d: Dist) -> dict:
+    """Greedy pass@1 and answer rate per eval set; each rank decodes its share, counts are summed."""
+    row = {}
+    for name, problem_set in eval_sets.items():
+        records = evaluate_problems(engine, problem_set.problems[d.rank :: d.world_size], cfg.template, grader,
+                                    cfg.max_new_tokens)
+        counts = torch.tensor([sum(r["reason"] == "correct" for r in records),
+                               sum(r["reason"] != "no_answer" for r in records), len(records)], dtype=torch.float64)
+        dist.all_reduce(counts)
+        row[f"eval/{name}"] = counts[0].item() / max(counts[2].item(), 1)
+        row[f"eval/{name}/answer_rate"] = counts[1].item() / max(counts[2].item(), 1)
+    return row
+
+
+def append_logs(out_dir: Path, row: dict, problems: list, samples: list[Sample], results, cfg: Config) -> None:
+    """One metrics.jsonl row, and the first cfg.log_samples rollouts of rank 0 to samples.jsonl."""
+    with open(out_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    with open(out_dir / "samples.jsonl", "a") as f:
+        for i, (s, r) in enumerate(list(zip(samples, results))[: cfg.log_samples]):
+            problem = problems[i // cfg.group_size]
+            record = {"step": row["step"], "problem": problem.problem, "response": s.text, "answer": r.answer,
+                      "gold": problem.answer, "reward": r.score, "reason": r.reason, "finish_reason": s.finish_reason}
+            f.write(json.dumps(record) + "\n")
+
+
 # ---------------------------------------------------------------------------------------------
 # The loop
 
@@ -376,9 +402,8 @@ def _train(cfg: Config, d: Dist) -> list[dict]:
     engine = HFEngine(model, tokenizer)
     grader = Grader(cfg.grader_timeout)
     params = SamplingParams(cfg.group_size, cfg.temperature, cfg.top_p, cfg.max_new_tokens, stop_strings(cfg.template))
-    metrics_path, samples_path = out_dir / "metrics.jsonl", out_dir / "samples.jsonl"
     if d.is_main:  # a resumed run rewrites the rows after its checkpoint
-        for path in (metrics_path, samples_path):
+        for path in (out_dir / "metrics.jsonl", out_dir / "samples.jsonl"):
             if path.exists():
                 rows = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= start_step]
                 _write_atomic(path, "".join(row + "\n" for row in rows))
@@ -419,24 +444,10 @@ def _train(cfg: Config, d: Dist) -> list[dict]:
         # --- eval
         last = step + 1 == cfg.steps
         if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or last):
-            for name, problem_set in eval_sets.items():
-                mine = problem_set.problems[d.rank :: d.world_size]
-                records = evaluate_problems(engine, mine, cfg.template, grader, cfg.max_new_tokens)
-                counts = torch.tensor([sum(r["reason"] == "correct" for r in records),
-                                       sum(r["reason"] != "no_answer" for r in records), len(records)], dtype=torch.float64)
-                dist.all_reduce(counts)
-                row[f"eval/{name}"] = counts[0].item() / max(counts[2].item(), 1)
-                row[f"eval/{name}/answer_rate"] = counts[1].item() / max(counts[2].item(), 1)
+            row.update(eval_metrics(engine, eval_sets, cfg, grader, d))
         history.append(row)
         if d.is_main:
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            with open(samples_path, "a") as f:
-                for i, (s, r, gold) in enumerate(list(zip(samples, results, golds))[: cfg.log_samples]):
-                    record = {"step": step + 1, "problem": problems[i // cfg.group_size].problem, "response": s.text,
-                              "answer": r.answer, "gold": gold, "reward": r.score, "reason": r.reason,
-                              "finish_reason": s.finish_reason}
-                    f.write(json.dumps(record) + "\n")
+            append_logs(out_dir, row, problems, samples, results, cfg)
             bar.set_postfix(reward=f"{row['reward_mean']:.2f}", acc=f"{row['accuracy']:.2f}",
                             len=f"{row['response_length_mean']:.0f}")
         # --- save
