@@ -123,12 +123,14 @@ def print0(d: Dist, *args):
 def problems_for_step(problems: list, step: int, prompts_per_step: int, seed: int, rank: int, world_size: int) -> list:
     """The rank's share of step `step`'s prompts: a fresh shuffle of the data each epoch."""
     per_rank = prompts_per_step // world_size
+    orders: dict[int, list[int]] = {}  # epoch -> its shuffle (a step spans at most a few epochs)
     picked = []
     for position in range(step * prompts_per_step + rank * per_rank, step * prompts_per_step + (rank + 1) * per_rank):
         epoch, index = divmod(position, len(problems))
-        order = list(range(len(problems)))
-        random.Random(seed * 1_000_003 + epoch).shuffle(order)
-        picked.append(problems[order[index]])
+        if epoch not in orders:
+            orders[epoch] = list(range(len(problems)))
+            random.Random(seed * 1_000_003 + epoch).shuffle(orders[epoch])
+        picked.append(problems[orders[epoch][index]])
     return picked
 
 
