@@ -108,6 +108,8 @@ def setup_distributed() -> Dist:
     rank, world_size = dist.get_rank(), dist.get_world_size()
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL communicates on the current device: one GPU per rank
     return Dist(rank, world_size, device, rank == 0)
 
 
@@ -190,12 +192,13 @@ def learn(policy, optimizer, samples: list[Sample], advantages: torch.Tensor, in
         dist.all_reduce(count, op=dist.ReduceOp.MAX)
         if count.item() == 0:
             continue  # no gradient on any rank: no optimiser step
-        padding = [i for i in mini if i not in active][: count.item() - len(active)]
+        learned = set(active)
+        padding = [i for i in mini if i not in learned][: count.item() - len(active)]
         runs = active + padding
         micros = [runs[i : i + cfg.micro_batch_size] for i in range(0, len(runs), cfg.micro_batch_size)]
         for k, micro in enumerate(micros):
             ids, attn, rmask = collate([samples[i] for i in micro], pad_id, d.device)
-            rmask = rmask * torch.tensor([i in active for i in micro], dtype=rmask.dtype, device=d.device)[:, None]
+            rmask = rmask * torch.tensor([i in learned for i in micro], dtype=rmask.dtype, device=d.device)[:, None]
             sync = contextlib.nullcontext() if k == len(micros) - 1 else policy.no_sync()
             with sync:
                 logp, entropy = policy(ids, attn, rmask)  # (b, T-1) each
