@@ -180,9 +180,10 @@ def test_is_equiv_never_raises(pred, gold):
 
 
 def test_grader_agrees_with_is_equiv(grader):
-    for pred, gold, expected in EQUIV_CASES:
-        assert grader.grade(pred, gold) == ("correct" if expected else "wrong"), (pred, gold)
-    assert grader.grade(None, "1") == "wrong"
+    verdicts = grader.grade_many([(pred, gold) for pred, gold, _ in EQUIV_CASES] + [(None, "1")])
+    assert verdicts[-1] == "wrong"
+    for (pred, gold, expected), verdict in zip(EQUIV_CASES, verdicts):
+        assert (verdict == "correct") is expected and verdict in ("correct", "wrong", "parse_error"), (pred, gold)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,8 +205,10 @@ def test_compute_rewards(grader, rule, response, expected_score, expected_reason
 
 
 def test_reward_rule_tables():
-    assert REWARD_RULES["simplerl"] == {"correct": 1.0, "wrong": -0.5, "no_answer": -1.0, "timeout": -0.5}
-    assert REWARD_RULES["correct"] == {"correct": 1.0, "wrong": 0.0, "no_answer": 0.0, "timeout": 0.0}
+    assert REWARD_RULES["simplerl"] == {"correct": 1.0, "wrong": -0.5, "parse_error": -0.5, "timeout": -0.5,
+                                        "no_answer": -1.0}
+    assert REWARD_RULES["correct"] == {"correct": 1.0, "wrong": 0.0, "parse_error": 0.0, "timeout": 0.0,
+                                       "no_answer": 0.0}
 
 
 def test_compute_rewards_errors(grader):
@@ -233,8 +236,9 @@ def test_grader_times_out_on_huge_power_and_recovers():
 def test_grader_survives_worker_killed_externally():
     with Grader(timeout=5.0) as g:
         assert g.grade("\\sqrt{2}/2", "\\frac{\\sqrt{2}}{2}") == "correct"
-        os.kill(g._process.pid, signal.SIGKILL)
-        g._process.join(timeout=5)
+        [worker] = g._workers
+        os.kill(worker.process.pid, signal.SIGKILL)
+        worker.process.join(timeout=5)
         assert g.grade("2x+2", "2(x+1)") == "correct"
         assert g.grade("2x+2", "2(x+2)") == "wrong"
 
@@ -243,7 +247,7 @@ def test_grader_close_is_safe():
     g = Grader()
     g.close()  # never started
     assert g.grade("1", "1.0") == "correct"  # decided in-process, no worker needed
-    assert g._process is None
+    assert g._workers == []
     g.close()
     g.close()
 
@@ -253,13 +257,13 @@ def test_grader_is_fast_on_adversarial_inputs():
     with Grader(timeout=2.0) as g:
         g.grade("2x+2", "2(x+1)")  # start the worker outside the timed part
         start = time.monotonic()
-        assert g.grade(digits, "1") in ("wrong", "timeout")
+        assert g.grade(digits, "1") in ("wrong", "parse_error", "timeout")
         assert g.grade(",".join(numbers), ",".join(reversed(numbers))) == "correct"
         assert time.monotonic() - start < 2 * 2.0 + 3.0
 
 
 def test_grader_that_cannot_start_a_worker_says_timeout(monkeypatch):
-    monkeypatch.setattr(Grader, "_start", lambda self: False)
+    monkeypatch.setattr(Grader, "_start_worker", lambda self: None)
     with Grader() as g, pytest.warns(UserWarning, match="did not start"):
         assert g.grade("2x+2", "2(x+1)") == "timeout"
     assert g.grade("1", "1") == "correct"  # in-process layers still work

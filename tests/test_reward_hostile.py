@@ -33,7 +33,7 @@ def grader():
 def test_hostile_answer_gets_a_verdict_in_time(grader, pred, gold):
     start = time.perf_counter()
     verdict = grader.grade(pred, gold)
-    assert verdict in ("wrong", "timeout")
+    assert verdict in ("wrong", "parse_error", "timeout")
     assert time.perf_counter() - start < TIMEOUT + SLACK
     assert grader.grade("\\frac{1}{2}", "0.5") == "correct"  # and the grader still works afterwards
 
@@ -42,5 +42,5 @@ def test_hostile_response_through_the_reward(grader):
     response = "\\boxed{" + "{" * 5000 + "1" + "}" * 5000 + "}" + "\x00" * 10
     start = time.perf_counter()
     (result,) = compute_rewards([response], ["2"], "qwen_math", "simplerl", grader)
-    assert result.reason in ("wrong", "timeout") and result.score == -0.5
+    assert result.reason in ("wrong", "parse_error", "timeout") and result.score == -0.5
     assert time.perf_counter() - start < TIMEOUT + SLACK
