@@ -177,6 +177,27 @@ class TokenLogProbs(nn.Module):
         return logp, entropy
 
 
+class ValueModel(nn.Module):
+    """The PPO critic: a causal LM's decoder (a copy of the base model) with a scalar value head.
+
+    forward(input_ids (B, T), attention_mask (B, T)) returns values (B, T-1) float32: position t is
+    V(state after tokens <= t), the value before token t+1 is generated, aligned with TokenLogProbs.
+    The head is zero-initialised, so every value starts at 0 (SimpleRL-Zero / OpenRLHF initialise it
+    randomly at small scale; zero is the same start without a random draw).
+    """
+
+    def __init__(self, lm: nn.Module):
+        super().__init__()
+        self.backbone = lm.base_model  # the decoder without lm_head
+        self.head = nn.Linear(lm.config.hidden_size, 1, dtype=torch.float32)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, input_ids, attention_mask, score_mask=None):
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        return self.head(hidden[:, :-1].float()).squeeze(-1)  # (B, T-1)
+
+
 # ---------------------------------------------------------------------------------------------
 # Advantages
 
@@ -204,6 +225,54 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale_by_std: bool,
     return advantages.view(-1)
 
 
+def gae_advantages(rewards: torch.Tensor, values: torch.Tensor, response_mask: torch.Tensor, gamma: float = 1.0,
+                   lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over each response's tokens (PPO's advantage).
+
+    Args:
+        rewards: (B, L) float per-token rewards (the scalar reward on the last response token,
+            optionally minus a per-token KL penalty).
+        values: (B, L) float critic values V_t, taken before each response token was generated.
+        response_mask: (B, L) {0,1}, 1 on each row's response tokens (one contiguous run per row).
+        gamma, lam: discount and GAE lambda (SimpleRL-Zero: 1.0 and 0.95).
+    Returns:
+        advantages (B, L) and returns (B, L) = advantages + values, both 0 outside the mask.
+        delta_t = r_t + gamma V_{t+1} - V_t (V after the last token is 0: the episode ends);
+        A_t = delta_t + gamma lam A_{t+1}.
+    Follows Schulman et al. 2016 ("High-dimensional continuous control using GAE"), as in OpenRLHF.
+    """
+    mask = response_mask.float()
+    values = values.float() * mask
+    rewards = rewards.float() * mask
+    advantages = torch.zeros_like(values)
+    last = torch.zeros_like(values[:, 0])
+    for t in reversed(range(values.shape[1])):
+        next_value = values[:, t + 1] if t + 1 < values.shape[1] else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last = delta + gamma * lam * last
+        advantages[:, t] = last
+    advantages = advantages * mask
+    return advantages, (advantages + values) * mask
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor, all_reduce=None, eps: float = 1e-8) -> torch.Tensor:
+    """(x - mean) / sqrt(var + eps) over the masked entries; 0 where mask is 0.
+
+    x, mask: same shape. all_reduce: optional in-place sum over ranks (e.g. torch.distributed.all_reduce),
+    so the mean and the (biased) variance are those of the whole batch on every rank. As OpenRLHF's
+    masked_whiten, used for PPO advantages.
+    """
+    mask = mask.float()
+    reduce = all_reduce or (lambda t: t)
+    sums = torch.stack([(x * mask).sum(), mask.sum()]).double()
+    reduce(sums)
+    mean = sums[0] / sums[1].clamp(min=1)
+    square = (((x - mean) ** 2) * mask).sum().double().reshape(1)
+    reduce(square)
+    var = square[0] / sums[1].clamp(min=1)
+    return ((x - mean) * torch.rsqrt(var + eps)).to(x.dtype) * mask
+
+
 # ---------------------------------------------------------------------------------------------
 # Policy loss
 
@@ -225,10 +294,10 @@ def policy_loss(
     Args:
         logp: (B, T) float32 log-probs under the current policy (differentiable).
         logp_old: (B, T) float32 log-probs under the sampling policy (no grad).
-        advantages: (B,) float, one per response.
+        advantages: (B,) float, one per response (GRPO, Dr. GRPO), or (B, T) per token (PPO with GAE).
         response_mask: (B, T) {0,1}, 1 on response tokens (through EOS).
         clip_eps: the PPO clip range eps (ratio clipped to [1-eps, 1+eps]).
-        aggregation: "token_mean" (GRPO: sum_t / |o_i|) or "max_tokens" (Dr. GRPO: sum_t / max_new_tokens).
+        aggregation: "token_mean" (GRPO, PPO: sum_t / |o_i|) or "max_tokens" (Dr. GRPO: sum_t / max_new_tokens).
         num_responses: responses in the whole optimiser step, over all micro-batches and ranks.
         max_new_tokens: L_max, required for "max_tokens".
         clip_eps_high: upper clip range (DAPO clip-higher: ratio clipped to [1-clip_eps, 1+clip_eps_high]);
@@ -244,7 +313,7 @@ def policy_loss(
     """
     mask = response_mask.float()
     ratio = torch.exp(logp - logp_old)  # (B, T)
-    adv = advantages[:, None]  # (B, 1)
+    adv = advantages[:, None] if advantages.dim() == 1 else advantages  # (B, 1) or (B, T)
     high = clip_eps if clip_eps_high is None else clip_eps_high
     surrogate = torch.min(ratio * adv, torch.clamp(ratio, 1 - clip_eps, 1 + high) * adv)
     per_token = -surrogate if per_token_penalty is None else per_token_penalty - surrogate
@@ -261,6 +330,37 @@ def policy_loss(
     with torch.no_grad():
         clipped = ((ratio < 1 - clip_eps) | (ratio > 1 + high)).float() * mask
         stats = {"clipped_tokens": clipped.sum(), "tokens": mask.sum()}
+    return loss, stats
+
+
+def value_loss(values: torch.Tensor, values_old: torch.Tensor, returns: torch.Tensor, response_mask: torch.Tensor,
+               clip_value: float, num_responses: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped value loss of one micro-batch, scaled for an optimiser step of `num_responses`.
+
+    Args:
+        values: (B, T) float32 critic values (differentiable); values_old: (B, T) the critic's values
+            when the batch was scored (no grad); returns: (B, T) GAE returns (targets).
+        response_mask: (B, T) {0,1}; clip_value: the clipped value may move at most this far from
+            values_old (SimpleRL-Zero: 0.2); 0 disables clipping.
+        num_responses: responses in the whole optimiser step, over micro-batches and ranks.
+    Returns:
+        loss = (1/N) sum_i 0.5 * mean_t max((V - R)^2, (V_clip - R)^2), V_clip = V_old + clip(V - V_old, -c, c)
+        (a token mean per response, then a mean over responses, as OpenRLHF's ValueLoss), and
+        detached sums for logging: "value_clipped_tokens", "tokens", "value_error_sum" (sum (V - R)^2).
+    Follows PPO2 (OpenAI baselines) value clipping, as used by SimpleRL-Zero through OpenRLHF.
+    """
+    mask = response_mask.float()
+    error = (values - returns) ** 2
+    if clip_value > 0:
+        clipped_values = values_old + torch.clamp(values - values_old, -clip_value, clip_value)
+        per_token = torch.max(error, (clipped_values - returns) ** 2)
+    else:
+        per_token = error
+    per_response = 0.5 * (per_token * mask).sum(1) / mask.sum(1).clamp(min=1)
+    loss = per_response.sum() / num_responses
+    with torch.no_grad():
+        clipped = ((values - values_old).abs() > clip_value).float() * mask if clip_value > 0 else torch.zeros_like(mask)
+        stats = {"value_clipped_tokens": clipped.sum(), "tokens": mask.sum(), "value_error_sum": (error * mask).sum()}
     return loss, stats
 
 

@@ -22,24 +22,24 @@ Deviations from the papers, one line each:
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import os
 import random
 import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.distributed as dist
+import tyro
 from torch.nn.parallel import DistributedDataParallel
 
 from data import load_train_data
 from evaluate import evaluate_problems, load_eval_set
-from losses import TokenLogProbs, group_advantages, kl_estimate, policy_loss
+from learn import advantage_rows, learn, learn_critic, score
+from losses import TokenLogProbs, ValueModel, kl_estimate
 from reward import REWARD_RULES, Grader, apply_template, compute_rewards, stop_strings
 from rollout import HFEngine, Sample, SamplingParams, load_model
 
@@ -50,7 +50,7 @@ REFLECTION_WORDS = ("recheck", "rethink", "reassess", "reevaluate", "re-evaluate
 
 @dataclass
 class Config:
-    algo: Literal["grpo", "drgrpo"] = "drgrpo"  # advantage + aggregation: GRPO (std, 1/|o|) or Dr. GRPO (no std, 1/L_max)
+    algo: Literal["grpo", "drgrpo", "ppo"] = "drgrpo"  # GRPO (std, 1/|o|), Dr. GRPO (no std, 1/L_max), or PPO (critic, GAE)
     model: str = "smollm2-135m"  # HF hub id, local HF directory, or the embedded smollm2-135m
     template: str = "qwen_boxed"  # prompt template (reward.TEMPLATES): qwen_math, qwen_boxed, r1, abel, no
     reward: str = "simplerl"  # reward rule: simplerl (+1/-0.5/-1) or correct (1/0)
@@ -67,10 +67,16 @@ class Config:
     lr: float = 5e-5  # AdamW learning rate, constant
     weight_decay: float = 0.0  # AdamW weight decay
     max_grad_norm: float = 1.0  # gradient clipping (global L2 norm)
-    clip_eps: float = 0.2  # PPO ratio clip range (the lower one when clip_eps_high is set)
+    clip_eps: Annotated[float, tyro.conf.arg(aliases=("--clip-eps-low",))] = 0.2  # ratio clip range (the lower one with clip_eps_high)
     clip_eps_high: float = 0.0  # DAPO clip-higher upper range, e.g. 0.28 (0: same as clip_eps)
-    kl_coef: float = 0.0  # KL-to-reference loss coefficient beta (0: no reference model is loaded)
+    kl_coef: float = 0.0  # KL-to-reference coefficient beta (0: no reference model is loaded)
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"  # per-token KL estimator (k3 = "low_var_kl")
+    kl_in: Literal["loss", "reward"] = "loss"  # KL as a loss term (GRPO style) or a per-token reward penalty (PPO style)
+    critic_lr: float = 5e-5  # PPO critic AdamW learning rate, constant (SimpleRL-Zero: 9e-6, 18x the actor's)
+    gamma: float = 1.0  # PPO discount
+    gae_lambda: float = 0.95  # PPO GAE lambda
+    value_clip: float = 0.2  # PPO value clipping range (0: no clipping)
+    whiten_advantages: bool = True  # PPO: whiten GAE advantages over the batch (all ranks)
     entropy_coef: float = 0.0  # entropy bonus coefficient (subtracted from the loss)
     truncated: Literal["keep", "drop", "zero_reward"] = "keep"  # responses without EOS: learn as usual, drop from the loss, or reward 0
     seed: int = 0  # seeds data order, sampling and everything else
@@ -137,106 +143,15 @@ def problems_for_step(problems: list, step: int, prompts_per_step: int, seed: in
 
 
 # ---------------------------------------------------------------------------------------------
-# Learning: micro-batches, gradient accumulation, one optimiser step per mini-batch
-
-
-def collate(samples: list[Sample], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded prompt+response ids (B, T), attention_mask (B, T), response_mask (B, T-1).
-
-    response_mask[b, t] = 1 when token t+1 of row b is a response token (it is scored at position t).
-    """
-    lengths = [len(s.prompt_ids) + len(s.response_ids) for s in samples]
-    T = max(lengths)
-    input_ids = torch.full((len(samples), T), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(samples), T), dtype=torch.long)
-    response_mask = torch.zeros((len(samples), T - 1), dtype=torch.float32)
-    for b, s in enumerate(samples):
-        P, R = len(s.prompt_ids), len(s.response_ids)
-        input_ids[b, : P + R] = torch.tensor(s.prompt_ids + s.response_ids)
-        attention_mask[b, : P + R] = 1
-        response_mask[b, P - 1 : P + R - 1] = 1
-    return input_ids.to(device), attention_mask.to(device), response_mask.to(device)
-
-
-def learn(policy, optimizer, samples: list[Sample], advantages: torch.Tensor, in_loss: torch.Tensor, cfg: Config,
-          d: Dist, pad_id: int, reference=None) -> dict:
-    """Run cfg.updates_per_batch optimiser steps on this rank's samples; returns summed stats.
-
-    Each micro-batch loss is divided by the global number of responses in its optimiser step and
-    multiplied by world_size (DDP averages gradients over ranks), so gradients equal those of one
-    process holding the whole batch, whatever the micro-batch size or number of ranks.
-    in_loss (N,) bool: responses that enter the loss (False drops one, e.g. a truncated response).
-    Responses whose gradient is exactly zero (zero advantage, and no KL or entropy term) are not run;
-    a mini-batch with nothing to run on any rank makes no optimiser step. Logged entropy, KL and clip
-    fraction are over the tokens that were run. `reference` (a TokenLogProbs, frozen) gives logp_ref.
-    """
-    aggregation = "token_mean" if cfg.algo == "grpo" else "max_tokens"
-    parameters = [p for p in policy.parameters() if p.requires_grad]
-    mini_size = math.ceil(len(samples) / cfg.updates_per_batch)
-    minis = [list(range(i, min(i + mini_size, len(samples)))) for i in range(0, len(samples), mini_size)]
-    logp_old = None
-    if cfg.updates_per_batch > 1:  # the policy moves between mini-batches: freeze the sampling log-probs first
-        logp_old = []
-        with torch.no_grad():
-            for start in range(0, len(samples), cfg.micro_batch_size):
-                ids, attn, rmask = collate(samples[start : start + cfg.micro_batch_size], pad_id, d.device)
-                logp_old.extend(policy(ids, attn, rmask)[0].unbind(0))
-    zero_grad_if_zero_adv = cfg.kl_coef == 0 and cfg.entropy_coef == 0
-    stats = {"loss": 0.0, "clipped_tokens": 0.0, "tokens": 0.0, "entropy_sum": 0.0, "kl_sum": 0.0, "grad_norm": 0.0}
-    for mini in minis:
-        num_responses = len(mini) * d.world_size
-        # Every rank must run the same number of backward passes (DDP all-reduces in each), so ranks
-        # pad with responses whose loss mask is zeroed (no gradient).
-        active = [i for i in mini if in_loss[i] and (advantages[i] != 0 or not zero_grad_if_zero_adv)]
-        count = torch.tensor([len(active)])
-        dist.all_reduce(count, op=dist.ReduceOp.MAX)
-        if count.item() == 0:
-            continue  # no gradient on any rank: no optimiser step
-        learned = set(active)
-        padding = [i for i in mini if i not in learned][: count.item() - len(active)]
-        runs = active + padding
-        micros = [runs[i : i + cfg.micro_batch_size] for i in range(0, len(runs), cfg.micro_batch_size)]
-        for k, micro in enumerate(micros):
-            ids, attn, rmask = collate([samples[i] for i in micro], pad_id, d.device)
-            rmask = rmask * torch.tensor([i in learned for i in micro], dtype=rmask.dtype, device=d.device)[:, None]
-            sync = contextlib.nullcontext() if k == len(micros) - 1 else policy.no_sync()
-            with sync:
-                logp, entropy = policy(ids, attn, rmask)  # (b, T-1) each
-                old = logp.detach() if logp_old is None else _pad_stack([logp_old[i] for i in micro], logp.shape[1])
-                penalty = -cfg.entropy_coef * entropy if cfg.entropy_coef else torch.zeros_like(logp)
-                if reference is not None:
-                    with torch.no_grad():
-                        logp_ref = reference(ids, attn, rmask)[0]
-                    kl = kl_estimate(logp, logp_ref, cfg.kl_estimator)
-                    penalty = penalty + cfg.kl_coef * kl
-                    stats["kl_sum"] += (kl.detach() * rmask).sum().item()
-                loss, st = policy_loss(logp, old, advantages[micro].to(d.device), rmask, cfg.clip_eps, aggregation,
-                                       num_responses, cfg.max_new_tokens, cfg.clip_eps_high or None, penalty)
-                (loss * d.world_size).backward()
-            stats["loss"] += loss.item()
-            stats["clipped_tokens"] += st["clipped_tokens"].item()
-            stats["tokens"] += st["tokens"].item()
-            stats["entropy_sum"] += (entropy.detach() * rmask).sum().item()
-        stats["grad_norm"] += torch.nn.utils.clip_grad_norm_(parameters, cfg.max_grad_norm).item() / len(minis)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    return stats
-
-
-def _pad_stack(rows: list[torch.Tensor], width: int) -> torch.Tensor:
-    out = torch.zeros(len(rows), width, device=rows[0].device)
-    for b, row in enumerate(rows):
-        n = min(width, row.shape[0])
-        out[b, :n] = row[:n]
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
 # Checkpoints: written to a temporary directory, then renamed; `latest` replaced atomically
 
 
-def save_checkpoint(out_dir: Path, step: int, model, tokenizer, optimizer, cfg: Config, d: Dist) -> None:
-    """Save everything needed to continue after `step` steps into out_dir/checkpoints/step_NNNNNN."""
+def save_checkpoint(out_dir: Path, step: int, model, tokenizer, optimizer, cfg: Config, d: Dist, critic=None,
+                    critic_optimizer=None) -> None:
+    """Save everything needed to continue after `step` steps into out_dir/checkpoints/step_NNNNNN.
+
+    The policy is an HF directory (evaluate.py loads it); PPO adds critic.pt and critic_optimizer.pt.
+    """
     root = out_dir / "checkpoints"
     final, tmp = root / f"step_{step:06d}", root / f".tmp_step_{step:06d}"
     if d.is_main:
@@ -248,6 +163,9 @@ def save_checkpoint(out_dir: Path, step: int, model, tokenizer, optimizer, cfg: 
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        if critic is not None:
+            torch.save(critic.state_dict(), tmp / "critic.pt")
+            torch.save(critic_optimizer.state_dict(), tmp / "critic_optimizer.pt")
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "world_size": d.world_size, "config": asdict(cfg)}, indent=1))
     dist.barrier()
     if d.is_main:
@@ -274,23 +192,23 @@ def _write_atomic(path: Path, text: str) -> None:
 # Metrics: sums over ranks, then ratios
 
 
-def rollout_sums(samples: list[Sample], results, advantages: torch.Tensor, group_size: int) -> dict:
+OUTCOMES = ("correct", "wrong", "no_answer", "timeout", "parse_error")  # the grader's verdicts (RewardResult.reason)
+
+
+def rollout_sums(samples: list[Sample], results, rewards: torch.Tensor, group_size: int) -> dict:
     """Per-rank sums for one rollout batch; train_zero reduces them over ranks and divides."""
     lengths = [len(s.response_ids) for s in samples]
     texts = [s.text.lower() for s in samples]
-    zero_groups = (advantages.view(-1, group_size).abs().sum(1) == 0).sum().item()
+    grouped = rewards.view(-1, group_size)
     return {
         "responses": len(samples),
         "groups": len(samples) // group_size,
         "reward_sum": sum(r.score for r in results),
-        "correct": sum(r.reason == "correct" for r in results),
-        "extracted": sum(r.reason != "no_answer" for r in results),
-        "timeouts": sum(r.reason == "timeout" for r in results),
         "truncated": sum(s.finish_reason == "length" for s in samples),
         "length_sum": sum(lengths),
-        "zero_adv_groups": zero_groups,
+        "zero_adv_groups": (grouped.max(1).values == grouped.min(1).values).sum().item(),  # all-equal rewards
         "reflection": sum(any(w in t for w in REFLECTION_WORDS) for t in texts),
-        "wrong": sum(r.reason == "wrong" for r in results),
+        **{f"outcome_{o}": sum(r.reason == o for r in results) for o in OUTCOMES},
     }
 
 
@@ -302,25 +220,29 @@ def reduce_metrics(sums: dict, max_length: int, d: Dist) -> dict:
     dist.all_reduce(longest, op=dist.ReduceOp.MAX)
     s = dict(zip(keys, totals.tolist()))
     n = max(s["responses"], 1)
-    return {
+    row = {
         "reward_mean": s["reward_sum"] / n,
-        "accuracy": s["correct"] / n,
-        "answer_rate": s["extracted"] / n,
+        "accuracy": s["outcome_correct"] / n,
+        "answer_rate": 1 - s["outcome_no_answer"] / n,
         "response_length_mean": s["length_sum"] / n,
         "response_length_max": longest.item(),
         "truncation_rate": s["truncated"] / n,
         "clip_fraction": s["clipped_tokens"] / max(s["tokens"], 1),
         "entropy": s["entropy_sum"] / max(s["tokens"], 1),
-        "kl": s["kl_sum"] / max(s["tokens"], 1),
+        "kl": s["kl_sum"] / max(s["kl_tokens"], 1),  # 0 without a reference model
         "loss": s["loss"] / d.world_size,
         "grad_norm": s["grad_norm"] / d.world_size,
         "zero_adv_group_frac": s["zero_adv_groups"] / max(s["groups"], 1),
-        "grader_timeouts": s["timeouts"],
-        "outcome_counts": {"correct": s["correct"], "wrong": s["wrong"], "no_answer": s["responses"] - s["extracted"],
-                           "timeout": s["timeouts"]},
+        "grader_timeouts": s["outcome_timeout"],
+        "outcome_counts": {o: s[f"outcome_{o}"] for o in OUTCOMES},
         "reflection_rate": s["reflection"] / n,
         "generated_tokens": s["length_sum"],
     }
+    if "value_loss" in s:  # PPO's critic
+        row.update({"value_loss": s["value_loss"] / d.world_size, "critic_grad_norm": s["critic_grad_norm"] / d.world_size,
+                    "value_clip_fraction": s["value_clipped_tokens"] / max(s["value_tokens"], 1),
+                    "value_mse": s["value_error_sum"] / max(s["value_tokens"], 1)})
+    return row
 
 
 def eval_metrics(engine, eval_sets: dict, cfg: Config, grader: Grader, d: Dist) -> dict:
@@ -356,8 +278,8 @@ def append_logs(out_dir: Path, row: dict, problems: list, samples: list[Sample],
 def main(cfg: Config) -> list[dict]:
     """Train; returns the metrics rows of this run (rank 0's view, identical on every rank)."""
     # --- 1. setup
-    if cfg.algo not in ("grpo", "drgrpo"):
-        raise ValueError(f"--algo {cfg.algo!r}: use grpo or drgrpo")
+    if cfg.algo not in ("grpo", "drgrpo", "ppo"):
+        raise ValueError(f"--algo {cfg.algo!r}: use grpo, drgrpo or ppo")
     if cfg.reward not in REWARD_RULES:
         raise ValueError(f"--reward {cfg.reward!r}: use one of {sorted(REWARD_RULES)}")
     d = setup_distributed()
@@ -400,6 +322,14 @@ def _train(cfg: Config, d: Dist) -> list[dict]:
         torch.set_rng_state(rng["torch"])
         random.setstate(rng["python"])
         print0(d, f"resumed from {checkpoint} at step {start_step}")
+    critic = critic_optimizer = None
+    if cfg.algo == "ppo":  # a value head on a copy of the base model (SimpleRL-Zero), with its own optimiser
+        value_model = ValueModel(load_model(cfg.model)[0]).to(d.device).train()
+        critic_optimizer = torch.optim.AdamW(value_model.parameters(), lr=cfg.critic_lr, weight_decay=cfg.weight_decay)
+        if checkpoint:
+            value_model.load_state_dict(torch.load(checkpoint / "critic.pt", weights_only=True))
+            critic_optimizer.load_state_dict(torch.load(checkpoint / "critic_optimizer.pt", weights_only=False))
+        critic = DistributedDataParallel(value_model)
     reference = None
     if cfg.kl_coef > 0:  # a frozen copy of the starting policy (the base model, also after a resume)
         reference = TokenLogProbs(load_model(cfg.model)[0].to(d.device).eval().requires_grad_(False),
@@ -429,20 +359,29 @@ def _train(cfg: Config, d: Dist) -> list[dict]:
         golds = [p.answer for p in problems for _ in range(cfg.group_size)]
         results = compute_rewards([s.text for s in samples], golds, cfg.template, cfg.reward, grader)
         t2 = time.perf_counter()
-        # --- advantages
+        # --- advantages (after no-grad passes for what the batch needs: logp_old, logp_ref, values)
         rewards = torch.tensor([r.score for r in results])
         truncated = torch.tensor([s.finish_reason == "length" for s in samples])
         if cfg.truncated == "zero_reward":
             rewards[truncated] = 0.0
-        advantages = group_advantages(rewards, cfg.group_size, scale_by_std=cfg.algo == "grpo")
         in_loss = ~truncated if cfg.truncated == "drop" else torch.ones_like(truncated)
+        pad, mb = tokenizer.pad_token_id, cfg.micro_batch_size
+        logp_old = score(policy.module, samples, pad, d.device, mb) if cfg.updates_per_batch > 1 or reference else None
+        logp_ref = score(reference, samples, pad, d.device, mb) if reference else None
+        kl_rows = [kl_estimate(a, b, cfg.kl_estimator) for a, b in zip(logp_old, logp_ref)] if reference else None
+        values = score(critic.module, samples, pad, d.device, mb) if critic else None
+        advantages, returns = advantage_rows(samples, rewards, cfg, kl_rows, values, dist.all_reduce)
         # --- learn
-        stats = learn(policy, optimizer, samples, advantages, in_loss, cfg, d, tokenizer.pad_token_id, reference)
+        stats = learn(policy, optimizer, samples, advantages, in_loss, cfg, d, pad, logp_old, logp_ref)
+        if critic:
+            stats.update(learn_critic(critic, critic_optimizer, samples, returns, values, in_loss, cfg, d, pad))
         t3 = time.perf_counter()
         # --- sync (no-op for the transformers engine, which samples from the live model)
         sync_seconds = engine.sync_weights(model)
         # --- log
-        sums = {**rollout_sums(samples, results, advantages, cfg.group_size), **stats}
+        sums = {**rollout_sums(samples, results, rewards, cfg.group_size), **stats,
+                "kl_sum": sum(row.sum().item() for row in kl_rows) if reference else 0.0,
+                "kl_tokens": sum(len(s.response_ids) for s in samples)}
         row = {"step": step + 1, **reduce_metrics(sums, max(len(s.response_ids) for s in samples), d)}
         row.update({"time_rollout": t1 - t0, "time_reward": t2 - t1, "time_learn": t3 - t2, "time_sync": sync_seconds,
                     "tokens_per_s": row["generated_tokens"] / max(t1 - t0, 1e-9)})
@@ -457,12 +396,11 @@ def _train(cfg: Config, d: Dist) -> list[dict]:
                             len=f"{row['response_length_mean']:.0f}")
         # --- save
         if cfg.save_every and ((step + 1) % cfg.save_every == 0 or last):
-            save_checkpoint(out_dir, step + 1, model, tokenizer, optimizer, cfg, d)
+            save_checkpoint(out_dir, step + 1, model, tokenizer, optimizer, cfg, d,
+                            critic.module if critic else None, critic_optimizer)
     grader.close()
     return history
 
 
 if __name__ == "__main__":
-    import tyro
-
     main(tyro.cli(Config))

@@ -3,7 +3,16 @@
 import pytest
 import torch
 
-from losses import chunked_logprobs_entropy, group_advantages, kl_estimate, policy_loss
+from losses import (
+    ValueModel,
+    chunked_logprobs_entropy,
+    gae_advantages,
+    group_advantages,
+    kl_estimate,
+    policy_loss,
+    value_loss,
+    whiten,
+)
 
 
 def naive(hidden, weight, targets, temperature):
@@ -185,3 +194,97 @@ def test_per_token_penalty_is_aggregated_like_the_surrogate():
     loss, _ = policy_loss(logp, logp, torch.zeros(2), mask, 0.2, "max_tokens", 2, max_new_tokens=4,
                           per_token_penalty=penalty)
     torch.testing.assert_close(loss, torch.tensor((0.4 + 0.6) / 4 / 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# PPO: GAE, whitening, value loss, per-token advantages
+
+
+def test_gae_hand_computed_gamma_1_lambda_095():
+    # one response of 3 tokens, reward 1 on the last token; values 0.5, 0.2, -0.1; then a padded slot
+    rewards = torch.tensor([[0.0, 0.0, 1.0, 0.0]])
+    values = torch.tensor([[0.5, 0.2, -0.1, 7.0]])  # 7.0 sits outside the mask and must not leak in
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    adv, ret = gae_advantages(rewards, values, mask, gamma=1.0, lam=0.95)
+    d2 = 1.0 + 0.0 - (-0.1)  # delta_2 = r_2 + V_3 (terminal: 0) - V_2 = 1.1
+    d1 = 0.0 + (-0.1) - 0.2  # -0.3
+    d0 = 0.0 + 0.2 - 0.5  # -0.3
+    a2 = d2
+    a1 = d1 + 0.95 * a2
+    a0 = d0 + 0.95 * a1
+    torch.testing.assert_close(adv, torch.tensor([[a0, a1, a2, 0.0]]))
+    torch.testing.assert_close(ret, torch.tensor([[a0 + 0.5, a1 + 0.2, a2 - 0.1, 0.0]]))
+
+
+def test_gae_with_lambda_1_gives_monte_carlo_returns_and_gamma_discounts():
+    rewards = torch.tensor([[0.1, -0.2, 1.0], [0.0, 2.0, 0.0]])
+    values = torch.tensor([[0.3, 0.1, 0.4], [1.0, -1.0, 5.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    adv, ret = gae_advantages(rewards, values, mask, gamma=1.0, lam=1.0)
+    torch.testing.assert_close(ret, torch.tensor([[0.9, 0.8, 1.0], [2.0, 2.0, 0.0]]))  # reward-to-go
+    torch.testing.assert_close(adv, ret - values * mask)
+    adv, _ = gae_advantages(rewards, values, mask, gamma=0.5, lam=0.0)  # one-step TD errors
+    expected = torch.tensor([[0.1 + 0.5 * 0.1 - 0.3, -0.2 + 0.5 * 0.4 - 0.1, 1.0 - 0.4], [0.0 - 0.5 - 1.0, 2.0 + 1.0, 0]])
+    torch.testing.assert_close(adv, expected)
+
+
+def test_whiten_is_masked_and_reduces_over_ranks():
+    x = torch.tensor([[1.0, 2.0, 3.0, 100.0], [4.0, 5.0, 6.0, -100.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 0.0]])
+    out = whiten(x, mask)
+    values = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    expected = (values - 3.5) / torch.sqrt(values.var(unbiased=False) + 1e-8)
+    torch.testing.assert_close(out[:, :3].reshape(-1), expected)
+    assert (out[:, 3] == 0).all()
+    # Two "ranks" holding one row each: an all_reduce that adds the other rank's partial sums in the
+    # order whiten calls it (first [sum, count], then the sum of squares) gives the same result.
+    other = {"calls": 0}
+
+    def fake_all_reduce_for_row0(t):
+        if other["calls"] == 0:
+            t += torch.tensor([15.0, 3.0], dtype=t.dtype)  # row 1's sum and count
+        else:
+            t += ((torch.tensor([4.0, 5.0, 6.0]) - 3.5) ** 2).sum().double()  # row 1's squares at the global mean
+        other["calls"] += 1
+
+    torch.testing.assert_close(whiten(x[:1], mask[:1], fake_all_reduce_for_row0), out[:1])
+
+
+def test_value_loss_clipping_hand_computed():
+    values_old = torch.tensor([[0.0, 0.0, 0.0]])
+    values = torch.tensor([[0.5, -0.1, 0.3]], requires_grad=True)
+    returns = torch.tensor([[1.0, 1.0, -1.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0]])
+    loss, stats = value_loss(values, values_old, returns, mask, clip_value=0.2, num_responses=2)
+    # token 0: V 0.5 clipped to 0.2: max((0.5-1)^2, (0.2-1)^2) = 0.64 (the clipped error is larger)
+    # token 1: V -0.1 inside the clip: (-0.1-1)^2 = 1.21
+    # token 2: V 0.3 clipped to 0.2: max((0.3+1)^2, (0.2+1)^2) = 1.69 (the unclipped error is larger)
+    expected = 0.5 * (0.64 + 1.21 + 1.69) / 3 / 2
+    torch.testing.assert_close(loss, torch.tensor(expected))
+    assert stats["value_clipped_tokens"].item() == 2 and stats["tokens"].item() == 3
+    loss.backward()
+    # token 0's max is the clipped term, constant in V: no gradient; tokens 1, 2 get 0.5 * 2 (V - R) / 3 / 2
+    torch.testing.assert_close(values.grad, torch.tensor([[0.0, (-0.1 - 1.0) / 6, (0.3 + 1.0) / 6]]))
+    unclipped, _ = value_loss(values.detach(), values_old, returns, mask, clip_value=0.0, num_responses=2)
+    torch.testing.assert_close(unclipped, torch.tensor(0.5 * (0.25 + 1.21 + 1.69) / 3 / 2))
+
+
+def test_policy_loss_takes_per_token_advantages():
+    logp, logp_old, adv, mask = _two_responses()
+    per_token = adv[:, None].expand_as(logp).clone()
+    scalar, _ = policy_loss(logp, logp_old, adv, mask, 0.2, "token_mean", 2)
+    tokenwise, _ = policy_loss(logp, logp_old, per_token, mask, 0.2, "token_mean", 2)
+    torch.testing.assert_close(scalar, tokenwise)
+    per_token[0, 0] = 0.0  # a token with zero advantage contributes nothing to the surrogate
+    changed, _ = policy_loss(logp, logp_old, per_token, mask, 0.2, "token_mean", 2)
+    r00 = torch.exp(logp[0, 0])
+    torch.testing.assert_close(changed, scalar + min(r00 * 2, torch.tensor(1.2) * 2) / 2 / 2)
+
+
+def test_value_model_starts_at_zero_and_learns(tiny_model):
+    critic = ValueModel(tiny_model)
+    ids = torch.randint(3, 100, (2, 7))
+    values = critic(ids, torch.ones_like(ids))
+    assert values.shape == (2, 6) and values.dtype == torch.float32 and values.abs().max() == 0
+    values.sum().backward()
+    assert critic.head.weight.grad.abs().sum() > 0  # the head learns first; the backbone follows once it is nonzero

@@ -97,7 +97,7 @@ def test_unknown_flag_fails_with_a_message():
     assert result.returncode != 0 and "no-such-flag" in (result.stderr + result.stdout)
 
 
-@pytest.mark.parametrize("algo", ["grpo", "drgrpo"])
+@pytest.mark.parametrize("algo", ["grpo", "drgrpo", "ppo"])
 def test_two_ranks_give_the_same_loss_and_gradients_as_one(tiny_model_dir, tmp_path, algo):
     one = tmp_path / "one.pt"
     two = tmp_path / "two.pt"
@@ -111,7 +111,11 @@ def test_two_ranks_give_the_same_loss_and_gradients_as_one(tiny_model_dir, tmp_p
     assert r.returncode == 0, r.stderr[-3000:]
     a, b, c = (torch.load(p, weights_only=False) for p in (one, two, odd))
     assert a["loss"] == pytest.approx(b["loss"], abs=1e-6) == pytest.approx(c["loss"], abs=1e-6)
+    assert a["value_loss"] == pytest.approx(b["value_loss"], abs=1e-6) == pytest.approx(c["value_loss"], abs=1e-6)
     assert any(v.abs().max() > 0 for v in a["update"].values())
+    if algo == "ppo":  # the critic's backbone and head both moved
+        assert a["update"]["critic.head.weight"].abs().max() > 0
+        assert any(v.abs().max() > 0 for k, v in a["update"].items() if k.startswith("critic.backbone"))
     for key in a["update"]:
         torch.testing.assert_close(a["update"][key], b["update"][key], atol=1e-6, rtol=1e-4)
         torch.testing.assert_close(a["update"][key], c["update"][key], atol=1e-6, rtol=1e-4)
@@ -160,7 +164,7 @@ def test_truncated_responses_can_be_dropped_or_zeroed(tiny_model_dir, tmp_path, 
     real_learn = train_zero.learn
 
     def spy(policy, optimizer, samples, advantages, in_loss, *args, **kwargs):
-        seen.setdefault("advantages", advantages.clone())
+        seen.setdefault("advantages", torch.cat(advantages))
         seen.setdefault("in_loss", in_loss.clone())
         seen.setdefault("truncated", torch.tensor([s.finish_reason == "length" for s in samples]))
         return real_learn(policy, optimizer, samples, advantages, in_loss, *args, **kwargs)
@@ -172,3 +176,28 @@ def test_truncated_responses_can_be_dropped_or_zeroed(tiny_model_dir, tmp_path, 
         assert not seen["in_loss"].any()
     else:  # every reward is 0, so every advantage is 0
         assert seen["in_loss"].all() and (seen["advantages"] == 0).all()
+
+
+def test_ppo_with_kl_in_reward_learns_a_critic_and_resumes_exactly(tiny_model_dir, tmp_path, parity_reward):
+    ppo = dict(algo="ppo", save_every=2, eval_every=0, kl_coef=0.05, kl_in="reward", kl_estimator="k1",
+               critic_lr=1e-2, updates_per_batch=2)
+    straight = main(tiny_config(tiny_model_dir, tmp_path / "a", steps=4, **ppo))
+    main(tiny_config(tiny_model_dir, tmp_path / "b", steps=2, **ppo))
+    resumed = main(tiny_config(tiny_model_dir, tmp_path / "b", steps=4, resume=True, **ppo))
+    timing = lambda row: {k: v for k, v in row.items() if not k.startswith("time_") and k != "tokens_per_s"}
+    assert [timing(r) for r in straight[2:]] == [timing(r) for r in resumed]
+    assert all(r["value_loss"] > 0 and r["critic_grad_norm"] > 0 and r["grad_norm"] > 0 for r in straight)
+    assert straight[0]["kl"] == 0.0 and straight[3]["kl"] != 0.0  # the policy drifts from the reference
+    step2, step4 = (torch.load(tmp_path / "b" / "checkpoints" / f"step_00000{k}" / "critic.pt") for k in (2, 4))
+    assert (step2["head.weight"] - step4["head.weight"]).abs().max() > 0  # the critic kept learning after the resume
+    straight4 = torch.load(tmp_path / "a" / "checkpoints" / "step_000004" / "critic.pt")
+    for key in straight4:
+        torch.testing.assert_close(straight4[key], step4[key], rtol=0, atol=0)
+    assert (tmp_path / "b" / "checkpoints" / "step_000004" / "critic_optimizer.pt").exists()
+
+
+def test_clip_eps_low_is_an_alias_of_clip_eps():
+    r = run([sys.executable, "-c", "import tyro, train_zero; "
+             "print(tyro.cli(train_zero.Config, args=['--clip-eps-low', '0.1', '--clip-eps-high', '0.3']))"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "clip_eps=0.1" in r.stdout and "clip_eps_high=0.3" in r.stdout

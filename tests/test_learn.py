@@ -1,0 +1,66 @@
+"""learn.py at its seams: row layout, advantages per algorithm (GRPO, Dr. GRPO, PPO), KL in the reward."""
+
+import pytest
+import torch
+
+from learn import advantage_rows, collate, place_rows, response_rows
+from losses import gae_advantages, group_advantages
+from rollout import Sample
+from train_zero import Config
+
+
+def samples_of(lengths, prompt=3):
+    return [Sample(list(range(10, 10 + prompt)), list(range(50, 50 + n)), "", "stop") for n in lengths]
+
+
+def test_rows_round_trip_through_the_collated_layout():
+    samples = samples_of([2, 4, 1])
+    ids, attn, rmask = collate(samples, pad_id=0, device="cpu")
+    assert ids.shape == (3, 7) and rmask.shape == (3, 6)
+    rows = [torch.arange(1.0, 1.0 + len(s.response_ids)) for s in samples]
+    placed = place_rows(rows, samples, 6, "cpu")
+    assert ((placed != 0).float() == rmask).all()  # rows land exactly on the response positions
+    assert [r.tolist() for r in response_rows(placed, samples)] == [r.tolist() for r in rows]
+    assert ids[0, 2:5].tolist() == [12, 50, 51]  # position 2 scores the first response token
+
+
+@pytest.mark.parametrize("algo", ["grpo", "drgrpo"])
+def test_group_algorithms_give_every_token_its_response_advantage(algo):
+    samples = samples_of([2, 3, 1, 4])
+    rewards = torch.tensor([1.0, -0.5, -1.0, 1.0])
+    rows, returns = advantage_rows(samples, rewards, Config(algo=algo, group_size=2))
+    expected = group_advantages(rewards, 2, scale_by_std=algo == "grpo")
+    assert returns is None
+    for row, s, a in zip(rows, samples, expected.tolist()):
+        assert row.tolist() == pytest.approx([a] * len(s.response_ids))
+
+
+def test_kl_in_reward_lowers_a_response_reward_by_its_summed_penalty():
+    samples = samples_of([2, 2])
+    rewards = torch.tensor([1.0, 1.0])
+    kl = [torch.tensor([0.5, 0.5]), torch.tensor([0.0, 0.0])]
+    cfg = Config(algo="drgrpo", group_size=2, kl_coef=0.1, kl_in="reward")
+    rows, _ = advantage_rows(samples, rewards, cfg, kl_rows=kl)
+    # totals 1 - 0.1 * 1.0 = 0.9 and 1.0: Dr. GRPO advantages -0.05 and +0.05
+    assert rows[0].tolist() == pytest.approx([-0.05, -0.05]) and rows[1].tolist() == pytest.approx([0.05, 0.05])
+    loss_style, _ = advantage_rows(samples, rewards, Config(algo="drgrpo", group_size=2, kl_coef=0.1), kl_rows=kl)
+    assert all((row == 0).all() for row in loss_style)  # kl_in="loss": the reward is untouched
+
+
+def test_ppo_puts_the_reward_on_the_last_token_and_whitens():
+    samples = samples_of([3, 2])
+    rewards = torch.tensor([1.0, -1.0])
+    values = [torch.tensor([0.1, 0.2, 0.3]), torch.tensor([-0.2, 0.0])]
+    kl = [torch.tensor([0.1, 0.0, 0.2]), torch.tensor([0.3, 0.1])]
+    cfg = Config(algo="ppo", group_size=2, kl_coef=0.5, kl_in="reward", whiten_advantages=False)
+    adv, ret = advantage_rows(samples, rewards, cfg, kl_rows=kl, values=values)
+    token_rewards = torch.tensor([[-0.05, 0.0, 1.0 - 0.1], [-0.15, -1.0 - 0.05, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    padded_values = torch.tensor([[0.1, 0.2, 0.3], [-0.2, 0.0, 0.0]])
+    expected_adv, expected_ret = gae_advantages(token_rewards, padded_values, mask, 1.0, 0.95)
+    torch.testing.assert_close(torch.cat(adv), expected_adv[mask.bool()])
+    torch.testing.assert_close(torch.cat(ret), expected_ret[mask.bool()])
+    whitened, _ = advantage_rows(samples, rewards, Config(algo="ppo", group_size=2, kl_coef=0.5, kl_in="reward"),
+                                 kl_rows=kl, values=values)
+    flat = torch.cat(whitened)
+    assert flat.mean().item() == pytest.approx(0.0, abs=1e-6) and flat.var(unbiased=False).item() == pytest.approx(1.0, abs=1e-5)
