@@ -1,4 +1,4 @@
-"""Advantages, policy losses and the memory-light per-token log-prob used by train_zero.py.
+"""Advantages, policy and value losses, and the memory-light per-token log-prob used by train_zero.py.
 
 What this file computes (the notation of ../shared/REFERENCE.md §3): a prompt has G = group_size
 sampled responses with scalar rewards r_i; every token of response i gets the same advantage A_i;
@@ -15,6 +15,9 @@ ratio = exp(logp - logp_old) per token; eps = clip_eps.
   custom autograd backward that recomputes each chunk's logits, so the [tokens, vocab] logits never
   exist in full (as Liger-Kernel's fused linear cross-entropy does, in plain PyTorch, no Triton).
   Per-token entropy comes out of the same pass, with its gradient.
+- PPO (SimpleRL-Zero, via OpenRLHF): a critic (`ValueModel`) gives per-token values; the reward sits
+  on the last response token (minus an optional per-token KL penalty); GAE (gamma, lambda) gives
+  per-token advantages, whitened over the batch; the value loss is clipped around the old values.
 - Optional: DAPO clip-higher (eps_low, eps_high), a per-token KL term to a reference policy
   (k1 / k2 / k3 estimators, Schulman 2020) and an entropy bonus, both aggregated like the surrogate.
 
@@ -57,6 +60,7 @@ class _ChunkedLogProbEntropy(torch.autograd.Function):
             entropy[start:end] = -torch.bmm(probs[:, None, :], log_probs[:, :, None]).view(-1)  # -sum p log p
         ctx.save_for_backward(hidden, weight, targets, lse, entropy)
         ctx.temperature, ctx.chunk_size = temperature, chunk_size
+        ctx.set_materialize_grads(False)  # an output outside the loss gets grad None, not a zero tensor
         return logp, entropy
 
     @staticmethod
@@ -66,21 +70,28 @@ class _ChunkedLogProbEntropy(torch.autograd.Function):
         compute = lse.dtype
         grad_hidden = torch.zeros_like(hidden) if ctx.needs_input_grad[0] else None
         grad_weight = torch.zeros_like(weight, dtype=compute) if ctx.needs_input_grad[1] else None
+        if grad_logp is None and grad_entropy is None:
+            return None, None, None, None, None
         grad_logp = torch.zeros_like(lse) if grad_logp is None else grad_logp.to(compute)
-        grad_entropy = torch.zeros_like(lse) if grad_entropy is None else grad_entropy.to(compute)
         log_probs_buf = torch.empty(min(chunk_size, hidden.shape[0]), weight.shape[0], dtype=compute,
                                     device=hidden.device)
-        grad_buf = torch.empty_like(log_probs_buf)
+        # Without an entropy gradient (the usual case), grad_z is made in place from log_probs: one
+        # (chunk, V) buffer instead of two, so a chunk twice as large fits the same memory.
+        grad_buf = log_probs_buf if grad_entropy is None else torch.empty_like(log_probs_buf)
         for start in range(0, hidden.shape[0], chunk_size):
             end = min(start + chunk_size, hidden.shape[0])
             log_probs, grad_z = log_probs_buf[: end - start], grad_buf[: end - start]
-            _chunk_log_probs(hidden[start:end], weight, temperature, log_probs, grad_z, lse[start:end])
-            g_logp, g_entropy = grad_logp[start:end, None], grad_entropy[start:end, None]
+            _chunk_log_probs(hidden[start:end], weight, temperature, log_probs, None, lse[start:end])
+            g_logp = grad_logp[start:end, None]
             # d logp_t / d z = onehot(t) - p ;  d H / d z = -p (log p + H); z = logits / T
             # grad_z = -p * (g_logp + g_entropy * (log p + H)) + onehot(t) * g_logp, all in place
-            torch.exp(log_probs, out=grad_z)
-            log_probs.add_(entropy[start:end, None]).mul_(g_entropy).add_(g_logp)
-            grad_z.mul_(log_probs).neg_()
+            if grad_entropy is None:
+                grad_z.exp_().mul_(g_logp).neg_()  # grad_z is log_probs: -p * g_logp
+            else:
+                torch.exp(log_probs, out=grad_z)
+                g_entropy = grad_entropy[start:end, None].to(compute)
+                log_probs.add_(entropy[start:end, None]).mul_(g_entropy).add_(g_logp)
+                grad_z.mul_(log_probs).neg_()
             grad_z.scatter_add_(1, targets[start:end, None], g_logp)
             if temperature != 1.0:
                 grad_z.div_(temperature)

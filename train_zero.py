@@ -3,16 +3,21 @@
 One process (CPU or one GPU):
     python train_zero.py                                  # embedded default: SmolLM2-135M, arithmetic
     python train_zero.py --algo grpo --train-data ../shared/data/train/gsm8k_train.jsonl
+    python train_zero.py --algo ppo                       # PPO with a critic (SimpleRL-Zero)
+    python train_zero.py --algo grpo --kl-coef 1e-3 --kl-estimator k3   # KL loss (SimpleRL-Zoo)
 N processes (DDP; gloo on CPU, nccl on GPU), each rank owning whole prompt groups:
     torchrun --nproc_per_node 8 train_zero.py --algo drgrpo
 Resume after a crash (same flags, same --out-dir):  python train_zero.py ... --resume
 
-Every step: rollout (rollout.py) -> reward (reward.py) -> group advantages -> clipped policy loss
-over micro-batches with gradient accumulation (losses.py) -> optimiser step -> weight sync -> log.
+Every step: rollout (rollout.py) -> reward (reward.py) -> advantages (group-relative, or GAE from the
+critic) -> clipped policy loss (and value loss) over micro-batches with gradient accumulation
+(learn.py, losses.py) -> optimiser step -> weight sync -> log.
 `--help` lists every knob; each is one field of `Config` below.
 
 Deviations from the papers, one line each:
-- No critic yet (PPO is a separate issue); the KL term is GRPO-style, in the loss (off by default, as Dr. GRPO).
+- KL is off by default (Dr. GRPO); `--kl-in loss` is GRPO's loss term, `--kl-in reward` PPO's per-token penalty.
+- PPO's critic is a zero-initialised value head on a copy of the base model; policy and critic learn
+  from the same mini-batches, one after the other (SimpleRL-Zero through OpenRLHF: same order).
 - The rollout batch is split into `updates_per_batch` mini-batches, one optimiser step each
   (Oat-Zero: 8); with 1, logp_old is the detached current log-prob (ratio = 1, exactly on-policy).
 - Responses with zero advantage are skipped in the learn pass (exactly zero gradient), and a batch

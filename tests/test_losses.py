@@ -25,7 +25,8 @@ def naive(hidden, weight, targets, temperature):
 
 @pytest.mark.parametrize("chunk_size", [1, 7, 64, 1000])
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_fused_logprob_matches_naive_fp32(chunk_size, temperature):
+@pytest.mark.parametrize("in_loss", ["both", "logp", "entropy"])  # "logp" takes the one-buffer backward
+def test_fused_logprob_matches_naive_fp32(chunk_size, temperature, in_loss):
     torch.manual_seed(0)
     N, H, V = 37, 16, 301
     hidden = torch.randn(N, H, requires_grad=True)
@@ -33,13 +34,17 @@ def test_fused_logprob_matches_naive_fp32(chunk_size, temperature):
     targets = torch.randint(0, V, (N,))
     grad_logp, grad_entropy = torch.randn(N), torch.randn(N)
 
+    def loss(logp, entropy):
+        terms = {"logp": (logp * grad_logp).sum(), "entropy": (entropy * grad_entropy).sum()}
+        return terms["logp"] + terms["entropy"] if in_loss == "both" else terms[in_loss]
+
     logp, entropy = chunked_logprobs_entropy(hidden, weight, targets, temperature, chunk_size)
-    ((logp * grad_logp).sum() + (entropy * grad_entropy).sum()).backward()
+    loss(logp, entropy).backward()
     g_hidden, g_weight = hidden.grad.clone(), weight.grad.clone()
     hidden.grad = weight.grad = None
 
     ref_logp, ref_entropy = naive(hidden, weight, targets, temperature)
-    ((ref_logp * grad_logp).sum() + (ref_entropy * grad_entropy).sum()).backward()
+    loss(ref_logp, ref_entropy).backward()
     torch.testing.assert_close(logp, ref_logp, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(entropy, ref_entropy, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(g_hidden, hidden.grad, atol=1e-5, rtol=1e-5)
@@ -53,6 +58,9 @@ def test_fused_logprob_entropy_gradcheck_fp64():
     weight = torch.randn(9, 4, dtype=torch.float64, requires_grad=True)
     targets = torch.randint(0, 9, (5,))
     assert torch.autograd.gradcheck(lambda h, w: chunked_logprobs_entropy(h, w, targets, 0.8, 2), (hidden, weight))
+    for output in (0, 1):  # one output alone in the loss: the other's gradient arrives as None
+        assert torch.autograd.gradcheck(lambda h, w: chunked_logprobs_entropy(h, w, targets, 0.8, 2)[output],
+                                        (hidden, weight))
     logp, entropy = chunked_logprobs_entropy(hidden, weight, targets, 0.8, 2)
     ref_logp, ref_entropy = naive(hidden, weight, targets, 0.8)
     torch.testing.assert_close(logp, ref_logp)
