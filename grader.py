@@ -20,9 +20,11 @@ Deviations from the anchors (Hendrycks strip_string, Qwen2.5-Math math_equal, oa
 - Answers holding a plain word of 4+ letters never reach sympy (it reads words as products: "Evelyn" = "Evenly").
 - A gold that is a plain number is not matched by unevaluated arithmetic ("7 * 86" for 602; 1/2 still counts):
   the anchors accept it, and RL learns to box the question.
-- Symbols keep their case (latex2sympy2_extended lowercases by default, which makes R equal r).
+- Symbols keep their case (latex2sympy2_extended lowercases by default, which makes R equal r), unless only the
+  lowercased form parses (its grammar reads a capital E as Euler's number, so "E_{1}" fails).
 - The symbol i is read as the imaginary unit in the symbolic layer (so i^2 = -1), as in MATH's complex answers.
-- A trailing unit after a number (\\text{ cm}^2, \\mbox{ inches}) is dropped; a unit on a non-number is kept.
+- A trailing unit after a number (\\text{ cm}^2, \\mbox{ inches}, ^\\circ C, ^{\\prime\\prime}) is dropped; a unit on a
+  non-number is kept. Minerva's numpy golds (np.arcsin(x)) are read as LaTeX functions.
 - A "\\in" or "x =" prefix on one side only is dropped ("x \\in [1,2]" vs "[1,2]", "x=3" vs "3").
 - Verdict "parse_error" (not in the anchors): strings differ and sympy could not parse a side, or the grader raised.
 - The timeout kills a persistent worker (oat/SimpleRL use per-call processes or threads), which also stops huge
@@ -80,7 +82,11 @@ def _normalize(s: str) -> str:
     s = re.sub(r"\\\\(?=[a-zA-Z])", r"\\", s)  # doubly escaped commands "\\frac" (matrix rows "\\ 1" kept)
     s = s.replace("\\displaystyle", "").replace("tfrac", "frac").replace("dfrac", "frac")
     s = re.sub(r"\\(?:left|right)(?:\.|(?![a-zA-Z]))", "", s)  # \left( -> (, \right. -> ""
-    s = re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°", "", s)  # degrees
+    s = re.sub(r"(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°)(?:\s*(?:\\mathrm\{[CF]\}|[CF]))?(?![a-zA-Z])", "", s)  # 30^\circ C
+    s = re.sub(r"^([-+]?[\d.]+)\s*\^\s*\{?\\prime\s*(?:\\prime)?\s*\}?$", r"\1", s)  # arc minutes / seconds
+    s = re.sub(r"(?<=[a-zA-Z])'", r"^{\\prime}", s)  # x' -> x^{\prime}
+    s = re.sub(r"\bnp\.(?=[a-z]+\()", r"\\", s)  # Minerva golds in numpy: np.arcsin(x) -> \arcsin(x)
+    s = re.sub(r"_([0-9a-zA-Z])", r"_{\1}", s)  # E_1 -> E_{1}
     s = s.replace("\\$", "").replace("$", "").replace("\\%", "").replace("%", "")
     s = re.sub(r"\s*,?\s*\\(?:text|mbox|mathrm)\s*\{\s*and\s*\}\s*|\s+and\s+", ",", s)  # "2, 3, \text{ and } 4"
     s = _TRAILING_UNITS.sub(r"\1", s.strip())  # "5 \text{ cm}^2" -> "5"; any other \text{X} becomes X
@@ -148,7 +154,10 @@ def _parse(s: str):
     import sympy
     from latex2sympy2_extended.latex2sympy2 import ConversionConfig, latex2sympy
 
-    expr = latex2sympy(s, conversion_config=ConversionConfig(lowercase_symbols=False))
+    try:
+        expr = latex2sympy(s, conversion_config=ConversionConfig(lowercase_symbols=False))
+    except Exception:  # the grammar reads a capital E as Euler's number, so "E_{1}" parses only lowercased
+        expr = latex2sympy(s)
     if isinstance(expr, sympy.Basic) and sympy.Symbol("i") in expr.free_symbols:
         expr = expr.subs(sympy.Symbol("i"), sympy.I)
     return expr
