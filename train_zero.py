@@ -180,6 +180,24 @@ def save_checkpoint(out_dir: Path, step: int, model, tokenizer, optimizer, cfg: 
     dist.barrier()
 
 
+RESUME_MAY_CHANGE = {"steps", "resume", "out_dir", "eval_every", "eval_data", "eval_limit", "save_every", "log_samples",
+                     "grader_timeout", "data_dir"}  # flags that do not change the training trajectory
+
+
+def check_resume_config(saved: dict, cfg: Config, checkpoint: Path) -> None:
+    """Raise ValueError if a flag that shapes training differs from the checkpoint's run (resume would not be exact)."""
+    current = asdict(cfg)
+    changed = [f"--{k.replace('_', '-')}: checkpoint {saved[k]!r}, now {current[k]!r}" for k in current
+               if k in saved and k not in RESUME_MAY_CHANGE and _jsonable(saved[k]) != _jsonable(current[k])]
+    if changed:
+        raise ValueError(f"--resume from {checkpoint}: these flags differ from the run that wrote it "
+                         f"(pass the same values to continue exactly): " + "; ".join(changed))
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value))  # tuples and lists compare equal, as they are stored
+
+
 def latest_checkpoint(out_dir: Path) -> Path:
     pointer = out_dir / "checkpoints" / "latest"
     if not pointer.exists():
@@ -322,7 +340,9 @@ def _train(cfg: Config, d: Dist) -> list[dict]:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if checkpoint:
         optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=False))
-        start_step = json.loads((checkpoint / "trainer_state.json").read_text())["step"]
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        check_resume_config(state["config"], cfg, checkpoint)
+        start_step = state["step"]
         rng = torch.load(checkpoint / f"rng_rank{d.rank}.pt", weights_only=False)
         torch.set_rng_state(rng["torch"])
         random.setstate(rng["python"])

@@ -77,6 +77,12 @@ def test_resume_continues_exactly(tiny_model_dir, tmp_path, parity_reward):
     assert steps == [1, 2, 3, 4]
 
 
+def test_resume_with_different_training_flags_says_which(tiny_model_dir, tmp_path):
+    main(tiny_config(tiny_model_dir, tmp_path, steps=1, save_every=1, eval_every=0))
+    with pytest.raises(ValueError, match=r"--lr: checkpoint 0.001, now 0.002"):
+        main(tiny_config(tiny_model_dir, tmp_path, steps=2, save_every=1, eval_every=0, lr=2e-3, resume=True))
+
+
 def test_resume_without_checkpoint_says_so(tiny_model_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         main(tiny_config(tiny_model_dir, tmp_path, resume=True))
