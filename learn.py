@@ -115,6 +115,37 @@ def advantage_rows(samples: list[Sample], rewards: torch.Tensor, cfg, kl_rows: l
 
 
 # ---------------------------------------------------------------------------------------------
+# Sampler vs trainer: drift and truncated importance sampling
+
+
+def sampler_drift(logp_old: list[torch.Tensor], samples: list[Sample]) -> dict:
+    """Sums over tokens of how far the sampler's log-probs (Sample.logprobs) are from the trainer's.
+
+    "drift_abs_sum": sum |logp_old - logp_sampler|; "drift_kl_sum": sum of the k3 estimate of
+    KL(sampler || trainer) on the sampled tokens; "drift_tokens": token count. Empty when the engine
+    gives no log-probs (the transformers engine samples from the trainer's own model).
+    """
+    if any(s.logprobs is None for s in samples):
+        return {}
+    sampler = [torch.tensor(s.logprobs, dtype=torch.float32) for s in samples]
+    delta = torch.cat(logp_old) - torch.cat(sampler)  # log(pi_trainer / pi_sampler) per token
+    return {"drift_abs_sum": delta.abs().sum().item(), "drift_kl_sum": (torch.exp(delta) - delta - 1).sum().item(),
+            "drift_tokens": float(delta.numel())}
+
+
+def tis_weights(logp_old: list[torch.Tensor], samples: list[Sample], cap: float) -> list[torch.Tensor]:
+    """Truncated importance sampling: min(exp(logp_old - logp_sampler), cap) per token, one row per sample.
+
+    Corrects the policy gradient for tokens sampled by an engine whose probabilities differ from
+    the trainer's (Yao et al. 2025; their cap C = 2). Raises ValueError if a sample has no log-probs.
+    """
+    if any(s.logprobs is None for s in samples):
+        raise ValueError("--tis-cap needs the sampler's log-probs: use --rollout-engine vllm (the hf engine has none)")
+    return [torch.exp(old - torch.tensor(s.logprobs, dtype=torch.float32)).clamp(max=cap)
+            for old, s in zip(logp_old, samples)]
+
+
+# ---------------------------------------------------------------------------------------------
 # Optimiser steps: mini-batches, micro-batches, gradient accumulation
 
 
@@ -154,13 +185,15 @@ def _optimiser_steps(module, optimizer, active: list[bool], micro_loss, cfg, d) 
 
 
 def learn(policy, optimizer, samples: list[Sample], advantages: list[torch.Tensor], in_loss: torch.Tensor, cfg, d,
-          pad_id: int, logp_old: list[torch.Tensor] | None = None, logp_ref: list[torch.Tensor] | None = None) -> dict:
+          pad_id: int, logp_old: list[torch.Tensor] | None = None, logp_ref: list[torch.Tensor] | None = None,
+          importance: list[torch.Tensor] | None = None) -> dict:
     """Policy update: cfg.updates_per_batch optimiser steps on this rank's samples; returns summed stats.
 
     policy: DDP-wrapped TokenLogProbs; advantages: (R_i,) rows; in_loss (N,) bool: responses that
     enter the loss (False drops one, e.g. a truncated response). logp_old rows: the sampling policy's
     log-probs (None: the current log-probs, detached; exact when the batch makes one optimiser step).
     logp_ref rows: the reference policy's, for the KL loss term (cfg.kl_in == "loss").
+    importance rows: truncated importance-sampling weights on the surrogate (`tis_weights`), or None.
     Responses whose gradient is exactly zero (zero advantage, and no KL or entropy term) are not run.
     Logged entropy and clip fraction are over the tokens that were run.
     """
@@ -182,8 +215,9 @@ def learn(policy, optimizer, samples: list[Sample], advantages: list[torch.Tenso
             ref = place_rows([logp_ref[i] for i in micro], batch, width, d.device)
             penalty = penalty + cfg.kl_coef * kl_estimate(logp, ref, cfg.kl_estimator)
         adv = place_rows([advantages[i] for i in micro], batch, width, d.device)
+        weights = None if importance is None else place_rows([importance[i] for i in micro], batch, width, d.device)
         loss, st = policy_loss(logp, old, adv, rmask, cfg.clip_eps, aggregation, num_responses, cfg.max_new_tokens,
-                               cfg.clip_eps_high or None, penalty)
+                               cfg.clip_eps_high or None, penalty, weights)
         stats["loss"] += loss.item()
         stats["clipped_tokens"] += st["clipped_tokens"].item()
         stats["tokens"] += st["tokens"].item()

@@ -299,6 +299,7 @@ def policy_loss(
     max_new_tokens: int | None = None,
     clip_eps_high: float | None = None,
     per_token_penalty: torch.Tensor | None = None,
+    importance_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Clipped surrogate loss of one micro-batch, scaled for an optimiser step of `num_responses`.
 
@@ -315,6 +316,10 @@ def policy_loss(
             None uses clip_eps.
         per_token_penalty: (B, T) float added to the per-token loss before aggregation, e.g.
             kl_coef * kl - entropy_coef * entropy (GRPO's KL loss term, an entropy bonus).
+        importance_weights: (B, T) float, no grad, multiplying the clipped surrogate per token:
+            truncated importance sampling, min(pi_old / pi_sampler, C), when the sampler (vLLM)
+            and the trainer disagree (Yao et al. 2025, "Your efficient RL framework secretly brings
+            you off-policy RL training").
     Returns:
         loss (scalar; summing it over the step's micro-batches gives the step loss, -(1/N) sum_i ...),
         and detached sums for logging: "clipped_tokens", "tokens".
@@ -327,6 +332,8 @@ def policy_loss(
     adv = advantages[:, None] if advantages.dim() == 1 else advantages  # (B, 1) or (B, T)
     high = clip_eps if clip_eps_high is None else clip_eps_high
     surrogate = torch.min(ratio * adv, torch.clamp(ratio, 1 - clip_eps, 1 + high) * adv)
+    if importance_weights is not None:
+        surrogate = surrogate * importance_weights
     per_token = -surrogate if per_token_penalty is None else per_token_penalty - surrogate
     per_token = per_token * mask
     if aggregation == "token_mean":

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from learn import advantage_rows, collate, place_rows, response_rows
+from learn import advantage_rows, collate, place_rows, response_rows, sampler_drift, tis_weights
 from losses import gae_advantages, group_advantages
 from rollout import Sample
 from train_zero import Config
@@ -64,3 +64,20 @@ def test_ppo_puts_the_reward_on_the_last_token_and_whitens():
                                  kl_rows=kl, values=values)
     flat = torch.cat(whitened)
     assert flat.mean().item() == pytest.approx(0.0, abs=1e-6) and flat.var(unbiased=False).item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_sampler_drift_and_truncated_importance_weights():
+    samples = samples_of([2, 1])
+    samples[0].logprobs, samples[1].logprobs = [-1.0, -2.0], [-0.5]
+    logp_old = [torch.tensor([-1.0, -1.0]), torch.tensor([-0.6])]
+    drift = sampler_drift(logp_old, samples)
+    delta = torch.tensor([0.0, 1.0, -0.1])
+    assert drift["drift_tokens"] == 3 and drift["drift_abs_sum"] == pytest.approx(1.1)
+    assert drift["drift_kl_sum"] == pytest.approx((torch.exp(delta) - delta - 1).sum().item())
+    weights = tis_weights(logp_old, samples, cap=2.0)
+    assert weights[0].tolist() == pytest.approx([1.0, 2.0])  # exp(1) = 2.72 is capped at 2
+    assert weights[1].tolist() == pytest.approx([torch.exp(torch.tensor(-0.1)).item()])
+    samples[1].logprobs = None  # the transformers engine: no sampler log-probs
+    assert sampler_drift(logp_old, samples) == {}
+    with pytest.raises(ValueError, match="rollout-engine vllm"):
+        tis_weights(logp_old, samples, cap=2.0)

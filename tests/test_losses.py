@@ -296,3 +296,19 @@ def test_value_model_starts_at_zero_and_learns(tiny_model):
     assert values.shape == (2, 6) and values.dtype == torch.float32 and values.abs().max() == 0
     values.sum().backward()
     assert critic.head.weight.grad.abs().sum() > 0  # the head learns first; the backbone follows once it is nonzero
+
+
+def test_importance_weights_scale_the_surrogate_not_the_penalty():
+    logp, logp_old, adv, mask = _two_responses()
+    weights = torch.tensor([[0.5, 2.0, 1.0], [1.0, 1.0, 0.0]])
+    penalty = torch.full_like(logp, 0.1)
+    plain, _ = policy_loss(logp, logp_old, adv, mask, 0.2, "token_mean", 2)
+    weighted, _ = policy_loss(logp, logp_old, adv, mask, 0.2, "token_mean", 2, importance_weights=weights)
+    with_penalty, _ = policy_loss(logp, logp_old, adv, mask, 0.2, "token_mean", 2, per_token_penalty=penalty,
+                                  importance_weights=weights)
+    r = torch.exp(logp)
+    s0 = (0.5 * min(r[0, 0] * 2, 1.2 * 2) + 2.0 * min(r[0, 1] * 2, 0.8 * 2)) / 2
+    s1 = (-1.0 + min(-r[1, 1], -1.2) + 0.0) / 3
+    torch.testing.assert_close(weighted, -(s0 + s1) / 2)
+    torch.testing.assert_close(with_penalty, weighted + 0.1)  # each response averages 0.1 per token
+    assert not torch.isclose(plain, weighted)
