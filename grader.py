@@ -16,6 +16,9 @@ sample exceeds its timeout (oat: 1 s, SimpleRL: 10 s), then replaced.
 
 Deviations from the anchors (Hendrycks strip_string, Qwen2.5-Math math_equal, oat's math_grader), one line each:
 - Percent forms (x/100, 100x) are accepted only when pred or gold carries a "%": Qwen accepts 1 for 100.
+- Two integers compare exactly (1000001 is not 1000000); the 1e-4 tolerance is for decimals and fractions.
+- Equations are equal when lhs - rhs differ by a nonzero constant factor (x+y=1 and 2x+2y=2); Qwen: sign only.
+- "and" / "or" between answers separate a list; a set written with a repeated element equals the set without.
 - Tuples, intervals, sets, unions and comma lists are split by us and compared element-wise (anchor false negatives).
 - Answers holding a plain word of 4+ letters never reach sympy (it reads words as products: "Evelyn" = "Evenly").
 - A gold that is a plain number is not matched by unevaluated arithmetic ("7 * 86" for 602; 1/2 still counts):
@@ -88,7 +91,7 @@ def _normalize(s: str) -> str:
     s = re.sub(r"\bnp\.(?=[a-z]+\()", r"\\", s)  # Minerva golds in numpy: np.arcsin(x) -> \arcsin(x)
     s = re.sub(r"_([0-9a-zA-Z])", r"_{\1}", s)  # E_1 -> E_{1}
     s = s.replace("\\$", "").replace("$", "").replace("\\%", "").replace("%", "")
-    s = re.sub(r"\s*,?\s*\\(?:text|mbox|mathrm)\s*\{\s*and\s*\}\s*|\s+and\s+", ",", s)  # "2, 3, \text{ and } 4"
+    s = re.sub(r"\s*,?\s*\\(?:text|mbox|mathrm)\s*\{\s*(?:and|or)\s*\}\s*|\s+(?:and|or)\s+", ",", s)  # 3, \text{ and } 4
     s = _TRAILING_UNITS.sub(r"\1", s.strip())  # "5 \text{ cm}^2" -> "5"; any other \text{X} becomes X
     wrapper = re.compile(r"\\(?:text|textbf|mbox|mathrm|mathbf)\s*\{([^{}]*)\}")
     while wrapper.search(s):
@@ -189,8 +192,11 @@ def _symbolic_equal(pred: str, gold: str, trace: _Trace) -> bool:
         if a == b:
             return True
         if isinstance(a, sympy.Equality) and isinstance(b, sympy.Equality):
-            da, db = a.lhs - a.rhs, b.lhs - b.rhs
-            return sympy.simplify(da - db) == 0 or sympy.simplify(da + db) == 0
+            da, db = a.lhs - a.rhs, b.lhs - b.rhs  # equivalent if lhs - rhs differ by a nonzero constant
+            if sympy.simplify(da - db) == 0 or sympy.simplify(da + db) == 0:
+                return True
+            ratio = sympy.simplify(da / db) if db != 0 else None
+            return ratio is not None and not ratio.free_symbols and ratio.is_nonzero is True and ratio.is_finite
         if isinstance(a, sympy.MatrixBase) and isinstance(b, sympy.MatrixBase):
             return a.shape == b.shape and all(_expressions_equal(x, y) for x, y in zip(a, b))
         if not (isinstance(a, sympy.Expr) and isinstance(b, sympy.Expr)):
@@ -228,7 +234,7 @@ def _encloses(s: str, opener: str, closer: str) -> bool:
     depth = 0
     for i, ch in enumerate(s):
         depth += 1 if ch in "([{" else -1 if ch in ")]}" else 0
-        if depth == 0 and i < len(s) - 1:
+        if depth == 0 and len(opener) - 1 <= i < len(s) - 1:  # (the "\\" of "\\{" comes before any bracket)
             return False
     return depth == 0
 
@@ -238,7 +244,7 @@ def _structure(s: str) -> tuple[str, list[str]] | None:
 
     kind is "set" for sets and bare lists (order-free), else the two brackets, e.g. "(]" (order matters)."""
     if _encloses(s, "\\{", "\\}"):
-        return "set", _split_top_level(s[2:-2], ",")
+        return "set", list(dict.fromkeys(_split_top_level(s[2:-2], ",")))  # {1,1,2} = {1,2}
     if s[:1] in "([" and s[-1:] in ")]" and _encloses(s, s[0], s[-1]):
         items = _split_top_level(s[1:-1], ",")
         if len(items) > 1:
@@ -282,6 +288,8 @@ def _equiv(pred: str, gold: str, symbolic: bool, trace: _Trace) -> bool:
         return True
     p_number, g_number = _to_number(p), _to_number(g)
     if p_number is not None and g_number is not None:
+        if re.fullmatch(r"[-+]?\d+", p) and re.fullmatch(r"[-+]?\d+", g) and not percent:
+            return int(p) == int(g)  # two integers: exact (1000001 is not 1000000)
         targets = (g_number, g_number / 100, g_number * 100) if percent else (g_number,)
         return any(math.isclose(p_number, t, rel_tol=NUMERIC_REL_TOL) for t in targets)
     if g_number is not None and _UNEVALUATED.search(p):
@@ -291,7 +299,13 @@ def _equiv(pred: str, gold: str, symbolic: bool, trace: _Trace) -> bool:
     if not symbolic:
         trace.needs_symbolic = True
         return False
-    return _symbolic_equal(p, g, trace)
+    if _symbolic_equal(p, g, trace):
+        return True
+    if "%" in pred and "%" not in gold:  # 33\frac{1}{3}\% for 1/3: the percent form of a non-number
+        return _symbolic_equal(f"\\frac{{{p}}}{{100}}", g, trace)
+    if "%" in gold and "%" not in pred:
+        return _symbolic_equal(p, f"\\frac{{{g}}}{{100}}", trace)
+    return False
 
 
 def equivalence(pred: str, gold: str) -> str:
