@@ -111,13 +111,19 @@ def _normalize(s: str) -> str:
     return s.rstrip(".")
 
 
+_ASSIGNMENT = re.compile(r"^\s*[a-zA-Z](?:_\{?\w+\}?)?(?:\([a-z]\))?\s*(?:=|\\in(?![a-zA-Z]))(?=[^=]*$)")
+
+
+def _has_relation(s: str) -> bool:
+    return "=" in s or re.search(r"\\in(?![a-zA-Z])", s) is not None  # \in, not \infty
+
+
 def _drop_assignment(pred: str, gold: str) -> tuple[str, str]:
-    """"x=3" vs "3", "x\\in[1,2]" vs "[1,2]": when only one side has a simple left side (x, k, f(x)), drop it."""
-    def rhs(s: str) -> str:
-        m = re.fullmatch(r"[a-zA-Z](?:_\{?\w+\}?)?(?:\([a-z]\))?(?:=|\\in)([^=]+)", s)
-        return m.group(1) if m else s
-    if ("=" in pred or "\\in" in pred) != ("=" in gold or "\\in" in gold):
-        return rhs(pred), rhs(gold)
+    """"x=3" vs "3", "x \\in [1,2]" vs "[1,2]": when only one side has a simple left side (x, a_1, f(x)), drop it.
+
+    Works on the raw strings, so a unit after the right side is still recognised ("x = 5 \\text{ cm}")."""
+    if _has_relation(_normalize(pred)) != _has_relation(_normalize(gold)):
+        return _ASSIGNMENT.sub("", pred, count=1), _ASSIGNMENT.sub("", gold, count=1)
     return pred, gold
 
 
@@ -260,7 +266,8 @@ _MAX_SET_SIZE = 64  # larger sets / lists must match element for element as stri
 def _equiv(pred: str, gold: str, symbolic: bool, trace: _Trace) -> bool:
     """Layers 1-3, plus layer 4 when symbolic (else trace.needs_symbolic marks an undecided comparison)."""
     percent = "%" in pred or "%" in gold
-    p, g = _drop_assignment(_normalize(pred), _normalize(gold))
+    pred, gold = _drop_assignment(pred, gold)
+    p, g = _normalize(pred), _normalize(gold)
     if p == g:
         return bool(p)
     if not p or not g:
