@@ -25,6 +25,7 @@ Deviations from the anchors (Hendrycks strip_string, Qwen2.5-Math math_equal, oa
   the anchors accept it, and RL learns to box the question.
 - Symbols keep their case (latex2sympy2_extended lowercases by default, which makes R equal r), unless only the
   lowercased form parses (its grammar reads a capital E as Euler's number, so "E_{1}" fails).
+- A digit before "(" multiplies: latex2sympy2_extended reads "2(120)" as the mixed number 2 + 120.
 - The symbol i is read as the imaginary unit in the symbolic layer (so i^2 = -1), as in MATH's complex answers.
 - A trailing unit after a number (\\text{ cm}^2, \\mbox{ inches}, ^\\circ C, ^{\\prime\\prime}) is dropped; a unit on a
   non-number is kept. Minerva's numpy golds (np.arcsin(x)) are read as LaTeX functions.
@@ -163,6 +164,7 @@ def _parse(s: str):
     import sympy
     from latex2sympy2_extended.latex2sympy2 import ConversionConfig, latex2sympy
 
+    s = re.sub(r"(?<=\d)\s*(?=\()", r"\\cdot ", s)  # "2(120)": the grammar would read 2 + 120 (a mixed number)
     try:
         expr = latex2sympy(s, conversion_config=ConversionConfig(lowercase_symbols=False))
     except Exception:  # the grammar reads a capital E as Euler's number, so "E_{1}" parses only lowercased

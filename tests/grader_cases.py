@@ -322,6 +322,9 @@ _TABLE: dict[str, list[tuple[str, str, bool]]] = {
         ("5!", "120", T),
         ("5!", "24", F),
         (r"\frac{a}{2}", "0.5a", T),
+        (r"\frac{2(\frac{4}{9})}{2}", r"\frac{4}{9}", T),  # 2(...) multiplies; the parser alone reads 2 + 4/9
+        (r"2(\frac{4}{9})", r"\frac{22}{9}", F),
+        (r"\frac{2(120)}{2}", "120", T),
     ],
     "complex numbers": [
         ("1+2i", "2i+1", T),
