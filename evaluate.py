@@ -48,8 +48,9 @@ def load_eval_set(name: str, data_dir: str | None, limit: int | None) -> Problem
 def evaluate_problems(engine, problems: list, template: str, grader: Grader, max_new_tokens: int) -> list[dict]:
     """Greedy-decode every problem once and grade it; returns one record per problem.
 
-    Each record: problem, gold, response, answer (extracted or None), reason
-    ("correct" | "wrong" | "no_answer" | "timeout"), finish_reason. Same template and grader as training.
+    Each record: problem, gold, response, answer (extracted or None), reason (the verdict: "correct" | "wrong" |
+    "parse_error" (the answer could not be parsed to compare beyond strings) | "timeout" | "no_answer"),
+    finish_reason. Same template and grader as training.
     """
     if not problems:
         return []
