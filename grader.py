@@ -86,13 +86,15 @@ def _normalize(s: str) -> str:
     s = re.sub(r"\\\\(?=[a-zA-Z])", r"\\", s)  # doubly escaped commands "\\frac" (matrix rows "\\ 1" kept)
     s = s.replace("\\displaystyle", "").replace("tfrac", "frac").replace("dfrac", "frac")
     s = re.sub(r"\\(?:left|right)(?:\.|(?![a-zA-Z]))", "", s)  # \left( -> (, \right. -> ""
-    s = re.sub(r"(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°)(?:\s*(?:\\mathrm\{[CF]\}|[CF]))?(?![a-zA-Z])", "", s)  # 30^\circ C
+    degrees = r"(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°)(?:\s*(?:\\mathrm\{[CF]\}|[CF]))?(?![a-zA-Z])"
+    s = re.sub(degrees, "", s)  # 30^\circ, 30^{\circ}, 30°, 1950^\circ C
     s = re.sub(r"^([-+]?[\d.]+)\s*\^\s*\{?\\prime\s*(?:\\prime)?\s*\}?$", r"\1", s)  # arc minutes / seconds
     s = re.sub(r"(?<=[a-zA-Z])'", r"^{\\prime}", s)  # x' -> x^{\prime}
     s = re.sub(r"\bnp\.(?=[a-z]+\()", r"\\", s)  # Minerva golds in numpy: np.arcsin(x) -> \arcsin(x)
     s = re.sub(r"_([0-9a-zA-Z])", r"_{\1}", s)  # E_1 -> E_{1}
     s = s.replace("\\$", "").replace("$", "").replace("\\%", "").replace("%", "")
-    s = re.sub(r"\s*,?\s*\\(?:text|mbox|mathrm)\s*\{\s*(?:and|or)\s*\}\s*|\s+(?:and|or)\s+", ",", s)  # 3, \text{ and } 4
+    conjunction = r"\s*,?\s*\\(?:text|mbox|mathrm)\s*\{\s*(?:and|or)\s*\}\s*|\s+(?:and|or)\s+"
+    s = re.sub(conjunction, ",", s)  # "2, 3, \text{ and } 4" -> "2, 3,4"
     s = _TRAILING_UNITS.sub(r"\1", s.strip())  # "5 \text{ cm}^2" -> "5"; any other \text{X} becomes X
     wrapper = re.compile(r"\\(?:text|textbf|mbox|mathrm|mathbf)\s*\{([^{}]*)\}")
     while wrapper.search(s):

@@ -15,7 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 
 # Counts from the last audit run (update them, with a case-table row per new disagreement, when the grader changes).
-AUDIT_COUNTS = {"pairs": 2019, "agree": 1951, "ours_right": 41, "tolerance": 23, "policy": 4, "math_verify_right": 0,
+AUDIT_COUNTS = {"pairs": 2017, "agree": 1949, "ours_right": 41, "tolerance": 23, "policy": 4, "math_verify_right": 0,
                 "undecided": 0}
 
 _INTEGER = re.compile(r"-?\d+")
@@ -24,7 +24,9 @@ _FRACTION = re.compile(r"(-?)\\[dt]?frac\{(\d+)\}\{(\d+)\}")
 
 def perturbations(gold: str) -> list[str]:
     """Deterministic rewrites of one gold answer: some equal to it, some near-misses (decided in the audit)."""
-    out = [f"x = {gold}" if "=" not in gold else gold, gold.replace(" ", ""), "\\left(" + gold[1:-1] + "\\right)" if gold[:1] == "(" else gold]
+    out = [f"x = {gold}" if "=" not in gold else gold, gold.replace(" ", "")]
+    if gold[:1] == "(" and gold[-1:] == ")":
+        out.append("\\left(" + gold[1:-1] + "\\right)")
     if _INTEGER.fullmatch(gold):
         n = int(gold)
         out += [str(n + 1), str(-n), f"{n}.0", f"\\frac{{{2 * n}}}{{2}}", f"0{n}" if n > 0 else str(n), str(10 * n)]
@@ -79,8 +81,9 @@ def run_audit(data_dir: Path | None) -> tuple[Counter, list[tuple[str, str, bool
     policy (a case-table "policy:" row: math-verify is right as mathematics, we refuse by design),
     math_verify_right (a grader bug to fix), undecided (not in the case table yet: add it).
     A disagreement is (pred, gold, ours, math_verify, truth); truth from the case table, None if absent."""
-    import grader
     from grader_cases import CASES
+
+    import grader
 
     truth = {(pred, gold): expected for _, pred, gold, expected in CASES}
     policy = {(pred, gold) for topic, pred, gold, _ in CASES if topic.startswith("policy")}

@@ -40,7 +40,8 @@ def self_consistency_pairs(data_dir: Path) -> list[tuple[str, str, int, str, str
             continue  # MATH has 2 empty answers; data.load_jsonl skips them
         if gold not in seen:
             seen.add(gold)
-            pairs.append(("boxed", stem, i, extract_answer(f"So the answer is $\\boxed{{{gold}}}$.", "qwen_math"), gold))
+            response = f"So the answer is $\\boxed{{{gold}}}$."
+            pairs.append(("boxed", stem, i, extract_answer(response, "qwen_math"), gold))
         pairs += [("alternative", stem, i, alt, gold) for alt in row.get("answer_alternatives") or []]
         pairs += [("final_answer", stem, i, final, gold) for final in row.get("final_answer") or []]
     return pairs

@@ -7,9 +7,9 @@ update AUDIT_COUNTS.
 """
 
 import pytest
+from grader_audit import AUDIT_COUNTS, perturbations, run_audit
 
 from data import default_data_dir
-from grader_audit import AUDIT_COUNTS, perturbations, run_audit
 
 DATA_DIR = default_data_dir()
 

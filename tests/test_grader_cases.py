@@ -3,9 +3,9 @@
 from collections import Counter
 
 import pytest
+from grader_cases import CASES
 
 from grader import Grader, equivalence
-from grader_cases import CASES
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ tests/grader_known_failures.py; a listed pair that now grades "correct" fails to
 from collections import Counter
 
 import pytest
+from grader_known_failures import SELF_CONSISTENCY_EXPECTED
+from grader_real_data import self_consistency_pairs
 
 from data import default_data_dir
 from grader import Grader
-from grader_known_failures import SELF_CONSISTENCY_EXPECTED
-from grader_real_data import self_consistency_pairs
 
 DATA_DIR = default_data_dir()
 needs_data = pytest.mark.skipif(not (DATA_DIR / "eval" / "minerva_math.jsonl").exists(), reason="no ../shared/data")
