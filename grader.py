@@ -9,8 +9,9 @@ Layers, in order (the first that decides wins; REFERENCE.md section 2):
 2. Structures: tuples and intervals element-wise in order (brackets must match), sets, \\cup unions and
    bare comma lists order-free (each gold element matched by a distinct predicted one); recursive.
 3. Numbers: relative tolerance 1e-4; percent forms x, x/100, 100x (Qwen2.5-Math grader, math_equal).
-4. Symbolic: latex2sympy2_extended parses both sides, sympy checks simplify(a - b) == 0, equations up to
-   sign, matrices entry-wise, and constant expressions numerically at rel. tol. 1e-4 (Qwen2.5-Math, oat).
+4. Symbolic: latex2sympy2_extended parses both sides; constant expressions compare by value at rel. tol. 1e-4;
+   others by simplify(a - b) == 0 (Qwen2.5-Math, oat), skipped when the two differ at a sample point (a proof
+   that they differ, and much cheaper); equations up to a constant factor; matrices entry-wise.
 Layers 1-3 run in the calling process; layer 4 runs in a pool of worker processes that are KILLED when a
 sample exceeds its timeout (oat: 1 s, SimpleRL: 10 s), then replaced.
 
@@ -176,17 +177,31 @@ def _parse(s: str):
     return expr
 
 
+def _values_at(a, b, point: dict) -> tuple[complex, complex] | None:
+    """Both expressions evaluated at point (symbol -> rational), or None when either is not a finite number there."""
+    try:
+        va, vb = complex(a.subs(point).evalf(20)), complex(b.subs(point).evalf(20))
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError, AttributeError):  # unevaluated, zoo, nan, ...
+        return None
+    return (va, vb) if all(math.isfinite(v.real) and math.isfinite(v.imag) for v in (va, vb)) else None
+
+
 def _expressions_equal(a, b) -> bool:
-    """simplify(a - b) == 0, or equal values (rel. tol. 1e-4) when both are constants."""
+    """Constants: equal values at rel. tol. 1e-4. Otherwise simplify(a - b) == 0, after a cheap numeric probe:
+    two values that differ at a sample point prove the expressions differ (saves sympy's slow simplify)."""
     import sympy
 
-    if sympy.simplify(a - b) == 0:
-        return True
-    if a.free_symbols or b.free_symbols:
-        return False
-    va, vb = complex(sympy.N(a)), complex(sympy.N(b))
-    finite = all(math.isfinite(abs(v)) for v in (va, vb))  # inf - (-inf) <= tol * inf would be True
-    return finite and abs(va - vb) <= NUMERIC_REL_TOL * max(abs(va), abs(vb))
+    symbols = sorted(a.free_symbols | b.free_symbols, key=str)
+    if not symbols and (values := _values_at(a, b, {})) is not None:
+        va, vb = values
+        return abs(va - vb) <= NUMERIC_REL_TOL * max(abs(va), abs(vb))
+    for k in range(2):
+        point = {s: sympy.Rational(13 + 7 * i + 11 * k, 10) for i, s in enumerate(symbols)}
+        if (values := _values_at(a, b, point)) is not None:
+            va, vb = values
+            if abs(va - vb) > 1e-6 * max(1.0, abs(va), abs(vb)):
+                return False
+    return sympy.simplify(a - b) == 0
 
 
 def _symbolic_equal(pred: str, gold: str, trace: _Trace) -> bool:
