@@ -36,6 +36,7 @@ class EvalConfig:
     data_dir: str = ""  # benchmark files (default: $ZERO_RL_DATA or ../shared/data)
     out_dir: str = "runs/eval"  # per-sample JSONL, one file per benchmark
     grader_timeout: float = 5.0  # seconds per sample before the grader's worker is killed
+    grader_workers: int = 2  # grader worker processes (sympy runs there)
 
 
 def load_eval_set(name: str, data_dir: str | None, limit: int | None) -> ProblemSet:
@@ -85,7 +86,7 @@ def main(cfg: EvalConfig) -> dict[str, tuple[int, int]]:
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     scores = {}
-    with Grader(cfg.grader_timeout) as grader:
+    with Grader(cfg.grader_timeout, cfg.grader_workers) as grader:
         for name in names:
             records = evaluate_problems(engine, problem_sets[name].problems, cfg.template, grader, cfg.max_new_tokens)
             scores[name] = (sum(r["reason"] == "correct" for r in records), len(records))

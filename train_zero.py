@@ -43,6 +43,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from data import load_train_data
 from evaluate import evaluate_problems, load_eval_set
+from grader import VERDICTS
 from learn import advantage_rows, learn, learn_critic, score
 from losses import TokenLogProbs, ValueModel, kl_estimate
 from reward import REWARD_RULES, Grader, apply_template, compute_rewards, stop_strings
@@ -93,6 +94,7 @@ class Config:
     resume: bool = False  # continue from out_dir/checkpoints/latest
     log_samples: int = 4  # rollouts per step written to samples.jsonl
     grader_timeout: float = 5.0  # seconds per sample before the grader's worker is killed
+    grader_workers: int = 2  # grader worker processes per rank (sympy runs there)
     logprob_chunk_size: int = 1024  # tokens per chunk of the fused log-prob kernel
     data_dir: str = ""  # benchmark data directory (default: $ZERO_RL_DATA or ../shared/data)
 
@@ -181,7 +183,7 @@ def save_checkpoint(out_dir: Path, step: int, model, tokenizer, optimizer, cfg: 
 
 
 RESUME_MAY_CHANGE = {"steps", "resume", "out_dir", "eval_every", "eval_data", "eval_limit", "save_every", "log_samples",
-                     "grader_timeout", "data_dir"}  # flags that do not change the training trajectory
+                     "grader_timeout", "grader_workers", "data_dir"}  # flags that do not change the training trajectory
 
 
 def check_resume_config(saved: dict, cfg: Config, checkpoint: Path) -> None:
@@ -215,7 +217,7 @@ def _write_atomic(path: Path, text: str) -> None:
 # Metrics: sums over ranks, then ratios
 
 
-OUTCOMES = ("correct", "wrong", "no_answer", "timeout", "parse_error")  # the grader's verdicts (RewardResult.reason)
+OUTCOMES = (*VERDICTS, "no_answer")  # RewardResult.reason: the grader's verdicts, or no extracted answer
 
 
 def rollout_sums(samples: list[Sample], results, rewards: torch.Tensor, group_size: int) -> dict:
@@ -257,6 +259,7 @@ def reduce_metrics(sums: dict, max_length: int, d: Dist) -> dict:
         "grad_norm": s["grad_norm"] / d.world_size,
         "zero_adv_group_frac": s["zero_adv_groups"] / max(s["groups"], 1),
         "grader_timeouts": s["outcome_timeout"],
+        "grader_parse_errors": s["outcome_parse_error"],
         "outcome_counts": {o: s[f"outcome_{o}"] for o in OUTCOMES},
         "reflection_rate": s["reflection"] / n,
         "generated_tokens": s["length_sum"],
@@ -360,7 +363,7 @@ def _train(cfg: Config, d: Dist) -> list[dict]:
         reference = TokenLogProbs(load_model(cfg.model)[0].to(d.device).eval().requires_grad_(False),
                                   cfg.temperature, cfg.logprob_chunk_size)
     engine = HFEngine(model, tokenizer)
-    grader = Grader(cfg.grader_timeout)
+    grader = Grader(cfg.grader_timeout, cfg.grader_workers)
     params = SamplingParams(cfg.group_size, cfg.temperature, cfg.top_p, cfg.max_new_tokens, stop_strings(cfg.template))
     if d.is_main:  # a resumed run rewrites the rows after its checkpoint
         for path in (out_dir / "metrics.jsonl", out_dir / "samples.jsonl"):

@@ -24,7 +24,7 @@ def test_evaluate_writes_per_sample_jsonl_and_table(tiny_model_dir, tmp_path, ca
     rows = [json.loads(line) for line in (tmp_path / "gsm8k.jsonl").read_text().splitlines()]
     gold = [json.loads(line)["answer"] for line in (default_data_dir() / "eval" / "gsm8k.jsonl").open()][:3]
     assert [r["gold"] for r in rows] == gold
-    assert all(r["reason"] in ("correct", "wrong", "no_answer", "timeout") for r in rows)
+    assert all(r["reason"] in ("correct", "wrong", "parse_error", "no_answer", "timeout") for r in rows)
     assert "| average |" in capsys.readouterr().out
 
 

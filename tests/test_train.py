@@ -49,6 +49,7 @@ def test_two_step_run_writes_metrics_samples_config_and_checkpoint(tiny_model_di
         assert key in rows[0], key
     assert "eval/arithmetic" in rows[1] and "eval/arithmetic" not in rows[0]
     assert sum(rows[0]["outcome_counts"].values()) == 4 * 2  # prompts x group size
+    assert set(rows[0]["outcome_counts"]) == {"correct", "wrong", "parse_error", "timeout", "no_answer"}
     assert rows[0]["response_length_max"] <= 6
     assert any(r["entropy"] > 0 and r["grad_norm"] > 0 for r in rows)  # something was learned
     samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
