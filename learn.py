@@ -93,6 +93,8 @@ def advantage_rows(samples: list[Sample], rewards: torch.Tensor, cfg, kl_rows: l
     lists of (R_i,) rows; returns is None unless cfg.algo == "ppo".
     GRPO / Dr. GRPO: every token of response i gets A_i (losses.group_advantages).
     PPO: reward on the last token, GAE(gamma, lambda), whitened over all ranks' response tokens.
+    With cfg.ppo_skip_uniform_batches, a batch whose rewards are all equal (over all ranks) gets zero
+    advantages: it carries no reward signal, and whitening would blow the critic's noise up to unit scale.
     """
     token_rewards = []
     for s, r in zip(samples, rewards.tolist()):
@@ -111,6 +113,11 @@ def advantage_rows(samples: list[Sample], rewards: torch.Tensor, cfg, kl_rows: l
                               mask, cfg.gamma, cfg.gae_lambda)
     if cfg.whiten_advantages:
         adv = whiten(adv, mask, all_reduce)
+    if cfg.ppo_skip_uniform_batches:
+        moments = torch.stack([rewards.sum(), (rewards**2).sum(), torch.tensor(float(len(rewards)))]).double()
+        (all_reduce or (lambda t: t))(moments)
+        if moments[1] * moments[2] - moments[0] ** 2 <= 1e-9 * moments[2] ** 2:  # variance 0: all rewards equal
+            adv = torch.zeros_like(adv)
     return [adv[i, :n] for i, n in enumerate(lengths)], [ret[i, :n] for i, n in enumerate(lengths)]
 
 

@@ -18,6 +18,8 @@ Deviations from the papers, one line each:
 - KL is off by default (Dr. GRPO); `--kl-in loss` is GRPO's loss term, `--kl-in reward` PPO's per-token penalty.
 - PPO's critic is a zero-initialised value head on a copy of the base model; policy and critic learn
   from the same mini-batches, one after the other (SimpleRL-Zero through OpenRLHF: same order).
+- PPO makes no policy update from a batch whose rewards are all equal (the critic still learns):
+  whitening would turn critic noise into unit-scale advantages (`--no-ppo-skip-uniform-batches` restores it).
 - The rollout batch is split into `updates_per_batch` mini-batches, one optimiser step each
   (Oat-Zero: 8); with 1, logp_old is the detached current log-prob (ratio = 1, exactly on-policy).
 - Responses with zero advantage are skipped in the learn pass (exactly zero gradient), and a batch
@@ -83,6 +85,7 @@ class Config:
     gae_lambda: float = 0.95  # PPO GAE lambda
     value_clip: float = 0.2  # PPO value clipping range (0: no clipping)
     whiten_advantages: bool = True  # PPO: whiten GAE advantages over the batch (all ranks)
+    ppo_skip_uniform_batches: bool = True  # PPO: no policy update from a batch whose rewards are all equal
     entropy_coef: float = 0.0  # entropy bonus coefficient (subtracted from the loss)
     truncated: Literal["keep", "drop", "zero_reward"] = "keep"  # responses without EOS: learn as usual, drop from the loss, or reward 0
     seed: int = 0  # seeds data order, sampling and everything else

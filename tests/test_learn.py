@@ -81,3 +81,15 @@ def test_sampler_drift_and_truncated_importance_weights():
     assert sampler_drift(logp_old, samples) == {}
     with pytest.raises(ValueError, match="rollout-engine vllm"):
         tis_weights(logp_old, samples, cap=2.0)
+
+
+def test_ppo_batch_with_all_equal_rewards_gets_zero_advantages_unless_asked():
+    samples = samples_of([3, 2])
+    values = [torch.tensor([0.1, 0.2, 0.3]), torch.tensor([-0.2, 0.0])]
+    rows, returns = advantage_rows(samples, torch.tensor([-1.0, -1.0]), Config(algo="ppo", group_size=2), values=values)
+    assert all((row == 0).all() for row in rows) and torch.cat(returns).abs().sum() > 0  # the critic still has targets
+    rows, _ = advantage_rows(samples, torch.tensor([-1.0, -1.0]),
+                             Config(algo="ppo", group_size=2, ppo_skip_uniform_batches=False), values=values)
+    assert torch.cat(rows).abs().sum() > 0  # whitened critic noise
+    rows, _ = advantage_rows(samples, torch.tensor([-1.0, -0.5]), Config(algo="ppo", group_size=2), values=values)
+    assert torch.cat(rows).abs().sum() > 0
