@@ -16,14 +16,32 @@ Deviations, one line each:
   resumed run draws the same samples; batched CPU sampling is deterministic for a given batch.
 - The embedded model is SmolLM2-135M-Instruct from a Q4_1 GGUF file (dequantised to fp32), not the
   bf16 hub weights; its logits differ slightly from the hub checkpoint.
+- VLLMEngine seeds prompt i's request with the i-th 62-bit draw of random.Random(params.seed) (vLLM
+  seeds per request, sample j with seed + j); its samples differ from HFEngine's for the same seed,
+  and a batch is not bit-reproducible across batch compositions.
+- VLLMEngine's Sample.logprobs are vLLM's "processed_logprobs": log softmax(logits / T) after the
+  top-p cut (renormalised over the kept tokens); with top_p < 1 they differ from the trainer's
+  full-softmax log-probs. Greedy (T = 0) requests get log softmax(logits) at T = 1.
+- VLLMEngine.sync_weights pushes weights through vLLM's layerwise reload (the CPU backend repacks
+  linear weights for oneDNN; a plain copy into the parameters would leave the packed copy stale).
+
+The vLLM engine (`pip install -r requirements-vllm.txt`; vllm is imported inside it, so `import rollout`
+works without vllm). vLLM starts processes: build the engine under `if __name__ == "__main__":`.
+    engine = VLLMEngine(resolve_model("smollm2-135m"), dtype="float32", max_model_len=1024, kv_cache_gb=1)
+    groups = engine.generate(prompts, params)          # Sample.logprobs at params.temperature
+    seconds = engine.sync_weights(model)               # after each optimiser step
+    engine.probe(model)                                # RuntimeError if engine and trainer disagree
 """
 
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
+import random
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -206,3 +224,285 @@ class HFEngine:
             response, reason = response[:low], "stop"
         text = self.tokenizer.decode(response, skip_special_tokens=True)
         return Sample(prompt_ids, response, text, reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# The vLLM engine: one colocated engine per rank, weights pushed in place after each step
+
+PROBE_TEXT = ("Question: Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in "
+              "May. How many clips did Natalia sell altogether in April and May?\nAnswer: In May she sold 48 / 2 = "
+              "24 clips. Altogether she sold 48 + 24 = 72 clips. The answer is \\boxed{72}.")  # fixed probe sequence
+PROBE_TOLERANCE = 1e-3  # max |engine - trainer| log-prob on the probe, nats (fp32 on CPU measures ~1e-5; see probe)
+
+
+class VLLMEngine:
+    """Sampling with vLLM's offline `LLM` on a copy of the policy; `sync_weights` keeps the copy current.
+
+    generate(prompts, params) -> list (one per prompt) of lists (params.n Samples each), the same records
+    as HFEngine (EOS kept as the last response token, stop strings kept) plus Sample.logprobs: the
+    sampler's log-probs of the sampled tokens at params.temperature (list of floats, one per response token).
+    sync_weights(model) -> seconds: the trainer's parameters, in buckets of `bucket_mb`, into the engine.
+    probe(model) -> max |engine - trainer| log-prob on a fixed sequence; raises RuntimeError above tolerance.
+
+    Construct it under `if __name__ == "__main__":` (vLLM spawns its engine-core and worker processes).
+    On CPU, `kv_cache_gb` is the KV cache (VLLM_CPU_KVCACHE_SPACE) and `gpu_memory_utilization` is unused
+    when it is set; sleep()/wake_up() are no-ops (vLLM's sleep mode needs CUDA).
+    """
+
+    def __init__(self, model_path: str, *, dtype: str = "float32", gpu_memory_utilization: float = 0.5,
+                 enable_sleep_mode: bool = False, seed: int = 0, max_model_len: int = 2048,
+                 kv_cache_gb: float | None = None, bucket_mb: float = 64.0, max_num_seqs: int = 256,
+                 enforce_eager: bool = True, cpu_threads_bind: str | None = None, **engine_kwargs):
+        """
+        Args:
+            model_path: a local HF directory (e.g. resolve_model("smollm2-135m")) or hub id.
+            dtype: the engine's weights and activations ("float32", "bfloat16", "float16", "auto").
+            gpu_memory_utilization: GPU: fraction of GPU memory for weights + KV cache (leave room for the
+                colocated trainer); CPU: fraction of host memory, only used when kv_cache_gb is None.
+            enable_sleep_mode: GPU only: sleep() frees weights and KV cache while the trainer learns.
+            seed: the engine's global seed (per-request seeds come from SamplingParams.seed).
+            max_model_len: prompt + response tokens per sequence.
+            kv_cache_gb: KV cache size in GiB (CPU: VLLM_CPU_KVCACHE_SPACE); None: vLLM's default sizing.
+            bucket_mb: sync_weights sends tensors in buckets of about this many MB (one RPC per bucket).
+            max_num_seqs: sequences decoded together (vLLM's batch).
+            enforce_eager: skip torch.compile (on CPU it compiles with inductor for minutes otherwise).
+            cpu_threads_bind: CPU: VLLM_CPU_OMP_THREADS_BIND for the worker, e.g. "0-1" (all cores of a
+                2-core machine); None leaves vLLM's "auto", which reserves one core for the frontend.
+            engine_kwargs: passed to vllm.LLM unchanged (e.g. enable_prefix_caching, max_num_batched_tokens).
+        Raises:
+            ImportError: vllm is not installed (says how to install it).
+        """
+        try:
+            import vllm
+        except ImportError as error:
+            raise ImportError("VLLMEngine needs vllm: pip install -r requirements-vllm.txt (CPU) or "
+                              "requirements-gpu.txt (CUDA)") from error
+        from transformers import AutoTokenizer
+        from vllm.platforms import current_platform
+
+        self.on_cpu = current_platform.is_cpu()
+        if cpu_threads_bind is not None and self.on_cpu:
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpu_threads_bind  # read by the worker process it spawns
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.eos_ids = eos_token_ids(self.tokenizer)
+        self.bucket_bytes = int(bucket_mb * 2**20)
+        self.sleep_mode = enable_sleep_mode and not self.on_cpu
+        if kv_cache_gb is not None:
+            engine_kwargs["kv_cache_memory_bytes"] = int(kv_cache_gb * 2**30)
+        self.llm = vllm.LLM(
+            model=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len, max_num_seqs=max_num_seqs,
+            gpu_memory_utilization=gpu_memory_utilization, enable_sleep_mode=self.sleep_mode,
+            enforce_eager=enforce_eager,
+            logprobs_mode="processed_logprobs",  # after temperature (and top-p): what the sampler drew from
+            worker_extension_cls="rollout.VLLMWeightReceiver",  # adds the zero_rl_* methods to the worker
+            **engine_kwargs)
+        self.dtype = self.llm.llm_engine.model_config.dtype  # torch dtype the engine computes in
+
+    # --- sampling
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Sample]]:
+        """n samples per prompt (see the class docstring). Raises RuntimeError if vLLM aborts a request."""
+        import vllm
+
+        greedy = params.temperature == 0
+        # vLLM seeds sample j of a request with seed + j: spread the prompts' seeds over 62 bits so that no two
+        # samples of a call (or of calls with nearby params.seed) share a random stream
+        seeds = random.Random(params.seed).sample(range(2**62), len(prompts))
+        requests, sampling = [], []
+        for prompt, seed in zip(prompts, seeds):
+            requests.append({"prompt_token_ids": self.tokenizer(prompt, add_special_tokens=False).input_ids})
+            sampling.append(vllm.SamplingParams(
+                n=1 if greedy else params.n, temperature=params.temperature,  # vLLM refuses n > 1 when greedy top_p=params.top_p if params.temperature > 0 else 1.0,
+                top_k=0, max_tokens=params.max_new_tokens, stop=list(params.stop), include_stop_str_in_output=True,
+                stop_token_ids=self.eos_ids, seed=seed, logprobs=0, skip_special_tokens=True))
+        outputs = self.llm.generate(requests, sampling, use_tqdm=False)
+        groups = []
+        for output in outputs:
+            group = []
+            for completion in sorted(output.outputs, key=lambda c: c.index):
+                if completion.finish_reason not in ("stop", "length"):
+                    raise RuntimeError(f"vLLM finished a request with {completion.finish_reason!r} "
+                                       f"(stop_reason {completion.stop_reason!r}); expected 'stop' or 'length'")
+                response = list(completion.token_ids)
+                logprobs = [step[token].logprob for step, token in zip(completion.logprobs, response)]
+                group.append(Sample(list(output.prompt_token_ids), response,
+                                    self.tokenizer.decode(response, skip_special_tokens=True),
+                                    completion.finish_reason, logprobs))
+            if greedy:  # the n copies HFEngine would decode
+                group = [Sample(list(s.prompt_ids), list(s.response_ids), s.text, s.finish_reason, list(s.logprobs))
+                         for s in group for _ in range(params.n)]
+            groups.append(group)
+        return groups
+
+    # --- weights
+
+    def sync_weights(self, model) -> float:
+        """Copy `model`'s parameters into the engine in place; returns the seconds it took.
+
+        `model` is the trainer's HF module (its parameter names are the checkpoint's, e.g.
+        model.layers.0.self_attn.q_proj.weight; a DDP/TokenLogProbs wrapper must be unwrapped first).
+        Tensors are cast to the engine dtype, moved to CPU and packed into flat byte buckets of about
+        bucket_mb MB (pack_bucket: vLLM's RPC serialiser sends bytes, not tensors), one collective_rpc each, inside one layerwise-reload session on the worker (vLLM re-runs each
+        layer's weight processing, e.g. the CPU backend's oneDNN repacking, once all its tensors arrived).
+        Then the prefix cache is reset: cached KV blocks were computed by the old weights.
+        Raises:
+            RuntimeError: the engine did not receive every parameter it holds (names in the message).
+            Exception: from vLLM's loader for a name it does not know (e.g. a wrapper's "module." prefix).
+        """
+        start = time.perf_counter()
+        self.llm.collective_rpc("zero_rl_start_weight_update")
+        bucket, size = [], 0
+        try:
+            with torch.no_grad():
+                for name, parameter in model.named_parameters():
+                    tensor = parameter.detach().to("cpu", self.dtype)
+                    bucket.append((name, tensor))
+                    size += tensor.numel() * tensor.element_size()
+                    if size >= self.bucket_bytes:
+                        self.llm.collective_rpc("zero_rl_load_weights", args=pack_bucket(bucket))
+                        bucket, size = [], 0
+                if bucket:
+                    self.llm.collective_rpc("zero_rl_load_weights", args=pack_bucket(bucket))
+        except Exception:
+            self.llm.collective_rpc("zero_rl_finish_weight_update")  # close the session: layers not reached
+            raise  # keep their old weights, so the engine stays usable (and the probe fails until a full sync)
+        missing = self.llm.collective_rpc("zero_rl_finish_weight_update")[0]
+        if missing:
+            raise RuntimeError(f"weight sync: the engine did not receive {len(missing)} of its parameters "
+                               f"(e.g. {missing[:3]}); pass the HF model itself (model.module for a wrapper)")
+        self.llm.reset_prefix_cache()
+        return time.perf_counter() - start
+
+    def probe(self, model, probe_ids: list[int] | None = None, tolerance: float = PROBE_TOLERANCE) -> float:
+        """Check that the engine holds the trainer's weights: compare both models' log-probs on a fixed sequence.
+
+        Both sides score every token of `probe_ids` (default: PROBE_TEXT, 86 tokens with SmolLM2) given its
+        prefix, at temperature 1: the engine through prompt_logprobs (which vLLM computes from the raw logits,
+        whatever the sampling temperature), the trainer with a plain forward pass and log_softmax in fp32.
+        Dividing both by T would scale the difference by 1/T, no more. Call it after sync_weights, e.g.
+        every N steps (it costs one engine prefill and one trainer forward pass).
+        The default tolerance, 1e-3 nats, is for fp32 on both sides (measured: ~1e-5 after a sync; a skipped
+        sync after 3 AdamW steps at lr 1e-3, or noise on one weight matrix, gives 1e-1 and more); a bf16
+        engine needs a looser one (bf16 rounding alone moves log-probs by ~1e-2).
+        Returns:
+            the max absolute difference over the probe's tokens (nats).
+        Raises:
+            RuntimeError: the difference exceeds `tolerance` (weights out of sync or corrupted).
+        """
+        ids = probe_ids if probe_ids is not None else self.tokenizer(PROBE_TEXT, add_special_tokens=False).input_ids
+        engine, trainer = self.prompt_logprobs(ids), trainer_logprobs(model, ids)
+        diff = (engine - trainer).abs().max().item()
+        if not diff <= tolerance:  # also catches NaN
+            raise RuntimeError(f"weight sync probe failed: engine vs trainer log-probs on {len(ids) - 1} probe tokens "
+                               f"differ by max {diff:.3g} > tolerance {tolerance:.3g}; the engine's weights are not "
+                               f"the trainer's (was sync_weights called after the optimiser step? a bf16 engine "
+                               f"needs a looser tolerance)")
+        return diff
+
+    def prompt_logprobs(self, ids: list[int]) -> torch.Tensor:
+        """The engine's log p(ids[t] | ids[:t]) for t = 1..len(ids)-1 at temperature 1, fp32, shape (len(ids)-1,).
+
+        vLLM computes prompt_logprobs from the raw logits and does not read the prefix cache for them.
+        """
+        import vllm
+
+        output = self.llm.generate([{"prompt_token_ids": list(ids)}],
+                                   vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0),
+                                   use_tqdm=False)[0]
+        return torch.tensor([step[token].logprob for step, token in zip(output.prompt_logprobs[1:], ids[1:])])
+
+    # --- memory (GPU only)
+
+    def sleep(self, level: int = 1) -> None:
+        """GPU with enable_sleep_mode: free the KV cache and offload (level 1) or drop (level 2) weights. Else no-op."""
+        if self.sleep_mode:
+            self.llm.sleep(level=level)
+
+    def wake_up(self, tags: list[str] | None = None) -> None:
+        """Undo sleep(); after a level-2 sleep, sync_weights must follow. No-op without sleep mode."""
+        if self.sleep_mode:
+            self.llm.wake_up(tags)
+
+    def close(self) -> None:
+        """Stop vLLM's engine-core and worker processes (they also stop when this process exits)."""
+        self.llm.llm_engine.engine_core.shutdown()
+
+
+def pack_bucket(bucket: list[tuple[str, torch.Tensor]]) -> tuple[bytes, list[tuple[str, str, list[int], int]]]:
+    """Flatten (name, CPU tensor) pairs into one byte string and (name, dtype name, shape, byte offset) records.
+
+    Each tensor starts at a multiple of 16 bytes, so unpack_bucket can view the buffer without copying.
+    """
+    parts, layout, offset = [], [], 0
+    for name, tensor in bucket:
+        data = tensor.contiguous().reshape(-1).view(torch.uint8)
+        layout.append((name, str(tensor.dtype).removeprefix("torch."), list(tensor.shape), offset))
+        pad = -data.numel() % 16
+        parts += [data, torch.zeros(pad, dtype=torch.uint8)] if pad else [data]
+        offset += data.numel() + pad
+    return torch.cat(parts).numpy().tobytes(), layout
+
+
+def unpack_bucket(data: bytes, layout: list[tuple[str, str, list[int], int]]) -> list[tuple[str, torch.Tensor]]:
+    """Inverse of pack_bucket: (name, tensor) pairs, views of one writable buffer."""
+    flat = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    pairs = []
+    for name, dtype_name, shape, offset in layout:
+        dtype = getattr(torch, dtype_name)
+        pairs.append((name, flat[offset : offset + math.prod(shape) * dtype.itemsize].view(dtype).view(shape)))
+    return pairs
+
+
+@torch.no_grad()
+def trainer_logprobs(model, ids: list[int]) -> torch.Tensor:
+    """log p(ids[t] | ids[:t]) for t = 1..len(ids)-1 under `model` (an HF causal LM), fp32, shape (len(ids)-1,)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    logits = model(input_ids=torch.tensor([ids], device=device)).logits[0, :-1].float()  # (T-1, V)
+    model.train(was_training)
+    return torch.log_softmax(logits, -1).gather(1, torch.tensor(ids[1:], device=device)[:, None]).squeeze(1).cpu()
+
+
+class VLLMWeightReceiver:
+    """Mixed into vLLM's worker (worker_extension_cls): the receiving end of VLLMEngine.sync_weights.
+
+    One session per sync: start (vLLM's layerwise reload moves the layers to the meta device and defers
+    their processing), load buckets (model.load_weights maps checkpoint names, e.g. q/k/v into qkv_proj,
+    and processes each layer once all its tensors arrived), finish (processes the rest, returns the names
+    of parameters that received nothing). Runs in the worker process; `self` is the vLLM worker.
+    """
+
+    def zero_rl_start_weight_update(self) -> None:
+        from vllm.config import set_current_vllm_config
+        from vllm.model_executor.model_loader.reload import initialize_layerwise_reload
+
+        model = self.model_runner.get_model()
+        self.zero_rl_loaded = set()
+        with set_current_vllm_config(self.vllm_config):
+            initialize_layerwise_reload(model)
+
+    def zero_rl_load_weights(self, data: bytes, layout: list) -> None:
+        from vllm.config import set_current_vllm_config
+
+        with set_current_vllm_config(self.vllm_config):
+            self.zero_rl_loaded |= self.model_runner.get_model().load_weights(unpack_bucket(data, layout))
+
+    def zero_rl_finish_weight_update(self) -> list[str]:
+        from vllm.config import set_current_vllm_config
+        from vllm.model_executor.model_loader.reload import finalize_layerwise_reload
+
+        model = self.model_runner.get_model()
+        with set_current_vllm_config(self.vllm_config):
+            finalize_layerwise_reload(model, self.vllm_config.model_config)
+            # A tied lm_head received nothing (its weight is the embedding's), so the reload left its derived
+            # state alone: on CPU a oneDNN handle packed from the old embedding. Re-run its processing.
+            parameters = dict(model.named_parameters(remove_duplicate=False))
+            loaded_ids = {id(parameters[name]) for name in self.zero_rl_loaded if name in parameters}
+            aliases = {name.rpartition(".")[0] for name, parameter in parameters.items()
+                       if name not in self.zero_rl_loaded and id(parameter) in loaded_ids}
+            for module_name in sorted(aliases):
+                module = model.get_submodule(module_name)
+                if getattr(module, "quant_method", None) is not None:
+                    module.quant_method.process_weights_after_loading(module)
+        return sorted({name for name, _ in model.named_parameters()} - self.zero_rl_loaded)

@@ -1,0 +1,131 @@
+"""VLLMEngine on the real SmolLM2 checkpoint: records, sampler log-probs, weight sync and the sync probe.
+
+Runs only where vllm is installed (.venv-vllm: pip install -r requirements-vllm.txt; see .ci/run):
+    python -m pytest -q -m vllm tests/test_vllm.py
+One engine serves the whole module (starting it takes ~40 s on 2 CPU cores); the tests run in file order
+and leave engine and trainer in sync.
+"""
+
+import copy
+
+import pytest
+import torch
+
+pytest.importorskip("vllm")
+
+from rollout import (PROBE_TEXT, PROBE_TOLERANCE, SamplingParams, VLLMEngine, eos_token_ids,  # noqa: E402
+                     load_model, trainer_logprobs)
+
+pytestmark = pytest.mark.vllm
+
+PROMPTS = ["What is 2 + 3? Answer:", "Write one sentence about the sea."]
+
+
+@pytest.fixture(scope="module")
+def engine(smollm_dir):
+    engine = VLLMEngine(smollm_dir, dtype="float32", max_model_len=512, kv_cache_gb=1, seed=0)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    model, _ = load_model("smollm2-135m")
+    return model
+
+
+def response_logprobs(model, sample, temperature: float) -> torch.Tensor:
+    """The trainer's log softmax(logits / T) of each response token (plain torch), shape (len(response),)."""
+    ids = torch.tensor([sample.prompt_ids + sample.response_ids])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, len(sample.prompt_ids) - 1 : -1].float()
+    return torch.log_softmax(logits / temperature, -1).gather(1, ids[0, len(sample.prompt_ids):, None]).squeeze(1)
+
+
+def test_samples_follow_hf_engine_conventions(engine, trainer):
+    tokenizer, eos = engine.tokenizer, set(eos_token_ids(engine.tokenizer))
+    params = SamplingParams(n=8, temperature=0.7, max_new_tokens=4, seed=3)
+    groups = engine.generate(PROMPTS, params)
+    assert [len(g) for g in groups] == [8, 8]
+    reasons = set()
+    for prompt, group in zip(PROMPTS, groups):
+        for s in group:
+            reasons.add(s.finish_reason)
+            assert s.prompt_ids == tokenizer(prompt, add_special_tokens=False).input_ids
+            if s.finish_reason == "stop":  # EOS kept as the last token, none before it
+                assert s.response_ids[-1] in eos and not eos & set(s.response_ids[:-1])
+            else:
+                assert s.finish_reason == "length" and len(s.response_ids) == 4 and not eos & set(s.response_ids)
+            assert s.text == tokenizer.decode(s.response_ids, skip_special_tokens=True)
+            assert len(s.logprobs) == len(s.response_ids) and all(lp <= 0 for lp in s.logprobs)
+            # the sampler's log-probs are the policy's at the sampling temperature (fp32 on both sides)
+            torch.testing.assert_close(torch.tensor(s.logprobs), response_logprobs(trainer, s, 0.7), atol=1e-3, rtol=0)
+    assert reasons == {"stop", "length"}  # both branches checked (fixed seed)
+    assert engine.generate(PROMPTS, params)[1][0].response_ids == groups[1][0].response_ids  # seeded
+
+
+def test_stop_strings_are_kept(engine):
+    params = SamplingParams(n=4, temperature=1.0, max_new_tokens=48, stop=["."], seed=5)
+    samples = [s for g in engine.generate(PROMPTS, params) for s in g]
+    stopped = [s for s in samples if s.finish_reason == "stop" and s.response_ids[-1] not in engine.eos_ids]
+    assert stopped, "no sample ended on the stop string; change the seed"
+    for s in stopped:  # the response ends with the token that completed ".", and no shorter prefix holds it
+        assert "." in engine.tokenizer.decode(s.response_ids)
+        assert "." not in engine.tokenizer.decode(s.response_ids[:-1])
+
+
+def test_greedy_takes_the_argmax(engine, trainer):
+    group = engine.generate(PROMPTS[:1], SamplingParams(n=2, temperature=0.0, max_new_tokens=8))[0]
+    assert group[0].response_ids == group[1].response_ids
+    s = group[0]
+    ids = torch.tensor([s.prompt_ids + s.response_ids])
+    with torch.no_grad():
+        logits = trainer(input_ids=ids).logits[0, len(s.prompt_ids) - 1 : -1]
+    assert s.response_ids == logits.argmax(-1).tolist()
+    torch.testing.assert_close(torch.tensor(s.logprobs), response_logprobs(trainer, s, 1.0), atol=1e-3, rtol=0)
+
+
+def test_sync_follows_the_trainer_and_the_probe_sees_a_skipped_sync(engine, trainer, tokenizer):
+    probe_ids = engine.tokenizer(PROBE_TEXT, add_special_tokens=False).input_ids
+    assert engine.probe(trainer) < PROBE_TOLERANCE  # same checkpoint on both sides
+    params = SamplingParams(n=4, temperature=1.0, max_new_tokens=16, seed=11)
+    before = engine.generate(PROMPTS, params)
+    engine_before, trainer_before = engine.prompt_logprobs(probe_ids), trainer_logprobs(trainer, probe_ids)
+
+    optimizer = torch.optim.AdamW(trainer.parameters(), lr=1e-3)
+    batch = tokenizer(["The quick brown fox jumps over the lazy dog. " * 4], return_tensors="pt")
+    for _ in range(3):
+        trainer(**batch, labels=batch["input_ids"]).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    with pytest.raises(RuntimeError, match="weight sync probe failed"):
+        engine.probe(trainer)  # the engine still holds the old weights
+
+    seconds = engine.sync_weights(trainer)
+    assert seconds > 0
+    assert engine.probe(trainer) < PROBE_TOLERANCE
+    engine_change = engine.prompt_logprobs(probe_ids) - engine_before
+    trainer_change = trainer_logprobs(trainer, probe_ids) - trainer_before
+    assert trainer_change.abs().max() > 0.1  # the steps moved the policy ...
+    torch.testing.assert_close(engine_change, trainer_change, atol=1e-3, rtol=0)  # ... and the engine with it
+    after = engine.generate(PROMPTS, params)
+    assert [s.response_ids for g in after for s in g] != [s.response_ids for g in before for s in g]
+
+
+def test_probe_catches_one_corrupted_tensor(engine, trainer):
+    corrupted = copy.deepcopy(trainer)
+    with torch.no_grad():
+        weight = corrupted.model.layers[5].mlp.down_proj.weight
+        weight.add_(torch.randn_like(weight) * 0.01 * weight.std())  # 1% noise on one matrix of 211
+    engine.sync_weights(corrupted)
+    with pytest.raises(RuntimeError, match=r"weight sync probe failed: .* on 85 probe tokens differ by max"):
+        engine.probe(trainer)
+    engine.sync_weights(trainer)  # and back
+    assert engine.probe(trainer) < PROBE_TOLERANCE
+
+
+def test_sync_refuses_a_model_with_other_names(engine, trainer):
+    with pytest.raises(Exception):  # e.g. a wrapper's "module." prefix: vLLM's loader rejects the names
+        engine.sync_weights(torch.nn.ModuleDict({"module": trainer}))
+    engine.sync_weights(trainer)  # a failed sync leaves the worker mid-session; a full one recovers it
+    assert engine.probe(trainer) < PROBE_TOLERANCE
