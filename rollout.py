@@ -173,6 +173,15 @@ class HFEngine:
     def sync_weights(self, model=None) -> float:
         return 0.0
 
+    def sleep(self, level: int = 1) -> None:  # the engine is the training model: nothing to free
+        pass
+
+    def wake_up(self, tags: list[str] | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
     @torch.no_grad()
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Sample]]:
         tokenizer, model = self.tokenizer, self.model
@@ -312,7 +321,8 @@ class VLLMEngine:
         for prompt, seed in zip(prompts, seeds):
             requests.append({"prompt_token_ids": self.tokenizer(prompt, add_special_tokens=False).input_ids})
             sampling.append(vllm.SamplingParams(
-                n=1 if greedy else params.n, temperature=params.temperature,  # vLLM refuses n > 1 when greedy top_p=params.top_p if params.temperature > 0 else 1.0,
+                n=1 if greedy else params.n,  # vLLM refuses n > 1 when greedy
+                temperature=params.temperature, top_p=params.top_p if params.temperature > 0 else 1.0,
                 top_k=0, max_tokens=params.max_new_tokens, stop=list(params.stop), include_stop_str_in_output=True,
                 stop_token_ids=self.eos_ids, seed=seed, logprobs=0, skip_special_tokens=True))
         outputs = self.llm.generate(requests, sampling, use_tqdm=False)
@@ -342,8 +352,9 @@ class VLLMEngine:
         `model` is the trainer's HF module (its parameter names are the checkpoint's, e.g.
         model.layers.0.self_attn.q_proj.weight; a DDP/TokenLogProbs wrapper must be unwrapped first).
         Tensors are cast to the engine dtype, moved to CPU and packed into flat byte buckets of about
-        bucket_mb MB (pack_bucket: vLLM's RPC serialiser sends bytes, not tensors), one collective_rpc each, inside one layerwise-reload session on the worker (vLLM re-runs each
-        layer's weight processing, e.g. the CPU backend's oneDNN repacking, once all its tensors arrived).
+        bucket_mb MB (pack_bucket: vLLM's RPC serialiser sends bytes, not tensors), one collective_rpc each,
+        inside one layerwise-reload session on the worker (vLLM re-runs each layer's weight processing,
+        e.g. the CPU backend's oneDNN repacking, once all its tensors arrived).
         Then the prefix cache is reset: cached KV blocks were computed by the old weights.
         Raises:
             RuntimeError: the engine did not receive every parameter it holds (names in the message).

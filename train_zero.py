@@ -5,6 +5,7 @@ One process (CPU or one GPU):
     python train_zero.py --algo grpo --train-data ../shared/data/train/gsm8k_train.jsonl
     python train_zero.py --algo ppo                       # PPO with a critic (SimpleRL-Zero)
     python train_zero.py --algo grpo --kl-coef 1e-3 --kl-estimator k3   # KL loss (SimpleRL-Zoo)
+    python train_zero.py --rollout-engine vllm           # vLLM sampling, weights synced and probed every step
 N processes (DDP; gloo on CPU, nccl on GPU), each rank owning whole prompt groups:
     torchrun --nproc_per_node 8 train_zero.py --algo drgrpo
 Resume after a crash (same flags, same --out-dir):  python train_zero.py ... --resume
@@ -24,6 +25,8 @@ Deviations from the papers, one line each:
   (Oat-Zero: 8); with 1, logp_old is the detached current log-prob (ratio = 1, exactly on-policy).
 - Responses with zero advantage are skipped in the learn pass (exactly zero gradient), and a batch
   in which every advantage is zero makes no optimiser step (AdamW momentum does not move then).
+- With --rollout-engine vllm, the update uses the trainer's log-probs as logp_old (the sampler's only enter
+  through --tis-cap and the drift metrics), as the papers' vLLM-based runs do.
 - Defaults are tuned for a 2-core CPU and a 135M model, not the papers' 7B runs (REFERENCE §4).
 """
 
@@ -46,10 +49,10 @@ from torch.nn.parallel import DistributedDataParallel
 from data import load_train_data
 from evaluate import evaluate_problems, load_eval_set
 from grader import VERDICTS
-from learn import advantage_rows, learn, learn_critic, score
+from learn import advantage_rows, learn, learn_critic, sampler_drift, score, tis_weights
 from losses import TokenLogProbs, ValueModel, kl_estimate
 from reward import REWARD_RULES, Grader, apply_template, compute_rewards, stop_strings
-from rollout import HFEngine, Sample, SamplingParams, load_model
+from rollout import HFEngine, Sample, SamplingParams, VLLMEngine, load_model, resolve_model
 
 REFLECTION_WORDS = ("recheck", "rethink", "reassess", "reevaluate", "re-evaluate", "re-examine", "reconsider",
                     "double-check", "check again", "think again", "verify", "wait", "try again", "alternatively",
@@ -98,6 +101,15 @@ class Config:
     log_samples: int = 4  # rollouts per step written to samples.jsonl
     grader_timeout: float = 5.0  # seconds per sample before the grader's worker is killed
     grader_workers: int = 2  # grader worker processes per rank (sympy runs there)
+    rollout_engine: Literal["hf", "vllm"] = "hf"  # transformers generate on the live model, or a vLLM engine per rank
+    vllm_dtype: str = "float32"  # vLLM weights/activations (bfloat16 on GPU needs --probe-tolerance ~5e-2)
+    vllm_gpu_memory_utilization: float = 0.3  # GPU share for vLLM weights + KV cache (the trainer shares the GPU)
+    vllm_kv_cache_gb: float = 1.0  # CPU: vLLM's KV cache in GiB (VLLM_CPU_KVCACHE_SPACE); GPU: unused
+    vllm_max_model_len: int = 2048  # prompt + response tokens per sequence in the vLLM engine
+    vllm_sleep: bool = True  # GPU: vLLM sleep mode (weights and KV cache freed while learning); CPU: no-op
+    probe_every: int = 1  # vLLM: compare engine and trainer log-probs on a fixed sequence every N syncs (0: never)
+    probe_tolerance: float = 1e-3  # vLLM: max |engine - trainer| log-prob (nats) before the run stops
+    tis_cap: float = 0.0  # truncated importance sampling: weight min(pi_trainer / pi_sampler, cap) (0: off; vLLM only)
     logprob_chunk_size: int = 1024  # tokens per chunk of the fused log-prob kernel
     data_dir: str = ""  # benchmark data directory (default: $ZERO_RL_DATA or ../shared/data)
 
@@ -132,6 +144,37 @@ def setup_distributed() -> Dist:
 def print0(d: Dist, *args):
     if d.is_main:
         print(*args, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The rollout engine
+
+
+def make_engine(cfg: Config, model, tokenizer, checkpoint: Path | None, d: Dist):
+    """HFEngine on the live model, or one VLLMEngine per rank loaded from the same weights, synced and probed once.
+
+    On GPU each rank's engine is placed on the rank's own device (CUDA_VISIBLE_DEVICES for the engine's
+    processes). Raises ImportError without vllm, RuntimeError if the first probe fails.
+    """
+    if cfg.rollout_engine == "hf":
+        return HFEngine(model, tokenizer)
+    on_gpu = d.device.type == "cuda"
+    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if on_gpu:  # the engine's processes see only this rank's GPU
+        visible = saved.split(",") if saved else [str(i) for i in range(torch.cuda.device_count())]
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible[d.device.index]
+    try:
+        engine = VLLMEngine(str(checkpoint) if checkpoint else resolve_model(cfg.model), dtype=cfg.vllm_dtype,
+                            gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, enable_sleep_mode=cfg.vllm_sleep,
+                            seed=cfg.seed + d.rank, max_model_len=cfg.vllm_max_model_len,
+                            kv_cache_gb=None if on_gpu else cfg.vllm_kv_cache_gb)
+    finally:
+        if on_gpu:
+            os.environ.pop("CUDA_VISIBLE_DEVICES") if saved is None else os.environ.update(CUDA_VISIBLE_DEVICES=saved)
+    engine.sync_weights(model)  # the trainer's exact tensors (e.g. fp32 after a dequantised GGUF load)
+    diff = engine.probe(model, tolerance=cfg.probe_tolerance)
+    print0(d, f"vLLM engine ready: probe max |engine - trainer| log-prob {diff:.2e} (tolerance {cfg.probe_tolerance:g})")
+    return engine
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,7 +229,8 @@ def save_checkpoint(out_dir: Path, step: int, model, tokenizer, optimizer, cfg: 
 
 
 RESUME_MAY_CHANGE = {"steps", "resume", "out_dir", "eval_every", "eval_data", "eval_limit", "save_every", "log_samples",
-                     "grader_timeout", "grader_workers", "data_dir"}  # flags that do not change the training trajectory
+                     "grader_timeout", "grader_workers", "data_dir", "probe_every", "probe_tolerance", "vllm_sleep",
+                     "vllm_kv_cache_gb", "vllm_gpu_memory_utilization"}  # flags that do not change the training trajectory
 
 
 def check_resume_config(saved: dict, cfg: Config, checkpoint: Path) -> None:
@@ -267,6 +311,9 @@ def reduce_metrics(sums: dict, max_length: int, d: Dist) -> dict:
         "reflection_rate": s["reflection"] / n,
         "generated_tokens": s["length_sum"],
     }
+    if "drift_tokens" in s:  # an engine that returns the sampler's log-probs (vLLM)
+        row.update({"sampler_drift_abs": s["drift_abs_sum"] / max(s["drift_tokens"], 1),
+                    "sampler_drift_kl": s["drift_kl_sum"] / max(s["drift_tokens"], 1)})
     if "value_loss" in s:  # PPO's critic
         row.update({"value_loss": s["value_loss"] / d.world_size, "critic_grad_norm": s["critic_grad_norm"] / d.world_size,
                     "value_clip_fraction": s["value_clipped_tokens"] / max(s["value_tokens"], 1),
@@ -311,6 +358,8 @@ def main(cfg: Config) -> list[dict]:
         raise ValueError(f"--algo {cfg.algo!r}: use grpo, drgrpo or ppo")
     if cfg.reward not in REWARD_RULES:
         raise ValueError(f"--reward {cfg.reward!r}: use one of {sorted(REWARD_RULES)}")
+    if cfg.tis_cap > 0 and cfg.rollout_engine != "vllm":
+        raise ValueError(f"--tis-cap {cfg.tis_cap}: needs the sampler's log-probs; use --rollout-engine vllm")
     d = setup_distributed()
     try:
         history = _train(cfg, d)  # the DDP module and its gloo work are freed when _train returns
@@ -365,7 +414,7 @@ def _train(cfg: Config, d: Dist) -> list[dict]:
     if cfg.kl_coef > 0:  # a frozen copy of the starting policy (the base model, also after a resume)
         reference = TokenLogProbs(load_model(cfg.model)[0].to(d.device).eval().requires_grad_(False),
                                   cfg.temperature, cfg.logprob_chunk_size)
-    engine = HFEngine(model, tokenizer)
+    engine = make_engine(cfg, model, tokenizer, checkpoint, d)
     grader = Grader(cfg.grader_timeout, cfg.grader_workers)
     params = SamplingParams(cfg.group_size, cfg.temperature, cfg.top_p, cfg.max_new_tokens, stop_strings(cfg.template))
     if d.is_main:  # a resumed run rewrites the rows after its checkpoint
@@ -385,6 +434,7 @@ def _train(cfg: Config, d: Dist) -> list[dict]:
         prompts = [apply_template(cfg.template, p.problem) for p in problems]
         params.seed = cfg.seed * 1_000_003 + step * 1_009 + d.rank
         samples = [s for group in engine.generate(prompts, params) for s in group]
+        engine.sleep()  # GPU sleep mode: free the engine's memory while the trainer learns (else no-op)
         t1 = time.perf_counter()
         # --- reward
         golds = [p.answer for p in problems for _ in range(cfg.group_size)]
@@ -397,25 +447,35 @@ def _train(cfg: Config, d: Dist) -> list[dict]:
             rewards[truncated] = 0.0
         in_loss = ~truncated if cfg.truncated == "drop" else torch.ones_like(truncated)
         pad, mb = tokenizer.pad_token_id, cfg.micro_batch_size
-        logp_old = score(policy.module, samples, pad, d.device, mb) if cfg.updates_per_batch > 1 or reference else None
+        need_old, from_sampler = cfg.updates_per_batch > 1 or reference is not None, samples[0].logprobs is not None
+        logp_old = score(policy.module, samples, pad, d.device, mb) if need_old or from_sampler else None
+        drift = sampler_drift(logp_old, samples) if from_sampler else {}  # trainer vs sampler on the same tokens
+        importance = tis_weights(logp_old, samples, cfg.tis_cap) if cfg.tis_cap > 0 else None
         logp_ref = score(reference, samples, pad, d.device, mb) if reference else None
         kl_rows = [kl_estimate(a, b, cfg.kl_estimator) for a, b in zip(logp_old, logp_ref)] if reference else None
         values = score(critic.module, samples, pad, d.device, mb) if critic else None
         advantages, returns = advantage_rows(samples, rewards, cfg, kl_rows, values, dist.all_reduce)
         # --- learn
-        stats = learn(policy, optimizer, samples, advantages, in_loss, cfg, d, pad, logp_old, logp_ref)
+        stats = learn(policy, optimizer, samples, advantages, in_loss, cfg, d, pad, logp_old if need_old else None,
+                      logp_ref, importance)
         if critic:
             stats.update(learn_critic(critic, critic_optimizer, samples, returns, values, in_loss, cfg, d, pad))
         t3 = time.perf_counter()
-        # --- sync (no-op for the transformers engine, which samples from the live model)
+        # --- sync (no-op for the transformers engine, which samples from the live model), then the probe
+        engine.wake_up()
         sync_seconds = engine.sync_weights(model)
+        probe = {}
+        if isinstance(engine, VLLMEngine) and cfg.probe_every and (step + 1) % cfg.probe_every == 0:
+            t_probe = time.perf_counter()
+            probe = {"probe_max_abs_diff": engine.probe(model, tolerance=cfg.probe_tolerance),  # raises if out of sync
+                     "time_probe": time.perf_counter() - t_probe}
         # --- log
-        sums = {**rollout_sums(samples, results, rewards, cfg.group_size), **stats,
+        sums = {**rollout_sums(samples, results, rewards, cfg.group_size), **stats, **drift,
                 "kl_sum": sum(row.sum().item() for row in kl_rows) if reference else 0.0,
                 "kl_tokens": sum(len(s.response_ids) for s in samples)}
         row = {"step": step + 1, **reduce_metrics(sums, max(len(s.response_ids) for s in samples), d)}
         row.update({"time_rollout": t1 - t0, "time_reward": t2 - t1, "time_learn": t3 - t2, "time_sync": sync_seconds,
-                    "tokens_per_s": row["generated_tokens"] / max(t1 - t0, 1e-9)})
+                    "tokens_per_s": row["generated_tokens"] / max(t1 - t0, 1e-9), **probe})
         # --- eval
         last = step + 1 == cfg.steps
         if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or last):
@@ -430,6 +490,7 @@ def _train(cfg: Config, d: Dist) -> list[dict]:
             save_checkpoint(out_dir, step + 1, model, tokenizer, optimizer, cfg, d,
                             critic.module if critic else None, critic_optimizer)
     grader.close()
+    engine.close()
     return history
 
 

@@ -4,7 +4,7 @@ import torch
 
 from losses import TokenLogProbs
 from rollout import HFEngine, Sample, SamplingParams, eos_token_ids, resolve_model
-from train_zero import collate
+from learn import collate
 
 
 def test_resolve_model_passes_hub_ids_and_dirs_through(tmp_path):

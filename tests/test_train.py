@@ -208,3 +208,14 @@ def test_clip_eps_low_is_an_alias_of_clip_eps():
              "print(tyro.cli(train_zero.Config, args=['--clip-eps-low', '0.1', '--clip-eps-high', '0.3']))"])
     assert r.returncode == 0, r.stderr[-2000:]
     assert "clip_eps=0.1" in r.stdout and "clip_eps_high=0.3" in r.stdout
+
+
+def test_tis_cap_needs_an_engine_with_sampler_logprobs(tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match="--tis-cap 2.0: needs the sampler's log-probs; use --rollout-engine vllm"):
+        main(tiny_config(tiny_model_dir, tmp_path, tis_cap=2.0))
+
+
+@pytest.mark.skipif(__import__("importlib.util").util.find_spec("vllm") is not None, reason="vllm is installed here")
+def test_vllm_engine_without_vllm_says_how_to_install(tiny_model_dir, tmp_path):
+    with pytest.raises(ImportError, match="VLLMEngine needs vllm: pip install -r requirements-vllm.txt"):
+        main(tiny_config(tiny_model_dir, tmp_path, rollout_engine="vllm"))
