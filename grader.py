@@ -22,7 +22,8 @@ Deviations from the anchors (Hendrycks strip_string, Qwen2.5-Math math_equal, oa
 - "and" / "or" between answers separate a list; a set written with a repeated element equals the set without.
 - Tuples, intervals, sets, unions and comma lists are split by us and compared element-wise (anchor false negatives).
 - Answers holding a plain word of 4+ letters never reach sympy (it reads words as products: "Evelyn" = "Evenly").
-- A gold that is a plain number is not matched by unevaluated arithmetic ("7 * 86" for 602; 1/2 still counts):
+- A gold that is a plain number is not matched by unevaluated arithmetic ("7 * 86", "7 × 86", "4(59)" for 602 or
+  236; 1/2 still counts):
   the anchors accept it, and RL learns to box the question.
 - Symbols keep their case (latex2sympy2_extended lowercases by default, which makes R equal r), unless only the
   lowercased form parses (its grammar reads a capital E as Euler's number, so "E_{1}" fails).
@@ -278,7 +279,8 @@ def _structure(s: str) -> tuple[str, list[str]] | None:
     return ("set", items) if len(items) > 1 else None
 
 
-_UNEVALUATED = re.compile(r"\d\s*(?:[-+*]|\\times|\\cdot|\\div)\s*[-(]?\s*\d")  # 7 * 86, 3+4, 2\times(5)
+_UNEVALUATED = re.compile(  # 7 * 86, 3+4, 2\times(5), 7 × 86, 4(59), (7)(86), (7)86
+    r"\d\s*(?:[-+*×·÷]|\\times|\\cdot|\\div|\\ast)\s*[-(]?\s*\d|\d\s*\(\s*[-+]?\s*\d|\)\s*\(|\)\s*\d")
 _MAX_SET_SIZE = 64  # larger sets / lists must match element for element as strings (after normalisation)
 
 

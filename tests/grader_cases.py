@@ -324,7 +324,8 @@ _TABLE: dict[str, list[tuple[str, str, bool]]] = {
         (r"\frac{a}{2}", "0.5a", T),
         (r"\frac{2(\frac{4}{9})}{2}", r"\frac{4}{9}", T),  # 2(...) multiplies; the parser alone reads 2 + 4/9
         (r"2(\frac{4}{9})", r"\frac{22}{9}", F),
-        (r"\frac{2(120)}{2}", "120", T),
+        (r"\frac{2(x+1)}{2}", "x+1", T),  # a digit before "(" multiplies (latex2sympy2_extended: 2 + (x+1))
+        (r"\frac{2(x+1)}{2}", "x+3", F),
     ],
     "complex numbers": [
         ("1+2i", "2i+1", T),
@@ -400,6 +401,13 @@ _TABLE: dict[str, list[tuple[str, str, bool]]] = {
         ("3+4", "7", F),
         (r"2\times 3", "6", F),
         ("100-1", "99", F),
+        ("(7 × 86)", "602", F),  # found by RL: GRPO on the embedded default boxed these for 2 of its rewards
+        ("4(59)", "236", F),
+        ("(7)(86)", "602", F),
+        ("7 · 86", "602", F),
+        (r"7 \ast 86", "602", F),
+        ("(236)", "236", T),  # brackets around the answer itself are fine
+        (r"\frac{2(120)}{2}", "120", F),
         ("2^{10}", "1024", T),  # a power is an answer form, not restated arithmetic
     ],
     # Disagreements with math-verify on perturbed real golds (tests/grader_audit.py), decided here.
