@@ -101,3 +101,20 @@ def test_engine_drops_hub_sampling_defaults(tiny_model, tokenizer):
     tiny_model.generation_config.top_k = 20
     HFEngine(tiny_model, tokenizer)
     assert tiny_model.generation_config.repetition_penalty in (None, 1.0) and tiny_model.generation_config.top_k != 20
+
+
+def test_weight_buckets_round_trip_every_dtype_and_shape():
+    from weight_sync import pack_bucket, unpack_bucket
+
+    torch.manual_seed(0)
+    bucket = [("a.weight", torch.randn(3, 5)), ("b.bias", torch.randn(7).bfloat16()), ("c", torch.arange(3)),
+              ("d.weight", torch.randn(2, 3, 4)[:, 1]),  # not contiguous
+              ("e", torch.tensor(1.5, dtype=torch.float16))]
+    data, layout = pack_bucket(bucket)
+    assert isinstance(data, bytes) and all(offset % 16 == 0 for *_, offset in layout)
+    unpacked = unpack_bucket(data, layout)
+    assert [name for name, _ in unpacked] == [name for name, _ in bucket]
+    for (_, got), (_, want) in zip(unpacked, bucket):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    unpacked[0][1].add_(1)  # writable views (vLLM's loaders copy out of them)

@@ -156,3 +156,41 @@ def test_train_zero_with_the_vllm_engine_probes_every_step(tmp_path):
         assert 0 <= row["sampler_drift_abs"] < 1e-3 and abs(row["sampler_drift_kl"]) < 1e-5  # fp32 on both sides
         assert row["generated_tokens"] > 0
     assert "eval/arithmetic" in rows[-1]
+
+
+CORRUPTING_RUN = '''
+import copy, torch, tyro
+import rollout, train_zero
+original, calls = rollout.VLLMEngine.sync_weights, []
+
+def corrupting_sync(self, model):  # the 2nd sync (the first of the loop): 1% noise on one matrix of 211
+    calls.append(model)
+    if len(calls) == 2:
+        model = copy.deepcopy(model)
+        with torch.no_grad():
+            weight = model.model.layers[5].mlp.down_proj.weight
+            weight.add_(torch.randn_like(weight) * 0.01 * weight.std())
+    return original(self, model)
+
+rollout.VLLMEngine.sync_weights = corrupting_sync
+if __name__ == "__main__":
+    train_zero.main(tyro.cli(train_zero.Config))
+'''
+
+
+def test_a_corrupted_sync_stops_the_run_before_it_logs_the_step(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script, out = tmp_path / "corrupting_run.py", tmp_path / "run"
+    script.write_text(CORRUPTING_RUN)
+    args = [sys.executable, str(script), "--rollout-engine", "vllm", "--steps", "3", "--prompts-per-step", "2",
+            "--group-size", "2", "--max-new-tokens", "8", "--eval-every", "0", "--save-every", "0", "--out-dir", str(out)]
+    r = subprocess.run(args, cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode != 0
+    assert "RuntimeError: weight sync probe failed: engine vs trainer log-probs on 85 probe tokens differ by max" in r.stderr
+    assert not (out / "metrics.jsonl").exists() or not (out / "metrics.jsonl").read_text().strip()  # step 1 not logged
