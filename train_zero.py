@@ -168,9 +168,11 @@ def make_engine(cfg: Config, model, tokenizer, checkpoint: Path | None, d: Dist)
                             gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, enable_sleep_mode=cfg.vllm_sleep,
                             seed=cfg.seed + d.rank, max_model_len=cfg.vllm_max_model_len,
                             kv_cache_gb=None if on_gpu else cfg.vllm_kv_cache_gb)
-    finally:
-        if on_gpu:
-            os.environ.pop("CUDA_VISIBLE_DEVICES") if saved is None else os.environ.update(CUDA_VISIBLE_DEVICES=saved)
+    finally:  # the trainer's own view of the GPUs is unchanged (CUDA is already initialised in this process)
+        if on_gpu and saved is None:
+            del os.environ["CUDA_VISIBLE_DEVICES"]
+        elif on_gpu:
+            os.environ["CUDA_VISIBLE_DEVICES"] = saved
     engine.sync_weights(model)  # the trainer's exact tensors (e.g. fp32 after a dequantised GGUF load)
     diff = engine.probe(model, tolerance=cfg.probe_tolerance)
     print0(d, f"vLLM engine ready: probe max |engine - trainer| log-prob {diff:.2e} (tolerance {cfg.probe_tolerance:g})")
