@@ -53,11 +53,10 @@ class _ChunkedLogProbEntropy(torch.autograd.Function):
         for start in range(0, n_tokens, chunk_size):
             end = min(start + chunk_size, n_tokens)
             log_probs, probs = log_probs_buf[: end - start], probs_buf[: end - start]
-            _chunk_log_probs(hidden[start:end], weight, temperature, log_probs, probs)  # log_probs = logits - lse
-            lse[start:end] = probs[:, 0]  # _chunk_log_probs leaves the chunk's lse there
+            # log_probs = z - lse; probs = exp(z - max z), unnormalised: p = probs / sum_exp (no second exp pass)
+            lse[start:end], sum_exp = _chunk_log_probs(hidden[start:end], weight, temperature, log_probs, probs)
             logp[start:end] = log_probs.gather(1, targets[start:end, None]).squeeze(1)
-            torch.exp(log_probs, out=probs)
-            entropy[start:end] = -torch.bmm(probs[:, None, :], log_probs[:, :, None]).view(-1)  # -sum p log p
+            entropy[start:end] = -torch.bmm(probs[:, None, :], log_probs[:, :, None]).view(-1) / sum_exp  # -sum p log p
         ctx.save_for_backward(hidden, weight, targets, lse, entropy)
         ctx.temperature, ctx.chunk_size = temperature, chunk_size
         ctx.set_materialize_grads(False)  # an output outside the loss gets grad None, not a zero tensor
@@ -109,7 +108,8 @@ class _ChunkedLogProbEntropy(torch.autograd.Function):
 def _chunk_log_probs(hidden, weight, temperature, out, scratch, lse=None):
     """out = log_softmax(hidden @ weight.T / T) of one chunk, computed in `out` (C, V) in place.
 
-    Without `lse`, it is computed (scratch is used for the exp) and left in scratch[:, 0].
+    Without `lse`, it is computed and returned with sum_exp, both (C,): scratch is left holding
+    exp(z - max z) per row, whose row sums are sum_exp (so softmax = scratch / sum_exp). With `lse`: None.
     """
     if hidden.dtype == out.dtype:
         torch.matmul(hidden, weight.T, out=out)
@@ -117,13 +117,16 @@ def _chunk_log_probs(hidden, weight, temperature, out, scratch, lse=None):
         out.copy_(hidden @ weight.T)
     if temperature != 1.0:
         out.div_(temperature)
-    if lse is None:
-        row_max = out.max(dim=1, keepdim=True).values  # (C, 1)
-        torch.sub(out, row_max, out=scratch)
-        scratch.exp_()
-        lse = scratch.sum(dim=1, keepdim=True).log_().add_(row_max).view(-1)
-        scratch[:, 0] = lse
+    if lse is not None:
+        out.sub_(lse[:, None])
+        return None
+    row_max = out.max(dim=1, keepdim=True).values  # (C, 1)
+    torch.sub(out, row_max, out=scratch)
+    scratch.exp_()
+    sum_exp = scratch.sum(dim=1)
+    lse = sum_exp.log().add_(row_max.view(-1))
     out.sub_(lse[:, None])
+    return lse, sum_exp
 
 
 def chunked_logprobs_entropy(

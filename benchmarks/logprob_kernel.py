@@ -93,7 +93,7 @@ def main():
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--vocab", type=int, default=151_936)
     parser.add_argument("--tokens", type=int, default=4096)
-    parser.add_argument("--chunk-size", type=int, default=128)
+    parser.add_argument("--chunk-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--methods", default="naive,torch,ours")
     parser.add_argument("--method", help=argparse.SUPPRESS)  # set in the child process
