@@ -7,6 +7,11 @@ and leave engine and trainer in sync.
 """
 
 import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +24,13 @@ from rollout import (PROBE_TEXT, PROBE_TOLERANCE, SamplingParams, VLLMEngine, eo
 pytestmark = pytest.mark.vllm
 
 PROMPTS = ["What is 2 + 3? Answer:", "Write one sentence about the sea."]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_training(script, *flags):
+    """`python <script> --rollout-engine vllm <flags>` from the project root (its own process: vLLM spawns)."""
+    return subprocess.run([sys.executable, str(script), "--rollout-engine", "vllm", *flags], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=900)
 
 
 @pytest.fixture(scope="module")
@@ -133,19 +145,10 @@ def test_sync_refuses_a_model_with_other_names(engine, trainer):
 
 def test_train_zero_with_the_vllm_engine_probes_every_step(tmp_path):
     """The loop on the real engine: 3 steps of GRPO with TIS, the probe after every sync, drift near zero."""
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
     out = tmp_path / "run"
-    args = [sys.executable, "train_zero.py", "--rollout-engine", "vllm", "--algo", "grpo", "--steps", "3",
-            "--prompts-per-step", "2", "--group-size", "4", "--max-new-tokens", "16", "--lr", "1e-4",
-            "--tis-cap", "2.0", "--eval-every", "3", "--eval-limit", "4", "--save-every", "0", "--out-dir", str(out)]
-    r = subprocess.run(args, cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True,
-                       timeout=900)
+    r = run_training("train_zero.py", "--algo", "grpo", "--steps", "3", "--prompts-per-step", "2", "--group-size", "4",
+                     "--max-new-tokens", "16", "--lr", "1e-4", "--tis-cap", "2.0", "--eval-every", "3",
+                     "--eval-limit", "4", "--save-every", "0", "--out-dir", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "vLLM engine ready: probe max" in r.stdout
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -179,18 +182,10 @@ if __name__ == "__main__":
 
 
 def test_a_corrupted_sync_stops_the_run_before_it_logs_the_step(tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
     script, out = tmp_path / "corrupting_run.py", tmp_path / "run"
     script.write_text(CORRUPTING_RUN)
-    args = [sys.executable, str(script), "--rollout-engine", "vllm", "--steps", "3", "--prompts-per-step", "2",
-            "--group-size", "2", "--max-new-tokens", "8", "--eval-every", "0", "--save-every", "0", "--out-dir", str(out)]
-    r = subprocess.run(args, cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True,
-                       timeout=900)
+    r = run_training(script, "--steps", "3", "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "8",
+                     "--eval-every", "0", "--save-every", "0", "--out-dir", str(out))
     assert r.returncode != 0
     assert "RuntimeError: weight sync probe failed: engine vs trainer log-probs on 85 probe tokens differ by max" in r.stderr
     assert not (out / "metrics.jsonl").exists() or not (out / "metrics.jsonl").read_text().strip()  # step 1 not logged
@@ -200,5 +195,5 @@ def test_more_prompt_tokens_than_one_step_holds(engine):
     """64 seeded requests of ~200 prompt tokens: on CPU a chunked prefill would crash the engine (see VLLMEngine)."""
     prompts = [f"Problem {i}: " + "Add the numbers one by one and explain each step carefully. " * 16 for i in range(8)]
     groups = engine.generate(prompts, SamplingParams(n=8, temperature=1.0, max_new_tokens=4, seed=2))
-    assert sum(len(s.prompt_ids) for g in groups for s in g) > 8192  # more than vLLM schedules in one step
+    assert sum(len(s.prompt_ids) for g in groups for s in g) > 8192  # vLLM on CPU schedules 4,096 tokens a step
     assert [len(g) for g in groups] == [8] * 8 and all(len(s.response_ids) >= 1 for g in groups for s in g)
