@@ -9,7 +9,7 @@ of the built-in procedural set. Prints a table (per benchmark and the average) a
 per benchmark with every sample, its extracted answer, verdict and reward.
 
 Deviations, one line each:
-- Generation uses the transformers engine (vLLM comes with the rollout issue); same numbers, slower.
+- Generation uses the transformers engine (rollout.HFEngine) only; rollout.VLLMEngine is not wired in here yet.
 - The average is the unweighted mean over the benchmarks asked for, as the papers' tables.
 """
 
@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data import ProblemSet, arithmetic_problems, load_benchmark, write_jsonl
-from reward import Grader, apply_template, compute_rewards, stop_strings
-from rollout import HFEngine, SamplingParams, load_model
+from grader import Grader
+from reward import apply_template, compute_rewards, stop_strings
+from model import load_model
+from rollout import HFEngine, SamplingParams
 
 ARITHMETIC_EVAL_SEED = 1_000_000  # a different draw from training's seed-0 set
 

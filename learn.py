@@ -1,10 +1,19 @@
-"""The learn stage: from a rewarded rollout batch to advantages and optimiser steps (policy and critic).
+"""The learn stage: what each `--algo` is, and from a rewarded rollout batch to optimiser steps.
+
+The algorithms, one table (`ALGORITHMS`; formulas in losses.py and README "What the losses compute"):
+
+| --algo | advantages | divided by the group's std | loss aggregation | critic |
+| --- | --- | --- | --- | --- |
+| grpo (DeepSeekMath §4.1.2) | group: r_i - mean(r) | yes | token_mean: 1 / len(o_i) per response | no |
+| drgrpo (Liu et al. 2025, eq. 3) | group: r_i - mean(r) | no | max_tokens: 1/L_max, L_max = max_new_tokens | no |
+| ppo (SimpleRL-Zero via OpenRLHF) | GAE on the critic's values, whitened | - | token_mean | yes |
 
 train_zero.py calls, each step:
-    score(...)            -> logp_old, logp_ref, values: per-response rows from no-grad forward passes
-    advantage_rows(...)   -> GRPO / Dr. GRPO group advantages, or PPO's GAE (whitened) and returns
-    learn(...)            -> the clipped policy loss over mini- and micro-batches (losses.policy_loss)
-    learn_critic(...)     -> the clipped value loss, same batching (losses.value_loss), PPO only
+    prepare_batch(...)    -> Batch: the no-grad passes (logp_old, logp_ref, values), KL rows, TIS weights,
+                             sampler drift, and the advantages (and PPO returns)
+    learn(...)            -> PolicyStats: the clipped policy loss over mini- and micro-batches (losses.policy_loss)
+    learn_critic(...)     -> CriticStats: the clipped value loss, same batching (losses.value_loss), PPO only
+Their knobs are `LearnSettings` (train_zero's Config extends it, so each knob has one default, here).
 
 Per-response quantities travel as "rows": one 1-D float tensor per response with one entry per
 response token (len(sample.response_ids)). `collate` lays samples out right-padded; `place_rows`
@@ -13,19 +22,81 @@ puts rows back at their response positions, so a row does not depend on the micr
 Every micro-batch loss is divided by the global number of responses in its optimiser step and
 multiplied by world_size (DDP averages gradients over ranks), so gradients equal those of one
 process holding the whole batch, whatever the micro-batch size or number of ranks.
+
+Deviations, one line each:
+- The rollout batch is split into `updates_per_batch` mini-batches, one optimiser step each
+  (Oat-Zero: 8); with 1, logp_old is the detached current log-prob (ratio = 1, exactly on-policy).
+- Responses with zero advantage are skipped in the learn pass (exactly zero gradient), and a mini-batch
+  in which every advantage is zero makes no optimiser step (AdamW momentum does not move then).
+- PPO makes no policy update from a batch whose rewards are all equal (the critic still learns):
+  whitening would turn critic noise into unit-scale advantages (`--no-ppo-skip-uniform-batches` restores it).
+- Policy and critic learn from the same mini-batches, one after the other (SimpleRL-Zero through OpenRLHF).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
+from typing import Annotated, Literal, get_args
 
 import torch
-import torch.distributed as dist
+import tyro
 from torch.nn.utils.rnn import pad_sequence
 
+from distributed import Dist, all_reduce
 from losses import gae_advantages, group_advantages, kl_estimate, policy_loss, value_loss, whiten
 from rollout import Sample
+
+# ---------------------------------------------------------------------------------------------
+# The algorithms and their knobs
+
+AlgoName = Literal["grpo", "drgrpo", "ppo"]
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    advantages: Literal["group", "gae"]  # group-relative r_i - mean(r), or GAE over a critic's values
+    scale_by_std: bool  # group advantages divided by (std of the group's rewards + 1e-6)
+    aggregation: Literal["token_mean", "max_tokens"]  # 1/|o_i| per response, or one constant 1/L_max
+    critic: bool  # a value model learns beside the policy
+
+
+ALGORITHMS: dict[str, Algorithm] = {
+    "grpo": Algorithm(advantages="group", scale_by_std=True, aggregation="token_mean", critic=False),
+    "drgrpo": Algorithm(advantages="group", scale_by_std=False, aggregation="max_tokens", critic=False),
+    "ppo": Algorithm(advantages="gae", scale_by_std=False, aggregation="token_mean", critic=True),
+}
+assert set(get_args(AlgoName)) == set(ALGORITHMS), "every --algo choice has a row in ALGORITHMS"
+
+
+@dataclass
+class LearnSettings:
+    """The knobs of the learn stage; train_zero.Config extends this class (its CLI flags are these fields)."""
+
+    # --- algorithm
+    algo: AlgoName = "drgrpo"  # GRPO (std, 1/|o|), Dr. GRPO (no std, 1/L_max), or PPO (critic, GAE): ALGORITHMS
+    group_size: int = 8  # samples per prompt (G)
+    max_new_tokens: int = 32  # generation budget L_max (also Dr. GRPO's loss denominator)
+    micro_batch_size: int = 8  # responses per forward/backward
+    updates_per_batch: int = 1  # optimiser steps per rollout batch (mini-batches)
+    max_grad_norm: float = 1.0  # gradient clipping (global L2 norm)
+    clip_eps: Annotated[float, tyro.conf.arg(aliases=("--clip-eps-low",))] = 0.2  # ratio clip range (the lower one with clip_eps_high)
+    clip_eps_high: float = 0.0  # DAPO clip-higher upper range, e.g. 0.28 (0: same as clip_eps)
+    entropy_coef: float = 0.0  # entropy bonus coefficient (subtracted from the loss)
+    truncated: Literal["keep", "drop", "zero_reward"] = "keep"  # responses without EOS: learn as usual, drop from the loss, or reward 0
+    tis_cap: float = 0.0  # truncated importance sampling: weight min(pi_trainer / pi_sampler, cap) (0: off; vLLM only)
+    # --- KL to the reference (the starting policy)
+    kl_coef: float = 0.0  # KL-to-reference coefficient beta (0: no reference model is loaded)
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"  # per-token KL estimator (k3 = "low_var_kl")
+    kl_in: Literal["loss", "reward"] = "loss"  # KL as a loss term (GRPO style) or a per-token reward penalty (PPO style)
+    # --- PPO
+    gamma: float = 1.0  # PPO discount
+    gae_lambda: float = 0.95  # PPO GAE lambda
+    value_clip: float = 0.2  # PPO value clipping range (0: no clipping)
+    whiten_advantages: bool = True  # PPO: whiten GAE advantages over the batch (all ranks)
+    ppo_skip_uniform_batches: bool = True  # PPO: no policy update from a batch whose rewards are all equal
+
 
 # ---------------------------------------------------------------------------------------------
 # Layout: samples -> padded tensors, per-response rows <-> (B, T-1) positions
@@ -83,37 +154,40 @@ def score(module, samples: list[Sample], pad_id: int, device, micro_batch_size: 
 # Advantages
 
 
-def advantage_rows(samples: list[Sample], rewards: torch.Tensor, cfg, kl_rows: list[torch.Tensor] | None = None,
-                   values: list[torch.Tensor] | None = None, all_reduce=None):
-    """Per-token advantages (and PPO returns) for this rank's samples.
+def advantage_rows(samples: list[Sample], rewards: torch.Tensor, settings: LearnSettings,
+                   kl_rows: list[torch.Tensor] | None = None, values: list[torch.Tensor] | None = None,
+                   all_reduce=None):
+    """Per-token advantages (and PPO returns) for this rank's samples, as ALGORITHMS[settings.algo] says.
 
     rewards (N,) scalar rewards; kl_rows: per-token KL rows, subtracted from the reward times
-    cfg.kl_coef when cfg.kl_in == "reward" (PPO style; for GRPO / Dr. GRPO the response's summed
-    penalty lowers its scalar reward). values: critic rows (PPO). Returns (advantages, returns),
-    lists of (R_i,) rows; returns is None unless cfg.algo == "ppo".
-    GRPO / Dr. GRPO: every token of response i gets A_i (losses.group_advantages).
-    PPO: reward on the last token, GAE(gamma, lambda), whitened over all ranks' response tokens.
-    With cfg.ppo_skip_uniform_batches, a batch whose rewards are all equal (over all ranks) gets zero
+    settings.kl_coef when settings.kl_in == "reward" (PPO style; for group advantages the response's
+    summed penalty lowers its scalar reward). values: critic rows (PPO). all_reduce: in-place sum over
+    ranks (distributed.all_reduce), None for one process. Returns (advantages, returns), lists of (R_i,)
+    rows; returns is None unless the algorithm has a critic.
+    Group advantages: every token of response i gets A_i (losses.group_advantages).
+    GAE: reward on the last token, GAE(gamma, lambda), whitened over all ranks' response tokens.
+    With settings.ppo_skip_uniform_batches, a batch whose rewards are all equal (over all ranks) gets zero
     advantages: it carries no reward signal, and whitening would blow the critic's noise up to unit scale.
     """
+    algorithm = ALGORITHMS[settings.algo]
     token_rewards = []
     for s, r in zip(samples, rewards.tolist()):
         row = torch.zeros(len(s.response_ids))
         row[-1] = r
         token_rewards.append(row)
-    if kl_rows is not None and cfg.kl_in == "reward":
-        token_rewards = [row - cfg.kl_coef * kl for row, kl in zip(token_rewards, kl_rows)]
-    if cfg.algo != "ppo":
+    if kl_rows is not None and settings.kl_in == "reward":
+        token_rewards = [row - settings.kl_coef * kl for row, kl in zip(token_rewards, kl_rows)]
+    if algorithm.advantages == "group":
         totals = torch.stack([row.sum() for row in token_rewards])  # = rewards without a KL penalty
-        advantages = group_advantages(totals, cfg.group_size, scale_by_std=cfg.algo == "grpo")
+        advantages = group_advantages(totals, settings.group_size, scale_by_std=algorithm.scale_by_std)
         return [torch.full((len(s.response_ids),), a) for s, a in zip(samples, advantages.tolist())], None
     lengths = [len(s.response_ids) for s in samples]
     mask = pad_sequence([torch.ones(n) for n in lengths], batch_first=True)  # (N, R_max), left-aligned
     adv, ret = gae_advantages(pad_sequence(token_rewards, batch_first=True), pad_sequence(values, batch_first=True),
-                              mask, cfg.gamma, cfg.gae_lambda)
-    if cfg.whiten_advantages:
+                              mask, settings.gamma, settings.gae_lambda)
+    if settings.whiten_advantages:
         adv = whiten(adv, mask, all_reduce)
-    if cfg.ppo_skip_uniform_batches:
+    if settings.ppo_skip_uniform_batches:
         moments = torch.stack([rewards.sum(), (rewards**2).sum(), torch.tensor(float(len(rewards)))]).double()
         (all_reduce or (lambda t: t))(moments)
         if moments[1] * moments[2] - moments[0] ** 2 <= 1e-9 * moments[2] ** 2:  # variance 0: all rewards equal
@@ -125,19 +199,25 @@ def advantage_rows(samples: list[Sample], rewards: torch.Tensor, cfg, kl_rows: l
 # Sampler vs trainer: drift and truncated importance sampling
 
 
-def sampler_drift(logp_old: list[torch.Tensor], samples: list[Sample]) -> dict:
-    """Sums over tokens of how far the sampler's log-probs (Sample.logprobs) are from the trainer's.
+@dataclass
+class DriftSums:
+    """How far the sampler's log-probs are from the trainer's, summed over this rank's response tokens."""
 
-    "drift_abs_sum": sum |logp_old - logp_sampler|; "drift_kl_sum": sum of the k3 estimate of
-    KL(sampler || trainer) on the sampled tokens; "drift_tokens": token count. Empty when the engine
-    gives no log-probs (the transformers engine samples from the trainer's own model).
+    abs_sum: float  # sum |logp_old - logp_sampler| (nats)
+    kl_sum: float  # sum of the k3 estimate of KL(sampler || trainer) on the sampled tokens
+    tokens: float  # token count
+
+
+def sampler_drift(logp_old: list[torch.Tensor], samples: list[Sample]) -> DriftSums | None:
+    """DriftSums of the sampler's log-probs (Sample.logprobs) against the trainer's logp_old rows.
+
+    None when the engine gives no log-probs (the transformers engine samples from the trainer's own model).
     """
     if any(s.logprobs is None for s in samples):
-        return {}
+        return None
     sampler = [torch.tensor(s.logprobs, dtype=torch.float32) for s in samples]
     delta = torch.cat(logp_old) - torch.cat(sampler)  # log(pi_trainer / pi_sampler) per token
-    return {"drift_abs_sum": delta.abs().sum().item(), "drift_kl_sum": (torch.exp(delta) - delta - 1).sum().item(),
-            "drift_tokens": float(delta.numel())}
+    return DriftSums(delta.abs().sum().item(), (torch.exp(delta) - delta - 1).sum().item(), float(delta.numel()))
 
 
 def tis_weights(logp_old: list[torch.Tensor], samples: list[Sample], cap: float) -> list[torch.Tensor]:
@@ -153,11 +233,82 @@ def tis_weights(logp_old: list[torch.Tensor], samples: list[Sample], cap: float)
 
 
 # ---------------------------------------------------------------------------------------------
+# The batch: everything the update needs, from no-grad passes before it
+
+
+@dataclass
+class Batch:
+    """One rank's rewarded rollout batch, ready to learn from. Rows: one (R_i,) float32 CPU tensor per response."""
+
+    samples: list[Sample]
+    rewards: torch.Tensor  # (N,) float32 scalar rewards (after --truncated zero_reward)
+    in_loss: torch.Tensor  # (N,) bool: the response enters the loss (False: a truncated one under --truncated drop)
+    advantages: list[torch.Tensor]  # rows
+    returns: list[torch.Tensor] | None  # rows: the critic's targets (GAE returns); None without a critic
+    values: list[torch.Tensor] | None  # rows: the critic's values before the update; None without a critic
+    logp_old: list[torch.Tensor] | None  # rows: the rollout policy's log-probs; None: learn() detaches its own
+    logp_ref: list[torch.Tensor] | None  # rows: the reference policy's log-probs; None without --kl-coef
+    kl_rows: list[torch.Tensor] | None  # rows: per-token KL estimate, rollout policy vs reference
+    importance: list[torch.Tensor] | None  # rows: TIS weights (--tis-cap), else None
+    drift: DriftSums | None  # sampler vs trainer (engines that return log-probs), else None
+
+
+def prepare_batch(samples: list[Sample], scores: list[float], policy, reference, critic, settings: LearnSettings,
+                  pad_id: int, d: Dist) -> Batch:
+    """The no-grad passes before the update, then the advantages: a Batch for `learn` and `learn_critic`.
+
+    policy, reference: TokenLogProbs modules (not DDP-wrapped; reference None without a KL term);
+    critic: the ValueModel, or None. scores: the reward of each sample, in order.
+    logp_old is scored when the update needs it (several optimiser steps per batch, or a KL term) or the
+    engine returned the sampler's log-probs (drift, TIS); with one optimiser step the update uses its own
+    log-probs, detached (the same numbers, one pass fewer).
+    """
+    rewards = torch.tensor(scores)
+    truncated = torch.tensor([s.finish_reason == "length" for s in samples])
+    if settings.truncated == "zero_reward":
+        rewards[truncated] = 0.0
+    in_loss = ~truncated if settings.truncated == "drop" else torch.ones_like(truncated)
+    mb = settings.micro_batch_size
+    need_old, from_sampler = settings.updates_per_batch > 1 or reference is not None, samples[0].logprobs is not None
+    logp_old = score(policy, samples, pad_id, d.device, mb) if need_old or from_sampler else None
+    drift = sampler_drift(logp_old, samples) if from_sampler else None  # trainer vs sampler on the same tokens
+    importance = tis_weights(logp_old, samples, settings.tis_cap) if settings.tis_cap > 0 else None
+    logp_ref = score(reference, samples, pad_id, d.device, mb) if reference is not None else None
+    kl_rows = None if logp_ref is None else [kl_estimate(a, b, settings.kl_estimator) for a, b in zip(logp_old, logp_ref)]
+    values = score(critic, samples, pad_id, d.device, mb) if critic is not None else None
+    advantages, returns = advantage_rows(samples, rewards, settings, kl_rows, values, all_reduce)
+    return Batch(samples, rewards, in_loss, advantages, returns, values, logp_old if need_old else None, logp_ref,
+                 kl_rows, importance, drift)
+
+
+# ---------------------------------------------------------------------------------------------
 # Optimiser steps: mini-batches, micro-batches, gradient accumulation
 
 
-def _optimiser_steps(module, optimizer, active: list[bool], micro_loss, cfg, d) -> float:
-    """cfg.updates_per_batch optimiser steps over this rank's responses; returns the mean grad norm.
+@dataclass
+class PolicyStats:
+    """One policy update on one rank: sums over its micro-batches (metrics.py sums them over ranks)."""
+
+    loss: float = 0.0  # this rank's share (micro-batch losses are divided by the global N), summed over optimiser steps
+    clipped_tokens: float = 0.0  # tokens whose ratio left the clip range
+    tokens: float = 0.0  # tokens in the loss
+    entropy_sum: float = 0.0  # policy entropy summed over those tokens (nats)
+    grad_norm: float = 0.0  # global grad norm before clipping, mean over the optimiser steps (equal on every rank)
+
+
+@dataclass
+class CriticStats:
+    """One critic update on one rank, like PolicyStats."""
+
+    loss: float = 0.0  # this rank's share of the value loss, summed over optimiser steps
+    clipped_tokens: float = 0.0  # tokens whose value moved past --value-clip
+    tokens: float = 0.0  # tokens in the loss
+    error_sum: float = 0.0  # sum of (V_old - return)^2 over those tokens
+    grad_norm: float = 0.0  # as PolicyStats.grad_norm
+
+
+def _optimiser_steps(module, optimizer, active: list[bool], micro_loss, settings: LearnSettings, d: Dist) -> float:
+    """settings.updates_per_batch optimiser steps over this rank's responses; returns the mean grad norm.
 
     micro_loss(indices, learned (b,) float, num_responses) -> the micro-batch's loss (already divided
     by num_responses, the step's global response count). Only `active` responses are run; every rank
@@ -167,97 +318,88 @@ def _optimiser_steps(module, optimizer, active: list[bool], micro_loss, cfg, d) 
     """
     parameters = [p for p in module.parameters() if p.requires_grad]
     n = len(active)
-    mini_size = math.ceil(n / cfg.updates_per_batch)
+    mini_size = math.ceil(n / settings.updates_per_batch)
     minis = [list(range(i, min(i + mini_size, n))) for i in range(0, n, mini_size)]
     grad_norm = 0.0
     for mini in minis:
         runs = [i for i in mini if active[i]]
-        count = torch.tensor([len(runs)])
-        dist.all_reduce(count, op=dist.ReduceOp.MAX)
+        count = all_reduce(torch.tensor([len(runs)]), op="max")
         if count.item() == 0:
             continue  # no gradient on any rank: no optimiser step
         learned = set(runs)
         runs += [i for i in mini if i not in learned][: count.item() - len(runs)]
-        micros = [runs[i : i + cfg.micro_batch_size] for i in range(0, len(runs), cfg.micro_batch_size)]
+        micros = [runs[i : i + settings.micro_batch_size] for i in range(0, len(runs), settings.micro_batch_size)]
         for k, micro in enumerate(micros):
             sync = contextlib.nullcontext() if k == len(micros) - 1 else module.no_sync()
             with sync:
                 weight = torch.tensor([float(i in learned) for i in micro])
                 loss = micro_loss(micro, weight, len(mini) * d.world_size)
                 (loss * d.world_size).backward()
-        grad_norm += torch.nn.utils.clip_grad_norm_(parameters, cfg.max_grad_norm).item() / len(minis)
+        grad_norm += torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm).item() / len(minis)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     return grad_norm
 
 
-def learn(policy, optimizer, samples: list[Sample], advantages: list[torch.Tensor], in_loss: torch.Tensor, cfg, d,
-          pad_id: int, logp_old: list[torch.Tensor] | None = None, logp_ref: list[torch.Tensor] | None = None,
-          importance: list[torch.Tensor] | None = None) -> dict:
-    """Policy update: cfg.updates_per_batch optimiser steps on this rank's samples; returns summed stats.
+def learn(policy, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad_id: int) -> PolicyStats:
+    """Policy update: settings.updates_per_batch optimiser steps on this rank's batch.
 
-    policy: DDP-wrapped TokenLogProbs; advantages: (R_i,) rows; in_loss (N,) bool: responses that
-    enter the loss (False drops one, e.g. a truncated response). logp_old rows: the sampling policy's
-    log-probs (None: the current log-probs, detached; exact when the batch makes one optimiser step).
-    logp_ref rows: the reference policy's, for the KL loss term (cfg.kl_in == "loss").
-    importance rows: truncated importance-sampling weights on the surrogate (`tis_weights`), or None.
+    policy: DDP-wrapped TokenLogProbs. Uses batch.advantages, batch.in_loss, batch.logp_old (None: the
+    current log-probs, detached; exact when the batch makes one optimiser step), batch.logp_ref (the KL
+    loss term, settings.kl_in == "loss") and batch.importance (TIS weights on the surrogate).
     Responses whose gradient is exactly zero (zero advantage, and no KL or entropy term) are not run.
     Logged entropy and clip fraction are over the tokens that were run.
     """
-    aggregation = "max_tokens" if cfg.algo == "drgrpo" else "token_mean"
-    kl_in_loss = logp_ref is not None and cfg.kl_in == "loss"
-    always = kl_in_loss or cfg.entropy_coef != 0
-    active = [bool(in_loss[i]) and (always or bool(advantages[i].abs().sum() > 0)) for i in range(len(samples))]
-    stats = {"loss": 0.0, "clipped_tokens": 0.0, "tokens": 0.0, "entropy_sum": 0.0}
+    samples, advantages = batch.samples, batch.advantages
+    aggregation = ALGORITHMS[settings.algo].aggregation
+    kl_in_loss = batch.logp_ref is not None and settings.kl_in == "loss"
+    always = kl_in_loss or settings.entropy_coef != 0
+    active = [bool(batch.in_loss[i]) and (always or bool(advantages[i].abs().sum() > 0)) for i in range(len(samples))]
+    stats = PolicyStats()
 
     def micro_loss(micro, weight, num_responses):
-        batch = [samples[i] for i in micro]
-        ids, attn, rmask = collate(batch, pad_id, d.device)
+        part = [samples[i] for i in micro]
+        ids, attn, rmask = collate(part, pad_id, d.device)
         rmask = rmask * weight.to(d.device)[:, None]
         logp, entropy = policy(ids, attn, rmask)  # (b, T-1) each
-        width = logp.shape[1]
-        old = logp.detach() if logp_old is None else place_rows([logp_old[i] for i in micro], batch, width, d.device)
-        penalty = -cfg.entropy_coef * entropy if cfg.entropy_coef else torch.zeros_like(logp)
+        rows = lambda per_response: place_rows([per_response[i] for i in micro], part, logp.shape[1], d.device)
+        old = logp.detach() if batch.logp_old is None else rows(batch.logp_old)
+        penalty = -settings.entropy_coef * entropy if settings.entropy_coef else torch.zeros_like(logp)
         if kl_in_loss:
-            ref = place_rows([logp_ref[i] for i in micro], batch, width, d.device)
-            penalty = penalty + cfg.kl_coef * kl_estimate(logp, ref, cfg.kl_estimator)
-        adv = place_rows([advantages[i] for i in micro], batch, width, d.device)
-        weights = None if importance is None else place_rows([importance[i] for i in micro], batch, width, d.device)
-        loss, st = policy_loss(logp, old, adv, rmask, cfg.clip_eps, aggregation, num_responses, cfg.max_new_tokens,
-                               cfg.clip_eps_high or None, penalty, weights)
-        stats["loss"] += loss.item()
-        stats["clipped_tokens"] += st["clipped_tokens"].item()
-        stats["tokens"] += st["tokens"].item()
-        stats["entropy_sum"] += (entropy.detach() * rmask).sum().item()
+            penalty = penalty + settings.kl_coef * kl_estimate(logp, rows(batch.logp_ref), settings.kl_estimator)
+        weights = None if batch.importance is None else rows(batch.importance)
+        loss, st = policy_loss(logp, old, rows(advantages), rmask, settings.clip_eps, aggregation, num_responses,
+                               settings.max_new_tokens, settings.clip_eps_high or None, penalty, weights)
+        stats.loss += loss.item()
+        stats.clipped_tokens += st["clipped_tokens"].item()
+        stats.tokens += st["tokens"].item()
+        stats.entropy_sum += (entropy.detach() * rmask).sum().item()
         return loss
 
-    stats["grad_norm"] = _optimiser_steps(policy, optimizer, active, micro_loss, cfg, d)
+    stats.grad_norm = _optimiser_steps(policy, optimizer, active, micro_loss, settings, d)
     return stats
 
 
-def learn_critic(critic, optimizer, samples: list[Sample], returns: list[torch.Tensor], values_old: list[torch.Tensor],
-                 in_loss: torch.Tensor, cfg, d, pad_id: int) -> dict:
-    """Critic update (PPO): the clipped value loss toward the GAE returns, batched like `learn`.
+def learn_critic(critic, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad_id: int) -> CriticStats:
+    """Critic update (PPO): the clipped value loss toward batch.returns around batch.values, batched like `learn`.
 
-    critic: DDP-wrapped ValueModel; returns, values_old: (R_i,) rows. Returns summed stats:
-    "value_loss", "value_clipped_tokens", "value_tokens", "value_error_sum", "critic_grad_norm".
+    critic: DDP-wrapped ValueModel. Every response in the loss (batch.in_loss) is run.
     """
-    stats = {"value_loss": 0.0, "value_clipped_tokens": 0.0, "value_tokens": 0.0, "value_error_sum": 0.0}
+    samples = batch.samples
+    stats = CriticStats()
 
     def micro_loss(micro, weight, num_responses):
-        batch = [samples[i] for i in micro]
-        ids, attn, rmask = collate(batch, pad_id, d.device)
+        part = [samples[i] for i in micro]
+        ids, attn, rmask = collate(part, pad_id, d.device)
         rmask = rmask * weight.to(d.device)[:, None]
         values = critic(ids, attn)  # (b, T-1)
-        width = values.shape[1]
-        old = place_rows([values_old[i] for i in micro], batch, width, d.device)
-        target = place_rows([returns[i] for i in micro], batch, width, d.device)
-        loss, st = value_loss(values, old, target, rmask, cfg.value_clip, num_responses)
-        stats["value_loss"] += loss.item()
-        stats["value_clipped_tokens"] += st["value_clipped_tokens"].item()
-        stats["value_tokens"] += st["tokens"].item()
-        stats["value_error_sum"] += st["value_error_sum"].item()
+        rows = lambda per_response: place_rows([per_response[i] for i in micro], part, values.shape[1], d.device)
+        loss, st = value_loss(values, rows(batch.values), rows(batch.returns), rmask, settings.value_clip, num_responses)
+        stats.loss += loss.item()
+        stats.clipped_tokens += st["value_clipped_tokens"].item()
+        stats.tokens += st["tokens"].item()
+        stats.error_sum += st["value_error_sum"].item()
         return loss
 
-    stats["critic_grad_norm"] = _optimiser_steps(critic, optimizer, [bool(x) for x in in_loss], micro_loss, cfg, d)
+    stats.grad_norm = _optimiser_steps(critic, optimizer, [bool(x) for x in batch.in_loss], micro_loss, settings, d)
     return stats

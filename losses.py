@@ -1,4 +1,4 @@
-"""Advantages, policy and value losses, and the memory-light per-token log-prob used by train_zero.py.
+"""Advantages, policy and value losses, KL estimators, and the memory-light per-token log-prob kernel.
 
 What this file computes (the notation of ../shared/REFERENCE.md §3): a prompt has G = group_size
 sampled responses with scalar rewards r_i; every token of response i gets the same advantage A_i;
@@ -15,7 +15,7 @@ ratio = exp(logp - logp_old) per token; eps = clip_eps.
   custom autograd backward that recomputes each chunk's logits, so the [tokens, vocab] logits never
   exist in full (as Liger-Kernel's fused linear cross-entropy does, in plain PyTorch, no Triton).
   Per-token entropy comes out of the same pass, with its gradient.
-- PPO (SimpleRL-Zero, via OpenRLHF): a critic (`ValueModel`) gives per-token values; the reward sits
+- PPO (SimpleRL-Zero, via OpenRLHF): a critic (model.ValueModel) gives per-token values; the reward sits
   on the last response token (minus an optional per-token KL penalty); GAE (gamma, lambda) gives
   per-token advantages, whitened over the batch; the value loss is clipped around the old values.
 - Optional: DAPO clip-higher (eps_low, eps_high), a per-token KL term to a reference policy
@@ -31,7 +31,6 @@ Deviations, one line each:
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 
 # ---------------------------------------------------------------------------------------------
 # Fused chunked log-prob + entropy
@@ -158,58 +157,6 @@ def chunked_logprobs_entropy(
     if temperature <= 0 or chunk_size <= 0:
         raise ValueError(f"temperature and chunk_size must be > 0, got {temperature}, {chunk_size}")
     return _ChunkedLogProbEntropy.apply(hidden, weight, targets.long(), float(temperature), int(chunk_size))
-
-
-class TokenLogProbs(nn.Module):
-    """Wraps a transformers causal LM so that forward() returns per-token log-probs and entropy.
-
-    All parameters (decoder and lm_head) are used inside forward, so DDP can wrap this module and
-    see every gradient. forward(input_ids (B, T), attention_mask (B, T)) returns (logp, entropy),
-    each (B, T-1) float32: position t scores token t+1 given tokens <= t. Only positions where
-    `score_mask` (B, T-1) is true are computed (the response tokens); the others are 0.
-    """
-
-    def __init__(self, lm: nn.Module, temperature: float = 1.0, chunk_size: int = 1024):
-        super().__init__()
-        self.lm = lm
-        self.temperature = temperature
-        self.chunk_size = chunk_size
-
-    def forward(self, input_ids, attention_mask, score_mask):
-        hidden = self.lm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
-        hidden = hidden[:, :-1]  # (B, T-1, H)
-        targets = input_ids[:, 1:]  # (B, T-1)
-        weight = self.lm.get_output_embeddings().weight  # (V, H)
-        picked = score_mask.bool()
-        logp_flat, entropy_flat = chunked_logprobs_entropy(
-            hidden[picked], weight, targets[picked], self.temperature, self.chunk_size
-        )
-        logp = torch.zeros(targets.shape, dtype=torch.float32, device=hidden.device)
-        entropy = torch.zeros_like(logp)
-        logp = logp.masked_scatter(picked, logp_flat)
-        entropy = entropy.masked_scatter(picked, entropy_flat)
-        return logp, entropy
-
-
-class ValueModel(nn.Module):
-    """The PPO critic: a causal LM's decoder (a copy of the base model) with a scalar value head.
-
-    forward(input_ids (B, T), attention_mask (B, T)) returns values (B, T-1) float32: position t is
-    V(state after tokens <= t), the value before token t+1 is generated, aligned with TokenLogProbs.
-    The head is zero-initialised, so every value starts at 0 (SimpleRL-Zero / OpenRLHF initialise it
-    randomly at small scale; zero is the same start without a random draw).
-    """
-
-    def __init__(self, lm: nn.Module):
-        super().__init__()
-        self.backbone = lm.base_model  # the decoder without lm_head
-        self.head = nn.Linear(lm.config.hidden_size, 1, dtype=torch.float32)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
-
-    def forward(self, input_ids, attention_mask, score_mask=None):
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
-        return self.head(hidden[:, :-1].float()).squeeze(-1)  # (B, T-1)
 
 
 # ---------------------------------------------------------------------------------------------

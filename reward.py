@@ -14,11 +14,10 @@ Deviations, one line each:
 - Every grader deviation is listed in grader.py's docstring.
 """
 
-import re
 from dataclasses import dataclass
 
-from data import last_boxed
-from grader import Grader, equivalence, is_equiv  # noqa: F401  (re-exported: `from reward import Grader, is_equiv`)
+from data import BOXED, last_boxed
+from grader import VERDICTS, Grader
 
 # ---------------------------------------------------------------------------------------------
 # Prompt templates (REFERENCE.md section 1): the single source for training and evaluation
@@ -73,9 +72,6 @@ def stop_strings(template: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # Answer extraction (REFERENCE.md section 2, steps 1-2)
 
-_BOX = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")  # \boxed or \fbox, not \boxedfoo
-
-
 def _last_boxed(text: str) -> str | None:
     """The gold-answer rule of data.last_boxed, stripped; None for no box, an unbalanced one, or an empty one."""
     content = last_boxed(text)
@@ -101,7 +97,7 @@ def extract_answer(response: str, template: str) -> str | None:
     content = response[start + len("<answer>") :]
     end = content.find("</answer>")
     content = content[:end] if end >= 0 else content  # tolerate a stop string the engine removed
-    if _BOX.search(content):
+    if BOXED.search(content):
         content = _last_boxed(content) or ""
     return content.strip() or None
 
@@ -117,7 +113,9 @@ class RewardResult:
     answer: str | None  # the extracted answer, None if there was none
 
 
-REWARD_RULES: dict[str, dict[str, float]] = {
+OUTCOMES = (*VERDICTS, "no_answer")  # every RewardResult.reason: the grader's verdicts, or no extracted answer
+
+REWARD_RULES: dict[str, dict[str, float]] = {  # rule -> score per outcome
     # SimpleRL-Zero
     "simplerl": {"correct": 1.0, "wrong": -0.5, "parse_error": -0.5, "timeout": -0.5, "no_answer": -1.0},
     # oat / Dr. GRPO, SimpleRL-Zoo

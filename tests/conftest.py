@@ -7,7 +7,7 @@ import torch
 @pytest.fixture(scope="session")
 def smollm_dir():
     """The embedded SmolLM2-135M-Instruct, converted from its GGUF file once (cached)."""
-    from rollout import resolve_model
+    from model import resolve_model
 
     return resolve_model("smollm2-135m")
 

@@ -3,21 +3,23 @@
     python tests/ddp_worker.py MODEL_DIR OUT_FILE MICRO_BATCH ALGO
     torchrun --nproc_per_node 2 tests/ddp_worker.py MODEL_DIR OUT_FILE MICRO_BATCH ALGO
 
-Writes (rank 0) the parameter update of one SGD step (lr 1, so update = -gradient) and the loss,
-for tests/test_train.py to compare across world sizes and micro-batch sizes. ALGO ppo also runs the
-critic (GAE advantages whitened over all ranks, then one critic step) and writes its update.
+Writes (rank 0) the parameter update of one SGD step (lr 1, so update = -gradient) and the metrics row
+that train_zero.py would log for the step (metrics.step_metrics, the same reduction over ranks), for
+tests/test_train.py to compare across world sizes and micro-batch sizes. ALGO ppo also runs the critic
+(GAE advantages whitened over all ranks, then one critic step) and writes its update.
 """
 
 import sys
 
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 
-from learn import advantage_rows, learn, learn_critic, score
-from losses import TokenLogProbs, ValueModel
-from rollout import Sample, load_model
-from train_zero import Config, setup_distributed
+from distributed import setup_distributed
+from learn import LearnSettings, learn, learn_critic, prepare_batch
+from metrics import step_metrics, step_sums
+from model import TokenLogProbs, ValueModel, distribute, load_model
+from reward import RewardResult
+from rollout import Sample
 
 
 def fixed_batch(num_groups=2, group_size=4, seed=0):
@@ -36,33 +38,32 @@ if __name__ == "__main__":
     d = setup_distributed()
     model, tokenizer = load_model(model_dir)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    cfg = Config(algo=algo, group_size=4, micro_batch_size=micro, max_new_tokens=8, max_grad_norm=1e9)
+    settings = LearnSettings(algo=algo, group_size=4, micro_batch_size=micro, max_new_tokens=8, max_grad_norm=1e9)
     samples, rewards = fixed_batch()
     per_rank = len(samples) // d.world_size  # whole groups per rank: 8 samples / 2 ranks = one group each
     mine = slice(d.rank * per_rank, (d.rank + 1) * per_rank)
     samples, rewards = samples[mine], rewards[mine]
-    critic = values = None
+    results = [RewardResult(r, "correct" if r > 0 else "wrong", "x") for r in rewards.tolist()]
+    critic = value_model = None
     if algo == "ppo":
         value_model = ValueModel(load_model(model_dir)[0])
         torch.nn.init.normal_(value_model.head.weight, std=0.1, generator=torch.Generator().manual_seed(0))  # nonzero values
         critic_before = {k: v.clone() for k, v in value_model.state_dict().items()}
-        critic = DistributedDataParallel(value_model)
-        values = score(value_model, samples, 2, d.device, micro)
-    advantages, returns = advantage_rows(samples, rewards, cfg, values=values, all_reduce=dist.all_reduce)
-    policy = DistributedDataParallel(TokenLogProbs(model))
+        critic = distribute(value_model)
+    policy = distribute(TokenLogProbs(model))
+    batch = prepare_batch(samples, rewards.tolist(), policy.module, None, value_model, settings, 2, d)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-    in_loss = torch.ones(per_rank, dtype=torch.bool)
-    stats = learn(policy, optimizer, samples, advantages, in_loss, cfg, d, pad_id=2)
+    policy_stats = learn(policy, optimizer, batch, settings, d, pad_id=2)
+    critic_stats = None
     if critic is not None:
         critic_optimizer = torch.optim.SGD(critic.parameters(), lr=1.0)
-        stats.update(learn_critic(critic, critic_optimizer, samples, returns, values, in_loss, cfg, d, pad_id=2))
-    loss = torch.tensor([stats["loss"], stats.get("value_loss", 0.0)])
-    dist.all_reduce(loss)
+        critic_stats = learn_critic(critic, critic_optimizer, batch, settings, d, pad_id=2)
+    row = step_metrics(step_sums(batch, results, settings.group_size), policy_stats, critic_stats, None, d)
     if d.is_main:
         update = {k: (model.state_dict()[k] - before[k]) for k in before}
         if critic is not None:
             update.update({f"critic.{k}": critic.module.state_dict()[k] - v for k, v in critic_before.items()})
-        torch.save({"loss": loss[0].item(), "value_loss": loss[1].item(), "update": update}, out_file)
+        torch.save({"row": row, "update": update}, out_file)
     del policy, critic  # free DDP's reducers (and their gloo work) while the group is alive
     dist.barrier()
     dist.destroy_process_group()

@@ -3,10 +3,9 @@
 import pytest
 import torch
 
-from learn import advantage_rows, collate, place_rows, response_rows, sampler_drift, tis_weights
+from learn import LearnSettings, advantage_rows, collate, place_rows, response_rows, sampler_drift, tis_weights
 from losses import gae_advantages, group_advantages
 from rollout import Sample
-from train_zero import Config
 
 
 def samples_of(lengths, prompt=3):
@@ -28,7 +27,7 @@ def test_rows_round_trip_through_the_collated_layout():
 def test_group_algorithms_give_every_token_its_response_advantage(algo):
     samples = samples_of([2, 3, 1, 4])
     rewards = torch.tensor([1.0, -0.5, -1.0, 1.0])
-    rows, returns = advantage_rows(samples, rewards, Config(algo=algo, group_size=2))
+    rows, returns = advantage_rows(samples, rewards, LearnSettings(algo=algo, group_size=2))
     expected = group_advantages(rewards, 2, scale_by_std=algo == "grpo")
     assert returns is None
     for row, s, a in zip(rows, samples, expected.tolist()):
@@ -39,11 +38,11 @@ def test_kl_in_reward_lowers_a_response_reward_by_its_summed_penalty():
     samples = samples_of([2, 2])
     rewards = torch.tensor([1.0, 1.0])
     kl = [torch.tensor([0.5, 0.5]), torch.tensor([0.0, 0.0])]
-    cfg = Config(algo="drgrpo", group_size=2, kl_coef=0.1, kl_in="reward")
+    cfg = LearnSettings(algo="drgrpo", group_size=2, kl_coef=0.1, kl_in="reward")
     rows, _ = advantage_rows(samples, rewards, cfg, kl_rows=kl)
     # totals 1 - 0.1 * 1.0 = 0.9 and 1.0: Dr. GRPO advantages -0.05 and +0.05
     assert rows[0].tolist() == pytest.approx([-0.05, -0.05]) and rows[1].tolist() == pytest.approx([0.05, 0.05])
-    loss_style, _ = advantage_rows(samples, rewards, Config(algo="drgrpo", group_size=2, kl_coef=0.1), kl_rows=kl)
+    loss_style, _ = advantage_rows(samples, rewards, LearnSettings(algo="drgrpo", group_size=2, kl_coef=0.1), kl_rows=kl)
     assert all((row == 0).all() for row in loss_style)  # kl_in="loss": the reward is untouched
 
 
@@ -52,7 +51,7 @@ def test_ppo_puts_the_reward_on_the_last_token_and_whitens():
     rewards = torch.tensor([1.0, -1.0])
     values = [torch.tensor([0.1, 0.2, 0.3]), torch.tensor([-0.2, 0.0])]
     kl = [torch.tensor([0.1, 0.0, 0.2]), torch.tensor([0.3, 0.1])]
-    cfg = Config(algo="ppo", group_size=2, kl_coef=0.5, kl_in="reward", whiten_advantages=False)
+    cfg = LearnSettings(algo="ppo", group_size=2, kl_coef=0.5, kl_in="reward", whiten_advantages=False)
     adv, ret = advantage_rows(samples, rewards, cfg, kl_rows=kl, values=values)
     token_rewards = torch.tensor([[-0.05, 0.0, 1.0 - 0.1], [-0.15, -1.0 - 0.05, 0.0]])
     mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
@@ -60,7 +59,7 @@ def test_ppo_puts_the_reward_on_the_last_token_and_whitens():
     expected_adv, expected_ret = gae_advantages(token_rewards, padded_values, mask, 1.0, 0.95)
     torch.testing.assert_close(torch.cat(adv), expected_adv[mask.bool()])
     torch.testing.assert_close(torch.cat(ret), expected_ret[mask.bool()])
-    whitened, _ = advantage_rows(samples, rewards, Config(algo="ppo", group_size=2, kl_coef=0.5, kl_in="reward"),
+    whitened, _ = advantage_rows(samples, rewards, LearnSettings(algo="ppo", group_size=2, kl_coef=0.5, kl_in="reward"),
                                  kl_rows=kl, values=values)
     flat = torch.cat(whitened)
     assert flat.mean().item() == pytest.approx(0.0, abs=1e-6) and flat.var(unbiased=False).item() == pytest.approx(1.0, abs=1e-5)
@@ -72,13 +71,13 @@ def test_sampler_drift_and_truncated_importance_weights():
     logp_old = [torch.tensor([-1.0, -1.0]), torch.tensor([-0.6])]
     drift = sampler_drift(logp_old, samples)
     delta = torch.tensor([0.0, 1.0, -0.1])
-    assert drift["drift_tokens"] == 3 and drift["drift_abs_sum"] == pytest.approx(1.1)
-    assert drift["drift_kl_sum"] == pytest.approx((torch.exp(delta) - delta - 1).sum().item())
+    assert drift.tokens == 3 and drift.abs_sum == pytest.approx(1.1)
+    assert drift.kl_sum == pytest.approx((torch.exp(delta) - delta - 1).sum().item())
     weights = tis_weights(logp_old, samples, cap=2.0)
     assert weights[0].tolist() == pytest.approx([1.0, 2.0])  # exp(1) = 2.72 is capped at 2
     assert weights[1].tolist() == pytest.approx([torch.exp(torch.tensor(-0.1)).item()])
     samples[1].logprobs = None  # the transformers engine: no sampler log-probs
-    assert sampler_drift(logp_old, samples) == {}
+    assert sampler_drift(logp_old, samples) is None
     with pytest.raises(ValueError, match="rollout-engine vllm"):
         tis_weights(logp_old, samples, cap=2.0)
 
@@ -86,10 +85,10 @@ def test_sampler_drift_and_truncated_importance_weights():
 def test_ppo_batch_with_all_equal_rewards_gets_zero_advantages_unless_asked():
     samples = samples_of([3, 2])
     values = [torch.tensor([0.1, 0.2, 0.3]), torch.tensor([-0.2, 0.0])]
-    rows, returns = advantage_rows(samples, torch.tensor([-1.0, -1.0]), Config(algo="ppo", group_size=2), values=values)
+    rows, returns = advantage_rows(samples, torch.tensor([-1.0, -1.0]), LearnSettings(algo="ppo", group_size=2), values=values)
     assert all((row == 0).all() for row in rows) and torch.cat(returns).abs().sum() > 0  # the critic still has targets
     rows, _ = advantage_rows(samples, torch.tensor([-1.0, -1.0]),
-                             Config(algo="ppo", group_size=2, ppo_skip_uniform_batches=False), values=values)
+                             LearnSettings(algo="ppo", group_size=2, ppo_skip_uniform_batches=False), values=values)
     assert torch.cat(rows).abs().sum() > 0  # whitened critic noise
-    rows, _ = advantage_rows(samples, torch.tensor([-1.0, -0.5]), Config(algo="ppo", group_size=2), values=values)
+    rows, _ = advantage_rows(samples, torch.tensor([-1.0, -0.5]), LearnSettings(algo="ppo", group_size=2), values=values)
     assert torch.cat(rows).abs().sum() > 0

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from losses import (
-    ValueModel,
     chunked_logprobs_entropy,
     gae_advantages,
     group_advantages,
@@ -13,6 +12,7 @@ from losses import (
     value_loss,
     whiten,
 )
+from model import ValueModel
 
 
 def naive(hidden, weight, targets, temperature):

@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from reward import (REWARD_RULES, STOP_TOKENS, TEMPLATES, Grader, RewardResult, apply_template, compute_rewards,
-                    extract_answer, is_equiv, stop_strings)
+from grader import Grader, is_equiv
+from reward import (REWARD_RULES, STOP_TOKENS, TEMPLATES, RewardResult, apply_template, compute_rewards, extract_answer,
+                    stop_strings)
 
 
 @pytest.fixture(scope="module")

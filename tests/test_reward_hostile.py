@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from reward import Grader, compute_rewards
+from grader import Grader
+from reward import compute_rewards
 
 TIMEOUT = 2.0
 SLACK = 4.0  # killing and restarting the worker process

@@ -2,8 +2,8 @@
 
 import torch
 
-from losses import TokenLogProbs
-from rollout import HFEngine, Sample, SamplingParams, eos_token_ids, resolve_model
+from model import TokenLogProbs, resolve_model
+from rollout import HFEngine, Sample, SamplingParams, eos_token_ids
 from learn import collate
 
 

@@ -116,9 +116,14 @@ def test_two_ranks_give_the_same_loss_and_gradients_as_one(tiny_model_dir, tmp_p
     r = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
              "tests/ddp_worker.py", tiny_model_dir, str(two), "2", algo])
     assert r.returncode == 0, r.stderr[-3000:]
-    a, b, c = (torch.load(p, weights_only=False) for p in (one, two, odd))
-    assert a["loss"] == pytest.approx(b["loss"], abs=1e-6) == pytest.approx(c["loss"], abs=1e-6)
-    assert a["value_loss"] == pytest.approx(b["value_loss"], abs=1e-6) == pytest.approx(c["value_loss"], abs=1e-6)
+    saved = [torch.load(p, weights_only=False) for p in (one, two, odd)]
+    a, b, c = ({**s["row"], "update": s["update"]} for s in saved)
+    # the logged metrics (metrics.step_metrics, as train_zero writes them) are the same for 1 and 2 ranks
+    logged = ["loss", "reward_mean", "accuracy", "response_length_mean", "entropy", "clip_fraction", "grad_norm"]
+    logged += ["value_loss", "value_mse", "critic_grad_norm"] if algo == "ppo" else []
+    for key in logged:
+        assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7) == pytest.approx(c[key], rel=1e-5, abs=1e-7), key
+    assert a["loss"] != 0 and (algo != "ppo" or a["value_loss"] > 0)
     assert any(v.abs().max() > 0 for v in a["update"].values())
     if algo == "ppo":  # the critic's backbone and head both moved
         assert a["update"]["critic.head.weight"].abs().max() > 0
@@ -170,11 +175,11 @@ def test_truncated_responses_can_be_dropped_or_zeroed(tiny_model_dir, tmp_path, 
     seen = {}
     real_learn = train_zero.learn
 
-    def spy(policy, optimizer, samples, advantages, in_loss, *args, **kwargs):
-        seen.setdefault("advantages", torch.cat(advantages))
-        seen.setdefault("in_loss", in_loss.clone())
-        seen.setdefault("truncated", torch.tensor([s.finish_reason == "length" for s in samples]))
-        return real_learn(policy, optimizer, samples, advantages, in_loss, *args, **kwargs)
+    def spy(policy, optimizer, batch, *args, **kwargs):
+        seen.setdefault("advantages", torch.cat(batch.advantages))
+        seen.setdefault("in_loss", batch.in_loss.clone())
+        seen.setdefault("truncated", torch.tensor([s.finish_reason == "length" for s in batch.samples]))
+        return real_learn(policy, optimizer, batch, *args, **kwargs)
 
     monkeypatch.setattr(train_zero, "learn", spy)
     main(tiny_config(tiny_model_dir, tmp_path, steps=1, max_new_tokens=3, eval_every=0, save_every=0, truncated=mode))

@@ -18,8 +18,9 @@ import torch
 
 pytest.importorskip("vllm")
 
+from model import load_model  # noqa: E402
 from rollout import (PROBE_TEXT, PROBE_TOLERANCE, SamplingParams, VLLMEngine, eos_token_ids,  # noqa: E402
-                     load_model, trainer_logprobs)
+                     trainer_logprobs)
 
 pytestmark = pytest.mark.vllm
 

@@ -1,13 +1,13 @@
 """Our grader against math-verify: the counts of agreements and of disagreements (by who is right) are recorded.
 
-Re-runs tests/grader_audit.py (the case table plus perturbations of the real golds) and compares with
-AUDIT_COUNTS there. On a mismatch: run `python tests/grader_audit.py`, add each new disagreement to the case
-table (tests/grader_cases.py) decided by the mathematics, fix the grader where math-verify is right, and
+Re-runs tests/grader/audit.py (the case table plus perturbations of the real golds) and compares with
+AUDIT_COUNTS there. On a mismatch: run `python tests/grader/audit.py`, add each new disagreement to the case
+table (tests/grader/cases.py) decided by the mathematics, fix the grader where math-verify is right, and
 update AUDIT_COUNTS.
 """
 
 import pytest
-from grader_audit import AUDIT_COUNTS, perturbations, run_audit
+from audit import AUDIT_COUNTS, perturbations, run_audit
 
 from data import default_data_dir
 

@@ -1,16 +1,16 @@
 """Self-consistency of the grader on the real data: every gold answer must grade equal to itself.
 
-Checks (tests/grader_real_data.py): each distinct gold of ../shared/data/{eval,train}/*.jsonl written as a
+Checks (tests/grader/real_data.py): each distinct gold of ../shared/data/{eval,train}/*.jsonl written as a
 response "\\boxed{gold}" and extracted like a model answer; each Minerva answer_alternatives entry; each
 OlympiadBench final_answer entry. What does not grade "correct" must be listed, with a reason, in
-tests/grader_known_failures.py; a listed pair that now grades "correct" fails too (remove it from the list).
+tests/grader/known_failures.py; a listed pair that now grades "correct" fails too (remove it from the list).
 """
 
 from collections import Counter
 
 import pytest
-from grader_known_failures import SELF_CONSISTENCY_EXPECTED
-from grader_real_data import self_consistency_pairs
+from known_failures import SELF_CONSISTENCY_EXPECTED
+from real_data import self_consistency_pairs
 
 from data import default_data_dir
 from grader import Grader

@@ -1,7 +1,7 @@
 r"""The grader's case table: (model answer, gold answer, equal?) decided by the mathematics, by topic.
 
 CASES holds every row as (topic, pred, gold, expected). Rows under "math-verify audit" come from the
-disagreements between our grader and math-verify (tests/test_grader_audit.py); each is decided by the
+disagreements between our grader and math-verify (tests/grader/test_grader_audit.py); each is decided by the
 mathematics, not by either grader. test_grader_cases.py runs them all through grader.Grader.
 """
 
@@ -410,7 +410,7 @@ _TABLE: dict[str, list[tuple[str, str, bool]]] = {
         (r"\frac{2(120)}{2}", "120", F),
         ("2^{10}", "1024", T),  # a power is an answer form, not restated arithmetic
     ],
-    # Disagreements with math-verify on perturbed real golds (tests/grader_audit.py), decided here.
+    # Disagreements with math-verify on perturbed real golds (tests/grader/audit.py), decided here.
     "math-verify audit": [
         ("4.6667", r"\frac{14}{3}", T),  # 4-decimal roundings: accepted by the 1e-4 rule, math-verify wants ~6 digits
         ("0.5469", r"\frac{35}{64}", T),

@@ -1,9 +1,9 @@
-"""The grader's case table (tests/grader_cases.py): every row's verdict, through the batched Grader."""
+"""The grader's case table (tests/grader/cases.py): every row's verdict, through the batched Grader."""
 
 from collections import Counter
 
 import pytest
-from grader_cases import CASES
+from cases import CASES
 
 from grader import Grader, equivalence
 

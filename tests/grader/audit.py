@@ -1,8 +1,8 @@
 r"""Audit of our grader against math-verify (HuggingFace, pinned in requirements.txt): where do verdicts differ?
 
-    python tests/grader_audit.py          # prints the counts and every disagreement (about a minute on 2 cores)
+    python tests/grader/audit.py          # prints the counts and every disagreement (about a minute on 2 cores)
 
-Pairs compared: every row of the case table (tests/grader_cases.py), and deterministic perturbations of the
+Pairs compared: every row of the case table (tests/grader/cases.py), and deterministic perturbations of the
 real gold answers of MATH-500, AIME24 and AMC23: equivalent rewrites (\dfrac, a/b, decimals, "x = ", spaces,
 \left( \right), reordered lists, leading zeros) and near-misses (sign flips, off by one, swapped tuples, open vs
 closed intervals, coarser rounding, a dropped list element). Each disagreement must be a row of the case table,
@@ -50,8 +50,8 @@ def perturbations(gold: str) -> list[str]:
 
 def audit_pairs(data_dir: Path | None) -> list[tuple[str, str]]:
     """The (pred, gold) pairs of the audit: the case table, then perturbations of the real golds (if present)."""
-    from grader_cases import CASES
-    from grader_real_data import gold_of, read_rows
+    from cases import CASES
+    from real_data import gold_of, read_rows
 
     pairs = [(pred, gold) for _, pred, gold, _ in CASES]
     if data_dir is not None and (Path(data_dir) / "eval" / "math500.jsonl").exists():
@@ -81,7 +81,7 @@ def run_audit(data_dir: Path | None) -> tuple[Counter, list[tuple[str, str, bool
     policy (a case-table "policy:" row: math-verify is right as mathematics, we refuse by design),
     math_verify_right (a grader bug to fix), undecided (not in the case table yet: add it).
     A disagreement is (pred, gold, ours, math_verify, truth); truth from the case table, None if absent."""
-    from grader_cases import CASES
+    from cases import CASES
 
     import grader
 
@@ -117,7 +117,7 @@ def run_audit(data_dir: Path | None) -> tuple[Counter, list[tuple[str, str, bool
 if __name__ == "__main__":
     import sys
 
-    sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
+    sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[2])]
     from data import default_data_dir
 
     counts, disagreements = run_audit(default_data_dir())

@@ -1,6 +1,6 @@
 """Real-data pairs the grader does not call equal, each with the reason it is right not to (or a known gap).
 
-SELF_CONSISTENCY_EXPECTED: rows (check, file, 0-based row, pred, verdict, reason), see grader_real_data.py.
+SELF_CONSISTENCY_EXPECTED: rows (check, file, 0-based row, pred, verdict, reason), see real_data.py.
 Every row here is a Minerva answer_alternatives entry (from understand-r1-zero's copy of Minerva) that is a
 different mathematical object from the answer (the last \\boxed{} of the solution): another sub-question's
 answer, a general vs a particular ODE solution, or a coarser rounding. None is a grader false negative.

@@ -1,0 +1,161 @@
+"""Per-step metrics: sums over this rank's batch, summed over ranks, divided into the rows of metrics.jsonl.
+
+    sums = step_sums(batch, results, group_size)                      # StepSums (this rank)
+    row = step_metrics(sums, policy_stats, critic_stats, batch.drift)  # one reduction over ranks, then ratios
+    row.update(eval_metrics(engine, eval_sets, template, grader, max_new_tokens, d))
+    append_logs(out_dir, row, problems, samples, results, log_samples, group_size)
+
+Every metric's meaning is in README "Metrics". The records that travel here are typed: StepSums
+(below), learn.PolicyStats, learn.CriticStats and learn.DriftSums; `sum_over_ranks` sums all their
+fields in one all_reduce, so one process and N ranks log the same numbers for the same batch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import torch
+
+from distributed import Dist, all_reduce
+from evaluate import evaluate_problems
+from grader import Grader
+from learn import Batch, CriticStats, DriftSums, PolicyStats
+from reward import OUTCOMES, RewardResult
+
+REFLECTION_WORDS = ("recheck", "rethink", "reassess", "reevaluate", "re-evaluate", "re-examine", "reconsider",
+                    "double-check", "check again", "think again", "verify", "wait", "try again", "alternatively",
+                    "however")  # the "aha moment" keywords of REFERENCE §6
+
+
+@dataclass
+class StepSums:
+    """Sums over one rank's rollout batch (float after the reduction over ranks)."""
+
+    responses: float
+    groups: float
+    reward_sum: float  # rewards as graded (before --truncated zero_reward)
+    truncated: float  # responses that hit max_new_tokens
+    length_sum: float  # response tokens, EOS included
+    length_max: float  # the longest response (step_metrics reduces it with max; its sum over ranks is unused)
+    zero_adv_groups: float  # groups whose rewards are all equal
+    reflection: float  # responses with a REFLECTION_WORDS keyword
+    kl_sum: float  # per-token KL estimate to the reference, summed (0 without one)
+    kl_tokens: float  # response tokens
+    outcomes: dict[str, float]  # responses per OUTCOMES entry
+
+
+def step_sums(batch: Batch, results: list[RewardResult], group_size: int) -> StepSums:
+    """StepSums of one rank's batch; results are its rewards' records, in sample order."""
+    samples = batch.samples
+    lengths = [len(s.response_ids) for s in samples]
+    texts = [s.text.lower() for s in samples]
+    grouped = batch.rewards.view(-1, group_size)
+    return StepSums(
+        responses=len(samples),
+        groups=len(samples) // group_size,
+        reward_sum=sum(r.score for r in results),
+        truncated=sum(s.finish_reason == "length" for s in samples),
+        length_sum=sum(lengths),
+        length_max=max(lengths),
+        zero_adv_groups=(grouped.max(1).values == grouped.min(1).values).sum().item(),
+        reflection=sum(any(w in t for w in REFLECTION_WORDS) for t in texts),
+        kl_sum=sum(row.sum().item() for row in batch.kl_rows) if batch.kl_rows is not None else 0.0,
+        kl_tokens=sum(lengths),
+        outcomes={o: sum(r.reason == o for r in results) for o in OUTCOMES},
+    )
+
+
+def sum_over_ranks(*records):
+    """The dataclass records with every field (and every value of a dict field) summed over ranks, as floats.
+
+    One all_reduce of a float64 vector; every rank must pass records of the same types in the same order.
+    """
+    flat = []
+    for record in records:
+        for f in fields(record):
+            value = getattr(record, f.name)
+            flat.extend(value.values() if isinstance(value, dict) else [value])
+    totals = iter(all_reduce(torch.tensor([float(x) for x in flat], dtype=torch.float64)).tolist())
+    out = []
+    for record in records:
+        changes = {}
+        for f in fields(record):
+            value = getattr(record, f.name)
+            changes[f.name] = {k: next(totals) for k in value} if isinstance(value, dict) else next(totals)
+        out.append(replace(record, **changes))
+    return out
+
+
+def step_metrics(sums: StepSums, policy: PolicyStats, critic: CriticStats | None, drift: DriftSums | None,
+                 d: Dist) -> dict:
+    """The metrics.jsonl fields of one step (all ranks): ratios of the summed records.
+
+    Losses: each rank's share is already divided by the global response count, so the sum over ranks is
+    the loss; grad norms are equal on every rank, so their sum is divided by the world size.
+    """
+    records = [r for r in (sums, policy, critic, drift) if r is not None]
+    reduced = dict(zip([type(r) for r in records], sum_over_ranks(*records)))
+    s, p = reduced[StepSums], reduced[PolicyStats]
+    longest = all_reduce(torch.tensor([float(sums.length_max)]), op="max").item()
+    n = max(s.responses, 1)
+    row = {
+        "reward_mean": s.reward_sum / n,
+        "accuracy": s.outcomes["correct"] / n,
+        "answer_rate": 1 - s.outcomes["no_answer"] / n,
+        "response_length_mean": s.length_sum / n,
+        "response_length_max": longest,
+        "truncation_rate": s.truncated / n,
+        "clip_fraction": p.clipped_tokens / max(p.tokens, 1),
+        "entropy": p.entropy_sum / max(p.tokens, 1),
+        "kl": s.kl_sum / max(s.kl_tokens, 1),  # 0 without a reference model
+        "loss": p.loss,
+        "grad_norm": p.grad_norm / d.world_size,
+        "zero_adv_group_frac": s.zero_adv_groups / max(s.groups, 1),
+        "grader_timeouts": s.outcomes["timeout"],
+        "grader_parse_errors": s.outcomes["parse_error"],
+        "outcome_counts": dict(s.outcomes),
+        "reflection_rate": s.reflection / n,
+        "generated_tokens": s.length_sum,
+    }
+    if drift is not None:  # an engine that returns the sampler's log-probs (vLLM)
+        dr = reduced[DriftSums]
+        row.update({"sampler_drift_abs": dr.abs_sum / max(dr.tokens, 1),
+                    "sampler_drift_kl": dr.kl_sum / max(dr.tokens, 1)})
+    if critic is not None:  # PPO's critic
+        c = reduced[CriticStats]
+        row.update({"value_loss": c.loss, "critic_grad_norm": c.grad_norm / d.world_size,
+                    "value_clip_fraction": c.clipped_tokens / max(c.tokens, 1),
+                    "value_mse": c.error_sum / max(c.tokens, 1)})
+    return row
+
+
+def eval_metrics(engine, eval_sets: dict, template: str, grader: Grader, max_new_tokens: int, d: Dist) -> dict:
+    """Greedy pass@1 and answer rate per eval set ("eval/<name>", "eval/<name>/answer_rate").
+
+    Each rank decodes its share of the problems; the counts are summed over ranks.
+    """
+    row = {}
+    for name, problem_set in eval_sets.items():
+        records = evaluate_problems(engine, problem_set.problems[d.rank :: d.world_size], template, grader,
+                                    max_new_tokens)
+        counts = torch.tensor([sum(r["reason"] == "correct" for r in records),
+                               sum(r["reason"] != "no_answer" for r in records), len(records)], dtype=torch.float64)
+        all_reduce(counts)
+        row[f"eval/{name}"] = counts[0].item() / max(counts[2].item(), 1)
+        row[f"eval/{name}/answer_rate"] = counts[1].item() / max(counts[2].item(), 1)
+    return row
+
+
+def append_logs(out_dir: Path, row: dict, problems: list, samples: list, results: list[RewardResult],
+                log_samples: int, group_size: int) -> None:
+    """One metrics.jsonl row, and the first `log_samples` rollouts of rank 0 to samples.jsonl."""
+    with open(out_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    with open(out_dir / "samples.jsonl", "a") as f:
+        for i, (s, r) in enumerate(list(zip(samples, results))[:log_samples]):
+            problem = problems[i // group_size]
+            record = {"step": row["step"], "problem": problem.problem, "response": s.text, "answer": r.answer,
+                      "gold": problem.answer, "reward": r.score, "reason": r.reason, "finish_reason": s.finish_reason}
+            f.write(json.dumps(record) + "\n")
