@@ -35,7 +35,6 @@ Deviations, one line each:
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from typing import Annotated, Literal, get_args
@@ -46,6 +45,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from distributed import Dist, all_reduce
 from losses import gae_advantages, group_advantages, kl_estimate, policy_loss, value_loss, whiten
+from model import no_gradient_sync, reshard, total_norm
 from rollout import Sample
 
 # ---------------------------------------------------------------------------------------------
@@ -138,7 +138,9 @@ def place_rows(rows: list[torch.Tensor], samples: list[Sample], width: int, devi
 def score(module, samples: list[Sample], pad_id: int, device, micro_batch_size: int) -> list[torch.Tensor]:
     """One no-grad pass of a TokenLogProbs (log-probs) or ValueModel (values) over the samples.
 
-    Returns one (R_i,) float32 row per sample, on the CPU.
+    Returns one (R_i,) float32 row per sample, on the CPU. An FSDP module (model.distribute) is called on
+    every rank alike (same sample count per rank) and resharded afterwards: FSDP2 keeps the root's
+    parameters gathered after a forward, and gathered outside autograd they would take no gradient.
     """
     rows: list[torch.Tensor] = []
     for start in range(0, len(samples), micro_batch_size):
@@ -147,6 +149,7 @@ def score(module, samples: list[Sample], pad_id: int, device, micro_batch_size: 
         out = module(ids, attn, rmask)
         out = out[0] if isinstance(out, tuple) else out  # TokenLogProbs returns (logp, entropy)
         rows.extend(row.float().cpu() for row in response_rows(out, batch))
+    reshard(module)
     return rows
 
 
@@ -257,7 +260,7 @@ def prepare_batch(samples: list[Sample], scores: list[float], policy, reference,
                   pad_id: int, d: Dist) -> Batch:
     """The no-grad passes before the update, then the advantages: a Batch for `learn` and `learn_critic`.
 
-    policy, reference: TokenLogProbs modules (not DDP-wrapped; reference None without a KL term);
+    policy, reference: TokenLogProbs modules (model.unwrap of the trained ones; reference None without a KL term);
     critic: the ValueModel, or None. scores: the reward of each sample, in order.
     logp_old is scored when the update needs it (several optimiser steps per batch, or a KL term) or the
     engine returned the sampler's log-probs (drift, TIS); with one optimiser step the update uses its own
@@ -330,12 +333,11 @@ def _optimiser_steps(module, optimizer, active: list[bool], micro_loss, settings
         runs += [i for i in mini if i not in learned][: count.item() - len(runs)]
         micros = [runs[i : i + settings.micro_batch_size] for i in range(0, len(runs), settings.micro_batch_size)]
         for k, micro in enumerate(micros):
-            sync = contextlib.nullcontext() if k == len(micros) - 1 else module.no_sync()
-            with sync:
+            with no_gradient_sync(module, skip=k < len(micros) - 1):  # gradients are reduced after the last one
                 weight = torch.tensor([float(i in learned) for i in micro])
                 loss = micro_loss(micro, weight, len(mini) * d.world_size)
                 (loss * d.world_size).backward()
-        grad_norm += torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm).item() / len(minis)
+        grad_norm += total_norm(torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)) / len(minis)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     return grad_norm
@@ -344,7 +346,7 @@ def _optimiser_steps(module, optimizer, active: list[bool], micro_loss, settings
 def learn(policy, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad_id: int) -> PolicyStats:
     """Policy update: settings.updates_per_batch optimiser steps on this rank's batch.
 
-    policy: DDP-wrapped TokenLogProbs. Uses batch.advantages, batch.in_loss, batch.logp_old (None: the
+    policy: TokenLogProbs wrapped by model.distribute (DDP or FSDP). Uses batch.advantages, batch.in_loss, batch.logp_old (None: the
     current log-probs, detached; exact when the batch makes one optimiser step), batch.logp_ref (the KL
     loss term, settings.kl_in == "loss") and batch.importance (TIS weights on the surrogate).
     Responses whose gradient is exactly zero (zero advantage, and no KL or entropy term) are not run.
@@ -383,7 +385,7 @@ def learn(policy, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad
 def learn_critic(critic, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad_id: int) -> CriticStats:
     """Critic update (PPO): the clipped value loss toward batch.returns around batch.values, batched like `learn`.
 
-    critic: DDP-wrapped ValueModel. Every response in the loss (batch.in_loss) is run.
+    critic: ValueModel wrapped by model.distribute. Every response in the loss (batch.in_loss) is run.
     """
     samples = batch.samples
     stats = CriticStats()

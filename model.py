@@ -18,6 +18,7 @@ Deviations, one line each:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -79,43 +80,72 @@ def resolve_model(name: str) -> str:
     return str(target)
 
 
-def load_model(name: str, dtype: torch.dtype = torch.float32):
-    """Load (model, tokenizer) for `--model` (see resolve_model). The tokenizer pads on the left."""
+def load_model(name: str, dtype: torch.dtype = torch.float32, attn_implementation: str | None = None):
+    """Load (model, tokenizer) for `--model` (see resolve_model). The tokenizer pads on the left.
+
+    dtype: the weights' dtype (training keeps fp32 master weights and computes in --dtype, see
+    TokenLogProbs). attn_implementation: "sdpa", "flash_attention_2" or "eager" (None: transformers'
+    default, sdpa where the model supports it). Raises ImportError for flash_attention_2 without flash-attn.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        raise ImportError("--attn-implementation flash_attention_2 needs the flash-attn package (CUDA only): "
+                          "pip install -r requirements-gpu.txt, or use --attn-implementation sdpa")
     path = resolve_model(name)
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **extra)
     return model, tokenizer
+
+
+def enable_gradient_checkpointing(lm: nn.Module) -> None:
+    """Recompute each decoder layer's activations in backward instead of keeping them (non-reentrant
+    torch.utils.checkpoint, which DDP and FSDP2 both accept); the same gradients, less memory, ~1.3x compute."""
+    if hasattr(lm, "activation_checkpointing_enable"):  # transformers >= 5.24 (the old name is deprecated there)
+        lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    lm.config.use_cache = False  # a KV cache is useless in training and transformers warns with checkpointing
 
 
 # ---------------------------------------------------------------------------------------------
 # The wrappers the trainer runs: log-probs (policy, reference) and values (critic)
 
 
+def _autocast(device: torch.device, dtype: torch.dtype):
+    """bf16 compute for the decoder's matmuls with fp32 master weights; a no-op context for fp32."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+
 class TokenLogProbs(nn.Module):
     """Wraps a transformers causal LM so that forward() returns per-token log-probs and entropy.
 
-    All parameters (decoder and lm_head) are used inside forward, so DDP can wrap this module and
+    All parameters (decoder and lm_head) are used inside forward, so DDP / FSDP can wrap this module and
     see every gradient. forward(input_ids (B, T), attention_mask (B, T)) returns (logp, entropy),
     each (B, T-1) float32: position t scores token t+1 given tokens <= t. Only positions where
     `score_mask` (B, T-1) is true are computed (the response tokens); the others are 0.
+    compute_dtype: the decoder runs under autocast in it (bfloat16), or plainly (float32); the log-prob
+    kernel then takes the hidden states and lm_head in that dtype and keeps its log-sum-exp in fp32.
     """
 
-    def __init__(self, lm: nn.Module, temperature: float = 1.0, chunk_size: int = 1024):
+    def __init__(self, lm: nn.Module, temperature: float = 1.0, chunk_size: int = 1024,
+                 compute_dtype: torch.dtype = torch.float32):
         super().__init__()
         self.lm = lm
         self.temperature = temperature
         self.chunk_size = chunk_size
+        self.compute_dtype = compute_dtype
 
     def forward(self, input_ids, attention_mask, score_mask):
-        hidden = self.lm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        with _autocast(input_ids.device, self.compute_dtype):
+            hidden = self.lm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
         hidden = hidden[:, :-1]  # (B, T-1, H)
         targets = input_ids[:, 1:]  # (B, T-1)
-        weight = self.lm.get_output_embeddings().weight  # (V, H)
+        weight = self.lm.get_output_embeddings().weight.to(hidden.dtype)  # (V, H); a no-op unless autocast cast hidden
         picked = score_mask.bool()
         logp_flat, entropy_flat = chunked_logprobs_entropy(
             hidden[picked], weight, targets[picked], self.temperature, self.chunk_size
@@ -136,29 +166,111 @@ class ValueModel(nn.Module):
     randomly at small scale; zero is the same start without a random draw).
     """
 
-    def __init__(self, lm: nn.Module):
+    def __init__(self, lm: nn.Module, compute_dtype: torch.dtype = torch.float32):
         super().__init__()
         self.backbone = lm.base_model  # the decoder without lm_head
         self.head = nn.Linear(lm.config.hidden_size, 1, dtype=torch.float32)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        self.compute_dtype = compute_dtype  # the decoder's autocast dtype, as TokenLogProbs; the head runs in fp32
 
     def forward(self, input_ids, attention_mask, score_mask=None):
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
-        return self.head(hidden[:, :-1].float()).squeeze(-1)  # (B, T-1)
+        with _autocast(input_ids.device, self.compute_dtype):
+            hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        return self.head(hidden[:, :-1].to(self.head.weight.dtype)).float().squeeze(-1)  # (B, T-1); fp32 but under FSDP
 
 
-def frozen_copy(lm: nn.Module, temperature: float = 1.0, chunk_size: int = 1024) -> TokenLogProbs:
+def frozen_copy(lm: nn.Module, temperature: float = 1.0, chunk_size: int = 1024,
+                compute_dtype: torch.dtype = torch.float32) -> TokenLogProbs:
     """The KL reference: TokenLogProbs over `lm` in eval mode with every parameter frozen (no gradients)."""
-    return TokenLogProbs(lm.eval().requires_grad_(False), temperature, chunk_size)
+    return TokenLogProbs(lm.eval().requires_grad_(False), temperature, chunk_size, compute_dtype)
 
 
 # ---------------------------------------------------------------------------------------------
 # Data parallelism
 
 
-def distribute(module: nn.Module) -> nn.Module:
-    """Wrap a trainable module for data parallelism over the process group: DDP (a full replica per rank,
-    gradients averaged over ranks in backward; `.module` is the wrapped module). Needs an initialised group
-    (distributed.setup_distributed); with one rank it is the same code path."""
-    return DistributedDataParallel(module)
+def distribute(module: nn.Module, shard: str = "ddp", compute_dtype: torch.dtype = torch.float32,
+               offload: bool = False) -> nn.Module:
+    """Wrap a module for data parallelism over the process group (distributed.setup_distributed first).
+
+    shard "ddp": DistributedDataParallel, a full replica per rank, gradients averaged over ranks in
+    backward (`.module` is the wrapped module). A frozen module (the KL reference) stays as it is.
+    shard "fsdp": FSDP2, `fully_shard` on each decoder layer (the model's `_no_split_modules` classes),
+    then on the root: parameters, gradients and optimiser state sharded over ranks, each layer's
+    parameters all-gathered for its forward and backward; parameters cast to compute_dtype for compute,
+    gradients reduced in fp32 (MixedPrecisionPolicy). offload (FSDP only): parameters live on the CPU and
+    are copied to the device per layer (for the frozen reference, --ref-offload).
+    The module is sharded in place and returned. Raises ValueError for another shard, or offload with ddp.
+    Follows the PyTorch FSDP2 tutorial (torch.distributed.fsdp.fully_shard).
+    """
+    if shard == "ddp":
+        if offload:
+            raise ValueError("--ref-offload needs --shard fsdp (FSDP2's CPU offload)")
+        trainable = any(p.requires_grad for p in module.parameters())
+        return DistributedDataParallel(module) if trainable else module
+    if shard != "fsdp":
+        raise ValueError(f"--shard {shard!r}: use ddp or fsdp")
+    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
+
+    options = {"mp_policy": MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32),
+               "offload_policy": CPUOffloadPolicy() if offload else OffloadPolicy()}
+    layer_classes = {name for m in module.modules() for name in (getattr(m, "_no_split_modules", None) or [])}
+    layers = [m for m in module.modules() if type(m).__name__ in layer_classes]
+    if not layers:
+        raise ValueError(f"--shard fsdp: found no decoder layers ({sorted(layer_classes)}) in {type(module).__name__}")
+    for layer in layers:
+        fully_shard(layer, **options)
+    fully_shard(module, **options)
+    return module
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module to call outside training steps (no-grad passes): DDP's `.module`; an FSDP module itself
+    (its forward all-gathers, so every rank must make the same calls)."""
+    return module.module if isinstance(module, DistributedDataParallel) else module
+
+
+@contextlib.contextmanager
+def no_gradient_sync(module: nn.Module, skip: bool = True):
+    """Accumulate gradients locally (no all-reduce / reduce-scatter) inside the context when `skip`; for the
+    micro-batches before the last one of an optimiser step. DDP: no_sync(); FSDP2: set_requires_gradient_sync."""
+    if not skip:
+        yield
+    elif isinstance(module, DistributedDataParallel):
+        with module.no_sync():
+            yield
+    else:
+        module.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            module.set_requires_gradient_sync(True)
+
+
+def full_parameters(module: nn.Module):
+    """Yield (name, tensor) for each parameter of `module`, one at a time: an FSDP shard all-gathered into the
+    full tensor (DTensor.full_tensor(), a collective: every rank must iterate), else the parameter, detached.
+    Never more than one gathered parameter exists at once (weight sync, HF export)."""
+    from torch.distributed.tensor import DTensor
+
+    for name, parameter in module.named_parameters():
+        yield name, (parameter.full_tensor() if isinstance(parameter, DTensor) else parameter).detach()
+
+
+def reshard(module: nn.Module) -> None:
+    """Free an FSDP module's gathered parameters (FSDPModule.reshard); a no-op for any other module."""
+    if hasattr(module, "reshard") and hasattr(module, "set_requires_gradient_sync"):  # an FSDP2 module
+        module.reshard()
+
+
+def is_sharded(module: nn.Module) -> bool:
+    """Whether `module` holds FSDP-sharded parameters (DTensors)."""
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in module.parameters())
+
+
+def total_norm(norm: torch.Tensor) -> float:
+    """clip_grad_norm_'s result as a float: a DTensor (FSDP's sharded gradients) is reduced to its full value."""
+    return (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item()

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from model import full_parameters
 from reward import STOP_TOKENS
 from weight_sync import pack_bucket
 
@@ -89,13 +90,15 @@ class HFEngine:
     """Batched sampling with `transformers` `generate` on a live model (left padding).
 
     generate(prompts, params) -> list (one per prompt) of lists (params.n Samples each).
-    sync_weights() and probe() are no-ops: the engine holds the training model itself.
+    sync_weights() and probe() are no-ops when the engine holds the training model itself; with own_copy
+    (sharded training), sync_weights copies the trainer's gathered weights into the engine's copy.
     """
 
-    def __init__(self, model, tokenizer, batch_size: int = 64):
+    def __init__(self, model, tokenizer, batch_size: int = 64, own_copy: bool = False):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size  # sequences per generate call
+        self.own_copy = own_copy  # `model` is the engine's own copy (sharded training), refreshed by sync_weights
         self.eos_ids = eos_token_ids(tokenizer)
         from transformers import GenerationConfig
 
@@ -105,7 +108,24 @@ class HFEngine:
                                                    bos_token_id=tokenizer.bos_token_id)
 
     def sync_weights(self, model=None) -> float:
-        return 0.0
+        """Copy the trainer's weights into the engine's own copy (own_copy), gathered one parameter at a time
+        from FSDP shards (model.full_parameters, a collective); returns the seconds it took. A no-op (0.0) when
+        the engine samples from the training model itself. Raises RuntimeError when the names differ."""
+        if not self.own_copy:
+            return 0.0
+        start = time.perf_counter()
+        engine_parameters = dict(self.model.named_parameters())
+        received = set()
+        with torch.no_grad():
+            for name, tensor in full_parameters(model):
+                if name not in engine_parameters:
+                    raise RuntimeError(f"weight sync: the engine's copy has no parameter {name!r}; pass the HF model")
+                engine_parameters[name].copy_(tensor)
+                received.add(name)
+        if received != set(engine_parameters):
+            missing = sorted(set(engine_parameters) - received)
+            raise RuntimeError(f"weight sync: the engine's copy received nothing for {len(missing)} parameters, e.g. {missing[:3]}")
+        return time.perf_counter() - start
 
     def probe(self, model=None, tolerance: float | None = None) -> None:
         """Nothing to probe: the engine samples from the training model itself. Returns None (no measurement)."""
@@ -305,8 +325,8 @@ class VLLMEngine:
         bucket, size = [], 0
         try:
             with torch.no_grad():
-                for name, parameter in model.named_parameters():
-                    tensor = parameter.detach().to("cpu", self.dtype)
+                for name, parameter in full_parameters(model):  # FSDP: gathered one parameter at a time
+                    tensor = parameter.to("cpu", self.dtype)
                     bucket.append((name, tensor))
                     size += tensor.numel() * tensor.element_size()
                     if size >= self.bucket_bytes:

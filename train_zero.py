@@ -47,7 +47,8 @@ from evaluate import load_eval_set
 from grader import Grader
 from learn import ALGORITHMS, LearnSettings, learn, learn_critic, prepare_batch
 from metrics import append_logs, eval_metrics, step_metrics, step_sums
-from model import TokenLogProbs, ValueModel, distribute, frozen_copy, load_model, resolve_model
+from model import (TokenLogProbs, ValueModel, distribute, enable_gradient_checkpointing, frozen_copy, load_model,
+                   resolve_model, unwrap)
 from reward import REWARD_RULES, apply_template, compute_rewards, stop_strings
 from rollout import PROBE_TOLERANCE, HFEngine, Sample, SamplingParams, VLLMEngine
 
@@ -74,6 +75,12 @@ class Config(LearnSettings):
     weight_decay: float = 0.0  # AdamW weight decay
     critic_lr: float = 5e-5  # PPO critic AdamW learning rate, constant (SimpleRL-Zero: 9e-6, 18x the actor's)
     logprob_chunk_size: int = 1024  # tokens per chunk of the fused log-prob kernel
+    # --- precision, memory, sharding (README "Scaling up")
+    dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; master weights, gradient reduction and AdamW stay fp32
+    shard: Literal["ddp", "fsdp"] = "ddp"  # DDP (a full replica per rank) or FSDP2 (weights, grads, AdamW sharded)
+    gradient_checkpointing: bool = False  # recompute decoder activations in backward: less memory, ~1.3x compute
+    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"  # attention kernel (flash: flash-attn, CUDA)
+    ref_offload: bool = False  # FSDP: keep the KL reference's parameters on the CPU, copied to the device per layer
     # --- rollout engine
     rollout_engine: Literal["hf", "vllm"] = "hf"  # transformers generate on the live model, or a vLLM engine per rank
     vllm_dtype: str = "float32"  # vLLM weights/activations (bfloat16 on GPU needs --probe-tolerance ~5e-2)
@@ -105,41 +112,62 @@ class Config(LearnSettings):
 class Models:
     model: torch.nn.Module  # the policy's HF causal LM (what is saved, synced and evaluated)
     tokenizer: object
-    policy: torch.nn.Module  # TokenLogProbs over `model`, wrapped for DDP
+    policy: torch.nn.Module  # TokenLogProbs over `model`, wrapped by model.distribute (DDP or FSDP)
     optimizer: torch.optim.Optimizer
-    critic: torch.nn.Module | None = None  # ValueModel, wrapped for DDP (PPO)
+    critic: torch.nn.Module | None = None  # ValueModel, wrapped by model.distribute (PPO)
     critic_optimizer: torch.optim.Optimizer | None = None
     reference: torch.nn.Module | None = None  # frozen TokenLogProbs of the starting model (--kl-coef > 0)
 
     @property
     def value_model(self) -> torch.nn.Module | None:
-        return self.critic.module if self.critic else None  # the ValueModel itself (no-grad passes, checkpoints)
+        return unwrap(self.critic) if self.critic else None  # the ValueModel for no-grad passes and checkpoints
 
 
 def build_models(cfg: Config, d: Dist, checkpoint: Path | None) -> Models:
-    """The policy (from the checkpoint when resuming), its optimiser, and the critic / reference the algorithm needs."""
-    model, tokenizer = load_model(str(checkpoint) if checkpoint else cfg.model)
-    model.to(d.device).train()
-    policy = distribute(TokenLogProbs(model, cfg.temperature, cfg.logprob_chunk_size))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    m = Models(model, tokenizer, policy, optimizer)
+    """The policy (from the checkpoint when resuming), its optimiser, and the critic / reference the algorithm needs.
+
+    Weights load in fp32 (the master copy) and are wrapped by model.distribute (--shard); optimisers are built
+    on the wrapped (possibly sharded) parameters.
+    """
+    compute = getattr(torch, cfg.dtype)
+
+    def base(name: str, trained: bool = True):  # an HF causal LM in fp32 on the rank's device, and its tokenizer
+        lm, tokenizer = load_model(name, attn_implementation=cfg.attn_implementation)
+        if trained and cfg.gradient_checkpointing:
+            enable_gradient_checkpointing(lm)
+        return lm.to(d.device).train(trained), tokenizer
+
+    def adamw(module: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+
+    model, tokenizer = base(str(checkpoint) if checkpoint else cfg.model)
+    policy = distribute(TokenLogProbs(model, cfg.temperature, cfg.logprob_chunk_size, compute), cfg.shard, compute)
+    m = Models(model, tokenizer, policy, adamw(model, cfg.lr))
     if ALGORITHMS[cfg.algo].critic:  # a value head on a copy of the base model (SimpleRL-Zero), its own optimiser
-        value_model = ValueModel(load_model(cfg.model)[0]).to(d.device).train()
-        m.critic_optimizer = torch.optim.AdamW(value_model.parameters(), lr=cfg.critic_lr, weight_decay=cfg.weight_decay)
-        m.critic = distribute(value_model)
-    if cfg.kl_coef > 0:  # the starting policy (the base model, also after a resume)
-        m.reference = frozen_copy(load_model(cfg.model)[0].to(d.device), cfg.temperature, cfg.logprob_chunk_size)
+        m.critic = distribute(ValueModel(base(cfg.model)[0], compute).to(d.device), cfg.shard, compute)
+        m.critic_optimizer = adamw(m.critic, cfg.critic_lr)
+    if cfg.kl_coef > 0:  # the starting policy (the base model, also after a resume), frozen
+        reference = frozen_copy(base(cfg.model, trained=False)[0], cfg.temperature, cfg.logprob_chunk_size, compute)
+        m.reference = distribute(reference, cfg.shard, compute, offload=cfg.ref_offload)
     return m
 
 
 def make_engine(cfg: Config, model, tokenizer, checkpoint: Path | None, d: Dist):
     """HFEngine on the live model, or one VLLMEngine per rank loaded from the same weights, synced and probed once.
 
+    Under --shard fsdp no rank holds the whole live model, so the transformers engine samples from its own
+    unsharded copy (in --dtype), refreshed by sync_weights after every optimiser step.
     On GPU each rank's engine is placed on the rank's own device (CUDA_VISIBLE_DEVICES for the engine's
     processes). Raises ImportError without vllm, RuntimeError if the first probe fails.
     """
-    if cfg.rollout_engine == "hf":
+    if cfg.rollout_engine == "hf" and cfg.shard == "ddp":
         return HFEngine(model, tokenizer)
+    if cfg.rollout_engine == "hf":
+        copy = load_model(str(checkpoint) if checkpoint else cfg.model, getattr(torch, cfg.dtype),
+                          cfg.attn_implementation)[0]
+        engine = HFEngine(copy.to(d.device).requires_grad_(False), tokenizer, own_copy=True)
+        engine.sync_weights(model)
+        return engine
     on_gpu = d.device.type == "cuda"
     saved = os.environ.get("CUDA_VISIBLE_DEVICES")
     if on_gpu:  # the engine's processes see only this rank's GPU
@@ -221,6 +249,9 @@ def main(cfg: Config) -> list[dict]:
         raise ValueError(f"--reward {cfg.reward!r}: use one of {sorted(REWARD_RULES)}")
     if cfg.tis_cap > 0 and cfg.rollout_engine != "vllm":
         raise ValueError(f"--tis-cap {cfg.tis_cap}: needs the sampler's log-probs; use --rollout-engine vllm")
+    if cfg.shard == "fsdp" and cfg.rollout_engine == "vllm":
+        raise ValueError("--shard fsdp with --rollout-engine vllm is not supported yet (the sync probe scores the "
+                         "trainer's model unsharded); use --shard ddp with vllm, or the hf engine with fsdp")
     d = setup_distributed()
     try:
         history = train(cfg, d)  # the DDP modules and their gloo work are freed when train returns
@@ -251,7 +282,7 @@ def train(cfg: Config, d: Dist) -> list[dict]:
     m = build_models(cfg, d, checkpoint)
     start_step = 0
     if checkpoint:
-        start_step = load_checkpoint(checkpoint, asdict(cfg), d, m.optimizer, m.value_model, m.critic_optimizer)
+        start_step = load_checkpoint(checkpoint, asdict(cfg), d, m.model, m.optimizer, m.value_model, m.critic_optimizer)
         print0(d, f"resumed from {checkpoint} at step {start_step}")
     engine = make_engine(cfg, m.model, m.tokenizer, checkpoint, d)
     grader = Grader(cfg.grader_timeout, cfg.grader_workers)
@@ -273,7 +304,7 @@ def train(cfg: Config, d: Dist) -> list[dict]:
         results = compute_rewards([s.text for s in samples], golds, cfg.template, cfg.reward, grader)
         # prepare batch (no-grad passes, advantages), then learn (policy, and the critic for PPO)
         t2 = time.perf_counter()
-        batch = prepare_batch(samples, [r.score for r in results], m.policy.module, m.reference, m.value_model, cfg,
+        batch = prepare_batch(samples, [r.score for r in results], unwrap(m.policy), m.reference, m.value_model, cfg,
                               pad, d)
         policy_stats = learn(m.policy, m.optimizer, batch, cfg, d, pad)
         critic_stats = learn_critic(m.critic, m.critic_optimizer, batch, cfg, d, pad) if m.critic else None

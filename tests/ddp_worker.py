@@ -1,12 +1,13 @@
 """Run one `learn` step on a fixed batch, split over however many ranks launched it.
 
-    python tests/ddp_worker.py MODEL_DIR OUT_FILE MICRO_BATCH ALGO
-    torchrun --nproc_per_node 2 tests/ddp_worker.py MODEL_DIR OUT_FILE MICRO_BATCH ALGO
+    python tests/ddp_worker.py MODEL_DIR OUT_FILE MICRO_BATCH ALGO [SHARD [--gradient-checkpointing]]
+    torchrun --nproc_per_node 2 tests/ddp_worker.py MODEL_DIR OUT_FILE MICRO_BATCH ALGO [SHARD ...]
 
 Writes (rank 0) the parameter update of one SGD step (lr 1, so update = -gradient) and the metrics row
 that train_zero.py would log for the step (metrics.step_metrics, the same reduction over ranks), for
 tests/test_train.py to compare across world sizes and micro-batch sizes. ALGO ppo also runs the critic
-(GAE advantages whitened over all ranks, then one critic step) and writes its update.
+(GAE advantages whitened over all ranks, then one critic step) and writes its update. SHARD: ddp (default)
+or fsdp (model.distribute); the update is read through model.full_parameters, as the HF export is.
 """
 
 import sys
@@ -17,7 +18,8 @@ import torch.distributed as dist
 from distributed import setup_distributed
 from learn import LearnSettings, learn, learn_critic, prepare_batch
 from metrics import step_metrics, step_sums
-from model import TokenLogProbs, ValueModel, distribute, load_model
+from model import (TokenLogProbs, ValueModel, distribute, enable_gradient_checkpointing, full_parameters, load_model,
+                   unwrap)
 from reward import RewardResult
 from rollout import Sample
 
@@ -35,9 +37,12 @@ def fixed_batch(num_groups=2, group_size=4, seed=0):
 
 if __name__ == "__main__":
     model_dir, out_file, micro, algo = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    shard = sys.argv[5] if len(sys.argv) > 5 else "ddp"
     d = setup_distributed()
     model, tokenizer = load_model(model_dir)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    if "--gradient-checkpointing" in sys.argv:
+        enable_gradient_checkpointing(model)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
     settings = LearnSettings(algo=algo, group_size=4, micro_batch_size=micro, max_new_tokens=8, max_grad_norm=1e9)
     samples, rewards = fixed_batch()
     per_rank = len(samples) // d.world_size  # whole groups per rank: 8 samples / 2 ranks = one group each
@@ -48,10 +53,10 @@ if __name__ == "__main__":
     if algo == "ppo":
         value_model = ValueModel(load_model(model_dir)[0])
         torch.nn.init.normal_(value_model.head.weight, std=0.1, generator=torch.Generator().manual_seed(0))  # nonzero values
-        critic_before = {k: v.clone() for k, v in value_model.state_dict().items()}
-        critic = distribute(value_model)
-    policy = distribute(TokenLogProbs(model))
-    batch = prepare_batch(samples, rewards.tolist(), policy.module, None, value_model, settings, 2, d)
+        critic_before = {k: v.detach().clone() for k, v in value_model.named_parameters()}
+        critic = distribute(value_model, shard)
+    policy = distribute(TokenLogProbs(model), shard)
+    batch = prepare_batch(samples, rewards.tolist(), unwrap(policy), None, value_model, settings, 2, d)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     policy_stats = learn(policy, optimizer, batch, settings, d, pad_id=2)
     critic_stats = None
@@ -59,10 +64,10 @@ if __name__ == "__main__":
         critic_optimizer = torch.optim.SGD(critic.parameters(), lr=1.0)
         critic_stats = learn_critic(critic, critic_optimizer, batch, settings, d, pad_id=2)
     row = step_metrics(step_sums(batch, results, settings.group_size), policy_stats, critic_stats, None, d)
+    update = {k: v.clone() - before[k] for k, v in full_parameters(model)}  # collective under FSDP
+    if critic is not None:
+        update.update({f"critic.{k}": v.clone() - critic_before[k] for k, v in full_parameters(value_model)})
     if d.is_main:
-        update = {k: (model.state_dict()[k] - before[k]) for k in before}
-        if critic is not None:
-            update.update({f"critic.{k}": critic.module.state_dict()[k] - v for k, v in critic_before.items()})
         torch.save({"row": row, "update": update}, out_file)
     del policy, critic  # free DDP's reducers (and their gloo work) while the group is alive
     dist.barrier()

@@ -33,7 +33,7 @@ def test_changed_flags_are_refused_before_any_file_is_loaded(tmp_path):
     write_checkpoint(checkpoint, {"lr": 1e-3, "steps": 3}, RunsCode(str(tmp_path / "ran")))
     optimizer = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters())
     with pytest.raises(ValueError, match=r"--lr: checkpoint 0.001, now 0.002"):
-        load_checkpoint(checkpoint, {"lr": 2e-3, "steps": 9}, CPU, optimizer)
+        load_checkpoint(checkpoint, {"lr": 2e-3, "steps": 9}, CPU, torch.nn.Linear(2, 2), optimizer)
     assert not (tmp_path / "ran").exists()
 
 
@@ -42,7 +42,7 @@ def test_a_checkpoint_file_that_would_run_code_is_refused(tmp_path):
     write_checkpoint(checkpoint, {"lr": 1e-3}, RunsCode(str(tmp_path / "ran")))
     optimizer = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters())
     with pytest.raises(Exception, match="(?i)weights_only|unpickl"):
-        load_checkpoint(checkpoint, {"lr": 1e-3}, CPU, optimizer)
+        load_checkpoint(checkpoint, {"lr": 1e-3}, CPU, torch.nn.Linear(2, 2), optimizer)
     assert not (tmp_path / "ran").exists()
 
 
