@@ -8,6 +8,8 @@ One process (CPU or one GPU):
     python train_zero.py --rollout-engine vllm           # vLLM sampling, weights synced and probed every step
 N processes (DDP; gloo on CPU, nccl on GPU), each rank owning whole prompt groups:
     torchrun --nproc_per_node 8 train_zero.py --algo drgrpo
+    torchrun --nproc_per_node 8 train_zero.py --model Qwen/Qwen2.5-Math-7B --shard fsdp --dtype bfloat16 \
+        --gradient-checkpointing                          # sharded (FSDP2), bf16 compute; README "Scaling up"
 Resume after a crash (same flags, same --out-dir):  python train_zero.py ... --resume
 
 Every step (the loop at the end of this file, one line per stage):
@@ -83,7 +85,7 @@ class Config(LearnSettings):
     ref_offload: bool = False  # FSDP: keep the KL reference's parameters on the CPU, copied to the device per layer
     # --- rollout engine
     rollout_engine: Literal["hf", "vllm"] = "hf"  # transformers generate on the live model, or a vLLM engine per rank
-    vllm_dtype: str = "float32"  # vLLM weights/activations (bfloat16 on GPU needs --probe-tolerance ~5e-2)
+    vllm_dtype: str = ""  # vLLM weights/activations; "": --dtype on GPU, float32 on CPU (a bf16 engine needs --probe-tolerance ~5e-2)
     vllm_gpu_memory_utilization: float = 0.3  # GPU share for vLLM weights + KV cache (the trainer shares the GPU)
     vllm_kv_cache_gb: float = 1.0  # CPU: vLLM's KV cache in GiB (VLLM_CPU_KVCACHE_SPACE); GPU: unused
     vllm_max_model_len: int = 2048  # prompt + response tokens per sequence in the vLLM engine
@@ -174,10 +176,12 @@ def make_engine(cfg: Config, model, tokenizer, checkpoint: Path | None, d: Dist)
         visible = saved.split(",") if saved else [str(i) for i in range(torch.cuda.device_count())]
         os.environ["CUDA_VISIBLE_DEVICES"] = visible[d.device.index]
     try:
-        engine = VLLMEngine(str(checkpoint) if checkpoint else resolve_model(cfg.model), dtype=cfg.vllm_dtype,
+        dtype = cfg.vllm_dtype or (cfg.dtype if on_gpu else "float32")  # CPUs without native bf16 emulate it (~5x slower)
+        engine = VLLMEngine(str(checkpoint) if checkpoint else resolve_model(cfg.model), dtype=dtype,
                             gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, enable_sleep_mode=cfg.vllm_sleep,
                             seed=cfg.seed + d.rank, max_model_len=cfg.vllm_max_model_len,
-                            kv_cache_gb=None if on_gpu else cfg.vllm_kv_cache_gb, cpu_threads_bind=cfg.vllm_cpu_bind or None)
+                            kv_cache_gb=None if on_gpu else cfg.vllm_kv_cache_gb, cpu_threads_bind=cfg.vllm_cpu_bind or None,
+                            enforce_eager=not on_gpu)  # CUDA graphs on GPU; on CPU torch.compile takes minutes
     finally:  # the trainer's own view of the GPUs is unchanged (CUDA is already initialised in this process)
         if on_gpu and saved is None:
             del os.environ["CUDA_VISIBLE_DEVICES"]
@@ -234,6 +238,17 @@ def sync_engine(engine, model, step: int, cfg: Config) -> tuple[float, dict]:
     return seconds, {} if diff is None else {"probe_max_abs_diff": diff, "time_probe": time.perf_counter() - start}
 
 
+def check_context(problem_sets: list, template: str, tokenizer, max_new_tokens: int, limit: int, what: str) -> None:
+    """Raise ValueError before training when the longest templated prompt plus --max-new-tokens exceeds `limit`
+    tokens (the engine's context: vLLM's --vllm-max-model-len, or the model's max_position_embeddings)."""
+    prompts = [apply_template(template, p.problem) for s in problem_sets for p in s.problems]
+    longest = max((len(ids) for ids in tokenizer(prompts, add_special_tokens=False).input_ids), default=0)
+    if longest + max_new_tokens > limit:
+        raise ValueError(f"the longest prompt ({longest} tokens with --template {template}) plus --max-new-tokens "
+                         f"{max_new_tokens} is {longest + max_new_tokens} tokens, more than {what} {limit}: "
+                         f"lower --max-new-tokens or raise the limit")
+
+
 def due(every: int, step: int, steps: int) -> bool:
     """Whether an every-N action (eval, save) runs after step `step` (0-based): every N steps and at the end."""
     return bool(every) and ((step + 1) % every == 0 or step + 1 == steps)
@@ -280,6 +295,9 @@ def train(cfg: Config, d: Dist) -> list[dict]:
     # --- 3. models, optimisers, engine, grader (or all of them from the last checkpoint)
     checkpoint = latest_checkpoint(out_dir) if cfg.resume else None
     m = build_models(cfg, d, checkpoint)
+    limit, what = (cfg.vllm_max_model_len, "--vllm-max-model-len") if cfg.rollout_engine == "vllm" else \
+        (m.model.config.max_position_embeddings, "the model's max_position_embeddings")
+    check_context([train_set, *eval_sets.values()], cfg.template, m.tokenizer, cfg.max_new_tokens, limit, what)
     start_step = 0
     if checkpoint:
         start_step = load_checkpoint(checkpoint, asdict(cfg), d, m.model, m.optimizer, m.value_model, m.critic_optimizer)

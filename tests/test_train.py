@@ -84,6 +84,13 @@ def test_resume_with_different_training_flags_says_which(tiny_model_dir, tmp_pat
         main(tiny_config(tiny_model_dir, tmp_path, steps=2, save_every=1, eval_every=0, lr=2e-3, resume=True))
 
 
+def test_a_budget_beyond_the_context_fails_before_training(tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"plus --max-new-tokens 600 is \d+ tokens, more than the model's "
+                                         r"max_position_embeddings 512"):
+        main(tiny_config(tiny_model_dir, tmp_path, max_new_tokens=600))
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
 def test_resume_without_checkpoint_says_so(tiny_model_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         main(tiny_config(tiny_model_dir, tmp_path, resume=True))
@@ -189,6 +196,31 @@ def test_fsdp_bfloat16_with_checkpointing_trains_on_two_ranks(tiny_model_dir, tm
     rows = torchrun_parity(tiny_model_dir, tmp_path, "--steps", "2", "--shard", "fsdp", "--dtype", "bfloat16",
                            "--gradient-checkpointing", "--save-every", "0")
     assert [r["step"] for r in rows] == [1, 2] and all(r["grad_norm"] > 0 for r in rows)
+
+
+def test_two_nodes_on_localhost_train_like_two_local_ranks(tiny_model_dir, tmp_path):
+    """Multi-node as documented (torchrun --nnodes 2 --rdzv-backend c10d), 2 nodes x 1 process on this machine."""
+    import socket
+    import subprocess as sp
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    flags = ["--model", tiny_model_dir, "--out-dir", str(tmp_path / "nodes"), "--steps", "2", "--prompts-per-step", "4",
+             "--group-size", "2", "--max-new-tokens", "6", "--lr", "1e-3", "--eval-every", "0", "--save-every", "2"]
+    nodes = [sp.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+                       "--rdzv-backend", "c10d", "--rdzv-endpoint", f"localhost:{port}", "--rdzv-id", "zero-rl-test",
+                       "tests/parity_run.py", *flags], cwd=ROOT, env=ENV, stdout=sp.PIPE, stderr=sp.PIPE, text=True)
+             for _ in range(2)]
+    for node in nodes:
+        _, err = node.communicate(timeout=300)
+        assert node.returncode == 0, err[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "nodes" / "metrics.jsonl").read_text().splitlines()]
+    local = torchrun_parity(tiny_model_dir, tmp_path / "local", "--steps", "2", "--save-every", "2")
+    timing = lambda row: {k: v for k, v in row.items() if not k.startswith("time_") and k != "tokens_per_s"}
+    assert [timing(r) for r in rows] == [timing(r) for r in local] and rows[1]["grad_norm"] > 0
+    assert sorted(p.name for p in (tmp_path / "nodes" / "checkpoints" / "step_000002").glob("rng_rank*")) == [
+        "rng_rank0.pt", "rng_rank1.pt"]
 
 
 def test_torchrun_two_ranks_trains(tiny_model_dir, tmp_path):
