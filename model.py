@@ -201,7 +201,8 @@ def distribute(module: nn.Module, shard: str = "ddp", compute_dtype: torch.dtype
     then on the root: parameters, gradients and optimiser state sharded over ranks, each layer's
     parameters all-gathered for its forward and backward; parameters cast to compute_dtype for compute,
     gradients reduced in fp32 (MixedPrecisionPolicy). offload (FSDP only): parameters live on the CPU and
-    are copied to the device per layer (for the frozen reference, --ref-offload).
+    are copied to the device per layer (for the frozen reference, --ref-offload); a no-op without CUDA,
+    where they live on the CPU anyway (FSDP2's CPUOffloadPolicy needs an accelerator).
     The module is sharded in place and returned. Raises ValueError for another shard, or offload with ddp.
     Follows the PyTorch FSDP2 tutorial (torch.distributed.fsdp.fully_shard).
     """
@@ -216,7 +217,7 @@ def distribute(module: nn.Module, shard: str = "ddp", compute_dtype: torch.dtype
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 
     options = {"mp_policy": MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32),
-               "offload_policy": CPUOffloadPolicy() if offload else OffloadPolicy()}
+               "offload_policy": CPUOffloadPolicy() if offload and torch.cuda.is_available() else OffloadPolicy()}
     layer_classes = {name for m in module.modules() for name in (getattr(m, "_no_split_modules", None) or [])}
     layers = [m for m in module.modules() if type(m).__name__ in layer_classes]
     if not layers:

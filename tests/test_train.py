@@ -192,10 +192,11 @@ def test_fsdp_ppo_with_kl_resumes_exactly_from_its_sharded_checkpoint(tiny_model
     assert any((x - z).abs().max() > 0 for x, z in zip(a.parameters(), base.parameters()))
 
 
-def test_fsdp_bfloat16_with_checkpointing_trains_on_two_ranks(tiny_model_dir, tmp_path):
+def test_fsdp_bfloat16_with_checkpointing_and_an_offloaded_reference_trains_on_two_ranks(tiny_model_dir, tmp_path):
     rows = torchrun_parity(tiny_model_dir, tmp_path, "--steps", "2", "--shard", "fsdp", "--dtype", "bfloat16",
-                           "--gradient-checkpointing", "--save-every", "0")
+                           "--gradient-checkpointing", "--kl-coef", "0.1", "--ref-offload", "--save-every", "0")
     assert [r["step"] for r in rows] == [1, 2] and all(r["grad_norm"] > 0 for r in rows)
+    assert rows[0]["kl"] == 0.0 and rows[1]["kl"] > 0  # the reference is the starting policy
 
 
 def test_two_nodes_on_localhost_train_like_two_local_ranks(tiny_model_dir, tmp_path):
