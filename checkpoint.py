@@ -90,26 +90,29 @@ def export_hf(model, tokenizer, path: Path, d: Dist) -> None:
         tokenizer.save_pretrained(path)
 
 
-def _save_sharded(path: Path, module, optimizer, with_weights: bool = False) -> None:
-    """Each rank writes its shards of the optimiser state (and the weights) with torch.distributed.checkpoint."""
-    import torch.distributed.checkpoint as dcp
+def _sharded_state(module, optimizer, with_weights: bool) -> dict:
+    """This rank's shards of the optimiser state (and the weights), as torch.distributed.checkpoint saves them."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
     state = {"optimizer": get_optimizer_state_dict(module, optimizer)}
     if with_weights:
         state["model"] = get_model_state_dict(module)
-    dcp.save(state, checkpoint_id=str(path))
+    return state
+
+
+def _save_sharded(path: Path, module, optimizer, with_weights: bool = False) -> None:
+    """Each rank writes its shards of the optimiser state (and the weights) with torch.distributed.checkpoint."""
+    import torch.distributed.checkpoint as dcp
+
+    dcp.save(_sharded_state(module, optimizer, with_weights), checkpoint_id=str(path))
 
 
 def _load_sharded(path: Path, module, optimizer, with_weights: bool = False) -> None:
     """Inverse of _save_sharded, into the (already sharded) module and its optimiser, in place."""
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
-                                                         set_model_state_dict, set_optimizer_state_dict)
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
-    state = {"optimizer": get_optimizer_state_dict(module, optimizer)}
-    if with_weights:
-        state["model"] = get_model_state_dict(module)
+    state = _sharded_state(module, optimizer, with_weights)  # the layout to load into
     dcp.load(state, checkpoint_id=str(path))
     if with_weights:
         set_model_state_dict(module, state["model"])

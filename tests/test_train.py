@@ -29,13 +29,14 @@ def tiny_config(model_dir, out_dir, **overrides):
 def parity_reward(monkeypatch):
     """A reward with variance on a random model: +1 for even-indexed responses, -0.5 for odd ones."""
     import train_zero
-    from reward import RewardResult
+    from parity_run import parity_rewards
 
-    def fake(responses, golds, template, rule, grader):
-        return [RewardResult(1.0, "correct", "x") if i % 2 == 0 else RewardResult(-0.5, "wrong", "y")
-                for i in range(len(responses))]
+    monkeypatch.setattr(train_zero, "compute_rewards", parity_rewards)
 
-    monkeypatch.setattr(train_zero, "compute_rewards", fake)
+
+def without_timings(row: dict) -> dict:
+    """A metrics row without the fields that measure seconds (they differ between equal runs)."""
+    return {k: v for k, v in row.items() if not k.startswith("time_") and k != "tokens_per_s"}
 
 
 def test_two_step_run_writes_metrics_samples_config_and_checkpoint(tiny_model_dir, tmp_path, parity_reward):
@@ -67,8 +68,7 @@ def test_resume_continues_exactly(tiny_model_dir, tmp_path, parity_reward):
     main(tiny_config(tiny_model_dir, tmp_path / "b", steps=2, save_every=2, eval_every=0))
     resumed = main(tiny_config(tiny_model_dir, tmp_path / "b", steps=4, save_every=2, eval_every=0, resume=True))
     assert [r["step"] for r in resumed] == [3, 4]
-    timing = lambda row: {k: v for k, v in row.items() if not k.startswith("time_") and k != "tokens_per_s"}
-    assert [timing(r) for r in straight[2:]] == [timing(r) for r in resumed]
+    assert [without_timings(r) for r in straight[2:]] == [without_timings(r) for r in resumed]
     assert any(r["grad_norm"] > 0 for r in straight[2:])  # the weights really moved after the resume point
     a = torch.load(tmp_path / "a" / "checkpoints" / "step_000004" / "optimizer.pt", weights_only=False)
     b = torch.load(tmp_path / "b" / "checkpoints" / "step_000004" / "optimizer.pt", weights_only=False)
@@ -178,8 +178,7 @@ def test_fsdp_ppo_with_kl_resumes_exactly_from_its_sharded_checkpoint(tiny_model
     straight = torchrun_parity(tiny_model_dir, tmp_path / "a", "--steps", "4", *flags)
     torchrun_parity(tiny_model_dir, tmp_path / "b", "--steps", "2", *flags)
     resumed = torchrun_parity(tiny_model_dir, tmp_path / "b", "--steps", "4", "--resume", *flags)
-    timing = lambda row: {k: v for k, v in row.items() if not k.startswith("time_") and k != "tokens_per_s"}
-    assert [timing(r) for r in straight[2:]] == [timing(r) for r in resumed[2:]]
+    assert [without_timings(r) for r in straight[2:]] == [without_timings(r) for r in resumed[2:]]
     assert all(r["grad_norm"] > 0 and r["critic_grad_norm"] > 0 for r in straight) and straight[3]["kl"] != 0
     step2 = tmp_path / "b" / "checkpoints" / "step_000002"
     assert (step2 / "optimizer").is_dir() and (step2 / "critic").is_dir() and not (step2 / "optimizer.pt").exists()
@@ -218,8 +217,7 @@ def test_two_nodes_on_localhost_train_like_two_local_ranks(tiny_model_dir, tmp_p
         assert node.returncode == 0, err[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "nodes" / "metrics.jsonl").read_text().splitlines()]
     local = torchrun_parity(tiny_model_dir, tmp_path / "local", "--steps", "2", "--save-every", "2")
-    timing = lambda row: {k: v for k, v in row.items() if not k.startswith("time_") and k != "tokens_per_s"}
-    assert [timing(r) for r in rows] == [timing(r) for r in local] and rows[1]["grad_norm"] > 0
+    assert [without_timings(r) for r in rows] == [without_timings(r) for r in local] and rows[1]["grad_norm"] > 0
     assert sorted(p.name for p in (tmp_path / "nodes" / "checkpoints" / "step_000002").glob("rng_rank*")) == [
         "rng_rank0.pt", "rng_rank1.pt"]
 
@@ -287,8 +285,7 @@ def test_ppo_with_kl_in_reward_learns_a_critic_and_resumes_exactly(tiny_model_di
     straight = main(tiny_config(tiny_model_dir, tmp_path / "a", steps=4, **ppo))
     main(tiny_config(tiny_model_dir, tmp_path / "b", steps=2, **ppo))
     resumed = main(tiny_config(tiny_model_dir, tmp_path / "b", steps=4, resume=True, **ppo))
-    timing = lambda row: {k: v for k, v in row.items() if not k.startswith("time_") and k != "tokens_per_s"}
-    assert [timing(r) for r in straight[2:]] == [timing(r) for r in resumed]
+    assert [without_timings(r) for r in straight[2:]] == [without_timings(r) for r in resumed]
     assert all(r["value_loss"] > 0 and r["critic_grad_norm"] > 0 and r["grad_norm"] > 0 for r in straight)
     assert straight[0]["kl"] == 0.0 and straight[3]["kl"] != 0.0  # the policy drifts from the reference
     step2, step4 = (torch.load(tmp_path / "b" / "checkpoints" / f"step_00000{k}" / "critic.pt") for k in (2, 4))
