@@ -13,6 +13,7 @@ fields in one all_reduce, so one process and N ranks log the same numbers for th
 from __future__ import annotations
 
 import json
+import resource
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -44,6 +45,18 @@ class StepSums:
     kl_sum: float  # per-token KL estimate to the reference, summed (0 without one)
     kl_tokens: float  # response tokens
     outcomes: dict[str, float]  # responses per OUTCOMES entry
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    """This rank's peak memory in GB (1e9 bytes). CUDA: the most torch's allocator held since the last call
+    (torch.cuda.max_memory_allocated, then reset, so each row reports its own window's peak; the CUDA context and the
+    allocator's cached slack are not counted). CPU: the process's peak resident set so far (ru_maxrss; it
+    never goes down, so it is the run's peak up to this step)."""
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return peak / 1e9
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux: KiB
 
 
 def step_sums(batch: Batch, results: list[RewardResult], group_size: int) -> StepSums:

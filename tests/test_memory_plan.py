@@ -5,6 +5,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from memory_plan import GB, activation_bytes_per_token, count_parameters, load_config, plan  # noqa: E402
@@ -62,3 +63,33 @@ def test_activations_are_measured_per_token_and_per_layer():
     base16, layer16 = activation_bytes_per_token(config, "bfloat16")
     assert layer32 > 10 * 32 * 4  # at least ten hidden-size vectors per token per layer in fp32
     assert layer16 == pytest.approx(layer32 / 2, rel=0.2)  # bf16 halves them
+
+
+def test_set_overrides_config_fields_and_rejects_unknown_ones():
+    from memory_plan import parse_overrides
+
+    config = load_config("qwen2.5-math-1.5b", parse_overrides(["num_hidden_layers=2", "hidden_size=64"]))
+    assert config.num_hidden_layers == 2 and config.hidden_size == 64 and config.vocab_size == 151936
+    with pytest.raises(ValueError, match="no field 'hidden_sise'"):
+        load_config("qwen2.5-math-1.5b", {"hidden_sise": 64})
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_overrides(["num_hidden_layers"])
+
+
+def test_random_model_has_the_configs_architecture_and_loads(tmp_path, smollm_dir):
+    """benchmarks/random_model.py: a small model of the Qwen2.5-Math-1.5B family that train_zero can load."""
+    from random_model import build
+
+    from model import load_model
+
+    small = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+             "num_key_value_heads": 2}
+    out = build("qwen2.5-math-1.5b", smollm_dir, str(tmp_path / "m"), small, dtype="float32")
+    lm, tokenizer = load_model(out)
+    assert type(lm).__name__ == "Qwen2ForCausalLM" and lm.config.vocab_size == 151936
+    assert lm.config.num_hidden_layers == 2 and lm.config.eos_token_id == tokenizer.eos_token_id
+    assert sum(p.numel() for p in lm.parameters()) == count_parameters(load_config("qwen2.5-math-1.5b", small))["total"]
+    again = build("qwen2.5-math-1.5b", smollm_dir, str(tmp_path / "again"), small, dtype="float32")
+    assert all(torch.equal(a, b) for a, b in zip(lm.parameters(), load_model(again)[0].parameters()))  # seeded
+    with pytest.raises(ValueError, match="more than"):  # SmolLM2's 49,152 ids do not fit a 1,000-id vocabulary
+        build("qwen2.5-math-1.5b", smollm_dir, str(tmp_path / "x"), {**small, "vocab_size": 1000})

@@ -35,8 +35,8 @@ def parity_reward(monkeypatch):
 
 
 def without_timings(row: dict) -> dict:
-    """A metrics row without the fields that measure seconds (they differ between equal runs)."""
-    return {k: v for k, v in row.items() if not k.startswith("time_") and k != "tokens_per_s"}
+    """A metrics row without the fields that measure seconds or memory (they differ between equal runs)."""
+    return {k: v for k, v in row.items() if not k.startswith("time_") and k not in ("tokens_per_s", "peak_memory_gb")}
 
 
 def test_two_step_run_writes_metrics_samples_config_and_checkpoint(tiny_model_dir, tmp_path, parity_reward):
@@ -46,7 +46,7 @@ def test_two_step_run_writes_metrics_samples_config_and_checkpoint(tiny_model_di
     assert logged == rows
     for key in ("reward_mean", "accuracy", "answer_rate", "response_length_mean", "response_length_max",
                 "truncation_rate", "clip_fraction", "entropy", "grad_norm", "time_rollout", "time_reward",
-                "time_learn", "time_sync", "tokens_per_s", "zero_adv_group_frac", "reflection_rate"):
+                "time_learn", "time_sync", "tokens_per_s", "peak_memory_gb", "zero_adv_group_frac", "reflection_rate"):
         assert key in rows[0], key
     assert "eval/arithmetic" in rows[1] and "eval/arithmetic" not in rows[0]
     assert sum(rows[0]["outcome_counts"].values()) == 4 * 2  # prompts x group size
