@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from model import full_parameters
+from model import TokenLogProbs, full_parameters, reshard
 from reward import STOP_TOKENS
 from weight_sync import pack_bucket
 
@@ -209,7 +209,7 @@ class VLLMEngine:
     as HFEngine (EOS kept as the last response token, stop strings kept) plus Sample.logprobs: the
     sampler's log-probs of the sampled tokens at params.temperature (list of floats, one per response token).
     sync_weights(model) -> seconds: the trainer's parameters, in buckets of `bucket_mb`, into the engine.
-    probe(model) -> max |engine - trainer| log-prob on a fixed sequence; raises RuntimeError above tolerance.
+    probe(policy) -> max |engine - trainer| log-prob on a fixed sequence; raises RuntimeError above tolerance.
 
     Construct it under `if __name__ == "__main__":` (vLLM spawns its engine-core and worker processes).
     On CPU, `kv_cache_gb` is the KV cache (VLLM_CPU_KVCACHE_SPACE) and `gpu_memory_utilization` is unused
@@ -349,7 +349,9 @@ class VLLMEngine:
 
         Both sides score every token of `probe_ids` (default: PROBE_TEXT, 86 tokens with SmolLM2) given its
         prefix, at temperature 1: the engine through prompt_logprobs (which vLLM computes from the raw logits,
-        whatever the sampling temperature), the trainer with a plain forward pass and log_softmax in fp32.
+        whatever the sampling temperature), the trainer through `trainer_logprobs(model)`: an HF causal LM's
+        forward and log_softmax in fp32, or the trainer's TokenLogProbs (what train_zero passes: under
+        --shard fsdp only its sharded forward can score the weights).
         Dividing both by T would scale the difference by 1/T, no more. Call it after sync_weights, e.g.
         every N steps (it costs one engine prefill and one trainer forward pass).
         The default tolerance, 1e-3 nats, is for fp32 on both sides (measured: ~1e-5 after a sync; a skipped
@@ -401,10 +403,25 @@ class VLLMEngine:
 
 @torch.no_grad()
 def trainer_logprobs(model, ids: list[int]) -> torch.Tensor:
-    """log p(ids[t] | ids[:t]) for t = 1..len(ids)-1 under `model` (an HF causal LM), fp32, shape (len(ids)-1,)."""
+    """log p(ids[t] | ids[:t]) for t = 1..len(ids)-1 under `model`, fp32, shape (len(ids)-1,).
+
+    model: an HF causal LM, or the trainer's model.TokenLogProbs (plain or FSDP-sharded: its forward
+    all-gathers, so under FSDP every rank must call this; it is scored at temperature 1 and resharded after).
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    if isinstance(model, TokenLogProbs):
+        input_ids = torch.tensor([ids], device=device)
+        mask = torch.ones_like(input_ids)
+        temperature, model.temperature = model.temperature, 1.0
+        try:
+            logp, _ = model(input_ids, mask, mask[:, 1:])  # (1, T-1)
+        finally:
+            model.temperature = temperature
+            model.train(was_training)
+            reshard(model)  # FSDP keeps the root's parameters gathered after a forward outside autograd
+        return logp[0].float().cpu()
     logits = model(input_ids=torch.tensor([ids], device=device)).logits[0, :-1].float()  # (T-1, V)
     model.train(was_training)
     return torch.log_softmax(logits, -1).gather(1, torch.tensor(ids[1:], device=device)[:, None]).squeeze(1).cpu()

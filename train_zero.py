@@ -154,8 +154,11 @@ def build_models(cfg: Config, d: Dist, checkpoint: Path | None) -> Models:
     return m
 
 
-def make_engine(cfg: Config, model, tokenizer, checkpoint: Path | None, d: Dist):
+def make_engine(cfg: Config, model, policy, tokenizer, checkpoint: Path | None, d: Dist):
     """HFEngine on the live model, or one VLLMEngine per rank loaded from the same weights, synced and probed once.
+
+    model: the policy's HF module (its weights are synced, gathered one parameter at a time under FSDP);
+    policy: its TokenLogProbs (unwrapped from DDP; under FSDP the sharded root), which scores the probe.
 
     Under --shard fsdp no rank holds the whole live model, so the transformers engine samples from its own
     unsharded copy (in --dtype), refreshed by sync_weights after every optimiser step.
@@ -188,7 +191,7 @@ def make_engine(cfg: Config, model, tokenizer, checkpoint: Path | None, d: Dist)
         elif on_gpu:
             os.environ["CUDA_VISIBLE_DEVICES"] = saved
     engine.sync_weights(model)  # the trainer's exact tensors (e.g. fp32 after a dequantised GGUF load)
-    diff = engine.probe(model, tolerance=cfg.probe_tolerance)
+    diff = engine.probe(policy, tolerance=cfg.probe_tolerance)
     print0(d, f"vLLM engine ready: probe max |engine - trainer| log-prob {diff:.2e} (tolerance {cfg.probe_tolerance:g})")
     return engine
 
@@ -223,7 +226,7 @@ def rollout(engine, problems: list, cfg: Config, step: int, rank: int) -> list[S
     return [s for group in groups for s in group]
 
 
-def sync_engine(engine, model, step: int, cfg: Config) -> tuple[float, dict]:
+def sync_engine(engine, model, policy, step: int, cfg: Config) -> tuple[float, dict]:
     """Push the new weights into the engine, then the probe when due; returns (sync seconds, probe metrics).
 
     The transformers engine samples from the live model: its sync takes 0 s and its probe measures nothing.
@@ -234,7 +237,7 @@ def sync_engine(engine, model, step: int, cfg: Config) -> tuple[float, dict]:
     if not (cfg.probe_every and (step + 1) % cfg.probe_every == 0):
         return seconds, {}
     start = time.perf_counter()
-    diff = engine.probe(model, tolerance=cfg.probe_tolerance)
+    diff = engine.probe(policy, tolerance=cfg.probe_tolerance)
     return seconds, {} if diff is None else {"probe_max_abs_diff": diff, "time_probe": time.perf_counter() - start}
 
 
@@ -264,9 +267,6 @@ def main(cfg: Config) -> list[dict]:
         raise ValueError(f"--reward {cfg.reward!r}: use one of {sorted(REWARD_RULES)}")
     if cfg.tis_cap > 0 and cfg.rollout_engine != "vllm":
         raise ValueError(f"--tis-cap {cfg.tis_cap}: needs the sampler's log-probs; use --rollout-engine vllm")
-    if cfg.shard == "fsdp" and cfg.rollout_engine == "vllm":
-        raise ValueError("--shard fsdp with --rollout-engine vllm is not supported yet (the sync probe scores the "
-                         "trainer's model unsharded); use --shard ddp with vllm, or the hf engine with fsdp")
     d = setup_distributed()
     try:
         history = train(cfg, d)  # the DDP modules and their gloo work are freed when train returns
@@ -302,7 +302,7 @@ def train(cfg: Config, d: Dist) -> list[dict]:
     if checkpoint:
         start_step = load_checkpoint(checkpoint, asdict(cfg), d, m.model, m.optimizer, m.value_model, m.critic_optimizer)
         print0(d, f"resumed from {checkpoint} at step {start_step}")
-    engine = make_engine(cfg, m.model, m.tokenizer, checkpoint, d)
+    engine = make_engine(cfg, m.model, unwrap(m.policy), m.tokenizer, checkpoint, d)
     grader = Grader(cfg.grader_timeout, cfg.grader_workers)
     if d.is_main:
         truncate_logs(out_dir, start_step)  # a resumed run rewrites the rows after its checkpoint
@@ -329,7 +329,7 @@ def train(cfg: Config, d: Dist) -> list[dict]:
         critic_stats = learn_critic(m.critic, m.critic_optimizer, batch, cfg, d, pad) if m.critic else None
         # sync the engine's weights (and probe them)
         t3 = time.perf_counter()
-        sync_seconds, probe = sync_engine(engine, m.model, step, cfg)
+        sync_seconds, probe = sync_engine(engine, m.model, unwrap(m.policy), step, cfg)
         # log
         row = {"step": step + 1, **step_metrics(step_sums(batch, results, cfg.group_size), policy_stats, critic_stats,
                                                 batch.drift, d)}

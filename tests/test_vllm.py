@@ -162,6 +162,28 @@ def test_train_zero_with_the_vllm_engine_probes_every_step(tmp_path):
     assert "eval/arithmetic" in rows[-1]
 
 
+def test_fsdp_sharded_training_syncs_into_vllm_and_passes_the_probe(tmp_path):
+    """2 ranks of --shard fsdp, each with its own vLLM engine: every sync gathers the sharded weights one
+    parameter at a time, and the probe scores them through the sharded policy (its root all-gathers).
+    tests/parity_run.py gives the rewards variance, so every step moves the weights."""
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "tests/parity_run.py",
+                        "--rollout-engine", "vllm", "--shard", "fsdp", "--algo", "grpo", "--steps", "2",
+                        "--prompts-per-step", "2", "--group-size", "4", "--max-new-tokens", "12", "--lr", "1e-4",
+                        "--vllm-kv-cache-gb", "0.25", "--vllm-max-model-len", "512", "--eval-every", "0",
+                        "--save-every", "0", "--out-dir", str(out)],
+                       cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+                       capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "vLLM engine ready: probe max" in r.stdout
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2]
+    for row in rows:
+        assert row["probe_max_abs_diff"] < PROBE_TOLERANCE  # both ranks' engines hold the updated weights
+        assert row["time_sync"] > 0 and row["generated_tokens"] > 0
+    assert all(row["grad_norm"] > 0 for row in rows)  # the weights moved before each sync
+
+
 CORRUPTING_RUN = '''
 import copy, torch, tyro
 import rollout, train_zero
