@@ -1,0 +1,302 @@
+"""Seconds per RL step and peak memory: our trainer (train_zero.py) vs TRL's GRPOTrainer, same model, data, settings.
+
+    pip install -r requirements-bench.txt          # trl==1.16.0 (+ datasets); leaves torch and transformers as they are
+    python benchmarks/vs_trl.py                    # 4 steps each side, the settings below, 2 threads
+    python benchmarks/vs_trl.py --steps 8 --sides ours    # one side only (ours needs no trl)
+
+Both sides run one after the other, each in its own fresh process (this script re-invoked with --side),
+with OMP_NUM_THREADS and torch.set_num_threads set to --threads, CUDA hidden (CPU, fp32), HF_HUB_OFFLINE=1:
+- ours: the child runs train_zero.py as __main__ (runpy, its own CLI parsed by tyro) with the flags printed
+  in the settings line; the step time is the sum of the stage timers train_zero.py writes to metrics.jsonl
+  (time_rollout + time_reward + time_learn + time_sync: sampling, reward, the learn pass and optimiser
+  step, weight sync; logging after the step is not counted).
+- trl: the child builds GRPOTrainer(model=<the same HF directory>, reward_funcs=[our reward], GRPOConfig(...))
+  and times each optimiser step with a TrainerCallback, on_step_begin -> on_step_end. TRL generates inside
+  the step (GRPOTrainer._prepare_inputs on the first micro-batch), so its step also holds sampling, reward,
+  the 4 forward/backward micro-batches, gradient clipping and the optimiser step; logging comes after
+  on_step_end and is not counted. Its generation time is taken by timing GRPOTrainer._generate.
+s/step is the mean over steps 2..N (step 1 is warm-up, shown apart). Peak RSS is the child's own VmHWM
+(/proc/self/status) read at its end: model load, sampling, training, everything but the grader's worker
+processes (the same Grader(5 s, 2 workers) on both sides). GB = 1e9 bytes, as metrics.peak_memory_gb.
+Run it on an idle machine: with --threads equal to the cores, any other job oversubscribes them and the
+times grow several-fold. Each child measures the CPU time other processes used while it ran (/proc/stat
+minus its own getrusage); the script prints that share and warns above 10%.
+
+Settings (both sides): the embedded SmolLM2-135M-Instruct (model.resolve_model("smollm2-135m"), an HF
+directory) in fp32 with sdpa attention; the built-in arithmetic problems (data.load_train_data, seed 0) in
+train_zero's order (train_zero.problems_for_step; TRL gets exactly those rows with shuffle_dataset=False,
+and its child checks it saw them in that order), templated with reward.apply_template("qwen_boxed", ...);
+reward reward.compute_rewards(rule "simplerl": +1 / -0.5 / -1); --prompts-per-step 8 x --group-size 4
+samples, at most --max-new-tokens 48 new tokens, temperature 1, top_p 1, no top_k; Dr. GRPO (advantage
+r - mean(r) of the group, no std scaling; token losses summed and divided by L_max = max_new_tokens):
+ours --algo drgrpo, TRL loss_type="dr_grpo", scale_rewards="none"; beta 0 (no KL, no reference model);
+clip eps 0.2; AdamW (torch.optim.AdamW, default implementation: TRL optim="adamw_torch", not its default
+fused kernel) lr 3e-5 constant, weight decay 0, grad-norm clip 1.0; one optimiser step per rollout batch
+of 32 responses, in micro-batches of --micro-batch-size 8 (ours --micro-batch-size 8; TRL
+per_device_train_batch_size=8, gradient_accumulation_steps=4, hence steps_per_generation=4 and
+generation_batch_size=32: one generate call of 32 sequences per step, as our HF engine); no gradient
+checkpointing, no bf16 (TRL's defaults turn both on), no eval, no checkpoints; seed 0.
+
+Not identical, by design of each trainer: ours skips responses whose advantage is exactly 0 in the learn
+pass (a group with equal rewards costs no forward/backward; the zero-std column shows how many there
+were), TRL runs all 32; ours takes log-probs with a chunked kernel over the response tokens
+(losses.chunked_logprobs_entropy), TRL materialises the completion logits [B, T, V]. The two sides sample
+different tokens (different RNG streams), so response lengths differ a little; the table shows them.
+
+Measured (python benchmarks/vs_trl.py, defaults; 2-core AVX2 CPU, idle: other processes 0% during both
+children; torch 2.13.0+cpu, transformers 5.24.0, trl 1.16.0; script wall time 469 s):
+
+    | side | s/step | peak RSS GB | generation s/step | step 1 s | mean response tokens | zero-std groups | reward |
+    | ours | 37.91  | 4.18        | 24.02             | 31.72    | 45.9                 | 0.71            | -0.96  |
+    | trl  | 75.59  | 5.33        | 25.00             | 76.33    | 45.6                 | 1.00            | -1.00  |
+    ours/TRL: time per step 0.50x, peak RSS 0.78x, generation 0.96x
+
+Generation costs the same on both sides (transformers generate on the live fp32 model). The difference is
+the learn pass: at 48 tokens almost no response reaches a \\boxed{} answer, so most groups have equal
+rewards; TRL still runs forward/backward over all 32 responses (zero loss), ours only over the ~29% with a
+non-zero advantage. Per response learned the two cost roughly the same here (~1.5 s: (37.9 - 24.0) s for
+~9 responses vs (75.6 - 25.0) s for 32), so with reward variance in every group the time gap should mostly
+close (not measured); the peak-RSS gap should hold (both sides keep one micro-batch of 8 in the graph).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TEMPLATE, RULE = "qwen_boxed", "simplerl"
+GRADER_TIMEOUT, GRADER_WORKERS = 5.0, 2
+RESULT = "VS_TRL_RESULT "  # prefix of the child's result line on stdout
+
+
+def vmhwm_gb() -> float:
+    """This process's peak resident set (VmHWM) in GB (1e9 bytes)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 1e9
+    raise RuntimeError("VmHWM not in /proc/self/status")
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """(CPU seconds all processes on the machine have used since boot, CPU seconds this process and its waited-for
+    children have used), from /proc/stat and getrusage; their difference over a run is other processes' CPU use."""
+    import resource
+
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+    own = sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
+    return busy, own
+
+
+def step_problems(args) -> list[list]:
+    """The problems of steps 0..N-1, in the order train_zero.py uses them (one process)."""
+    from data import load_train_data
+    from train_zero import problems_for_step
+
+    problems = load_train_data("arithmetic", None, args.seed).problems
+    return [problems_for_step(problems, step, args.prompts_per_step, args.seed, 0, 1) for step in range(args.steps)]
+
+
+def ours_flags(args, model_path: str, out_dir: str) -> list[str]:
+    return ["--model", model_path, "--train-data", "arithmetic", "--template", TEMPLATE, "--reward", RULE,
+            "--algo", "drgrpo", "--steps", str(args.steps), "--prompts-per-step", str(args.prompts_per_step),
+            "--group-size", str(args.group_size), "--max-new-tokens", str(args.max_new_tokens),
+            "--micro-batch-size", str(args.micro_batch_size), "--updates-per-batch", "1", "--lr", str(args.lr),
+            "--temperature", "1.0", "--top-p", "1.0", "--kl-coef", "0", "--clip-eps", "0.2", "--max-grad-norm", "1.0",
+            "--weight-decay", "0", "--dtype", "float32", "--attn-implementation", "sdpa", "--seed", str(args.seed),
+            "--grader-timeout", str(GRADER_TIMEOUT), "--grader-workers", str(GRADER_WORKERS),
+            "--eval-every", "0", "--save-every", "0", "--out-dir", out_dir]
+
+
+def run_ours(args, model_path: str, out_dir: str) -> dict:
+    import runpy
+
+    import torch
+    import transformers
+
+    torch.set_num_threads(args.threads)
+    sys.argv = ["train_zero.py", *ours_flags(args, model_path, out_dir)]
+    runpy.run_path(str(ROOT / "train_zero.py"), run_name="__main__")
+    rows = [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return {"step_s": [r["time_rollout"] + r["time_reward"] + r["time_learn"] + r["time_sync"] for r in rows],
+            "generate_s": [r["time_rollout"] for r in rows],
+            "response_len": [r["response_length_mean"] for r in rows],
+            "zero_std": [r["zero_adv_group_frac"] for r in rows],
+            "reward": [r["reward_mean"] for r in rows],
+            "same_prompts": True,  # ours defines the order
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}
+
+
+def run_trl(args, model_path: str, out_dir: str) -> dict:
+    import torch
+    import transformers
+    import trl
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from grader import Grader
+    from reward import apply_template, compute_rewards
+
+    torch.set_num_threads(args.threads)
+    steps = step_problems(args)
+    rows = [{"prompt": apply_template(TEMPLATE, p.problem), "problem": p.problem, "answer": p.answer}
+            for problems in steps for p in problems]
+    grader = Grader(GRADER_TIMEOUT, GRADER_WORKERS)
+    seen: list[list[str]] = []  # the problems each reward call got, one entry per step
+
+    def simplerl(prompts, completions, answer, problem, **kwargs):
+        seen.append(list(dict.fromkeys(problem)))
+        return [r.score for r in compute_rewards(completions, answer, TEMPLATE, RULE, grader)]
+
+    generate_s: list[float] = []
+
+    class Trainer(GRPOTrainer):
+        def _generate(self, prompts):
+            start = time.perf_counter()
+            out = super()._generate(prompts)
+            generate_s.append(time.perf_counter() - start)
+            return out
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.start, self.step_s, self.logs = 0.0, [], []
+
+        def on_step_begin(self, a, state, control, **kwargs):
+            self.start = time.perf_counter()
+
+        def on_step_end(self, a, state, control, **kwargs):
+            self.step_s.append(time.perf_counter() - self.start)
+
+        def on_log(self, a, state, control, logs=None, **kwargs):
+            if logs and "completions/mean_length" in logs:
+                self.logs.append(dict(logs))
+
+    config = GRPOConfig(
+        output_dir=out_dir, max_steps=args.steps, seed=args.seed, use_cpu=True, bf16=False, fp16=False,
+        model_init_kwargs={"dtype": "float32", "attn_implementation": "sdpa"}, gradient_checkpointing=False,
+        per_device_train_batch_size=args.micro_batch_size,
+        gradient_accumulation_steps=args.prompts_per_step * args.group_size // args.micro_batch_size,
+        num_generations=args.group_size, max_completion_length=args.max_new_tokens, shuffle_dataset=False,
+        temperature=1.0, top_p=1.0, top_k=0, loss_type="dr_grpo", scale_rewards="none", beta=0.0, epsilon=0.2,
+        num_iterations=1, learning_rate=args.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
+        optim="adamw_torch", max_grad_norm=1.0, eval_strategy="no", save_strategy="no", report_to="none",
+        logging_steps=1, disable_tqdm=True, dataloader_num_workers=0)
+    assert config.generation_batch_size == args.prompts_per_step * args.group_size and config.steps_per_generation \
+        == config.gradient_accumulation_steps, "one generation batch per optimiser step"
+    timer = StepTimer()
+    trainer = Trainer(model=model_path, reward_funcs=[simplerl], args=config, train_dataset=Dataset.from_list(rows),
+                      callbacks=[timer])
+    trainer.train()
+    grader.close()
+    return {"step_s": timer.step_s, "generate_s": generate_s,
+            "response_len": [log["completions/mean_length"] for log in timer.logs],
+            "zero_std": [log["frac_reward_zero_std"] for log in timer.logs],
+            "reward": [log["reward"] for log in timer.logs],
+            "same_prompts": seen == [[p.problem for p in problems] for problems in steps],
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__}}
+
+
+def child(args) -> None:
+    from model import resolve_model
+
+    start, (busy_start, own_start) = time.perf_counter(), cpu_seconds()
+    model_path = resolve_model("smollm2-135m")
+    with tempfile.TemporaryDirectory(prefix=f"vs_trl_{args.side}_") as out_dir:
+        result = (run_ours if args.side == "ours" else run_trl)(args, model_path, out_dir)
+    wall, (busy, own) = time.perf_counter() - start, cpu_seconds()
+    other = (busy - busy_start) - (own - own_start)  # CPU seconds used by other processes meanwhile
+    result.update(side=args.side, model=model_path, peak_rss_gb=vmhwm_gb(), child_s=wall,
+                  cpu_s=own - own_start, other_cpu_share=max(other, 0.0) / (wall * (os.cpu_count() or 1)))
+    print(RESULT + json.dumps(result), flush=True)
+
+
+def mean(xs: list[float]) -> float:
+    return statistics.fmean(xs) if xs else float("nan")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=4, help="optimiser steps per side; s/step averages steps 2..N")
+    parser.add_argument("--prompts-per-step", type=int, default=8)
+    parser.add_argument("--group-size", type=int, default=4, help="samples per prompt")
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--micro-batch-size", type=int, default=8, help="responses per forward/backward, both sides")
+    parser.add_argument("--lr", type=float, default=3e-5)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads and OMP_NUM_THREADS of each child")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sides", default="ours,trl", help="comma-separated, run in this order")
+    parser.add_argument("--side", choices=("ours", "trl"), help=argparse.SUPPRESS)  # set in the child process
+    args = parser.parse_args()
+    if (args.prompts_per_step * args.group_size) % args.micro_batch_size:
+        parser.error("--micro-batch-size must divide prompts-per-step x group-size")
+    if args.steps < 2:
+        parser.error("--steps must be >= 2 (step 1 is warm-up)")
+    if args.side:
+        child(args)
+        return
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    results, started = {}, time.perf_counter()
+    for side in args.sides.split(","):
+        print(f"running {side} ...", file=sys.stderr, flush=True)
+        child_run = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--side", side], env=env,
+                                   capture_output=True, text=True)
+        lines = [line for line in child_run.stdout.splitlines() if line.startswith(RESULT)]
+        if child_run.returncode or not lines:
+            hint = " (pip install -r requirements-bench.txt)" if "No module named 'trl'" in child_run.stderr else ""
+            print(f"{side}: failed (exit {child_run.returncode}){hint}\n{child_run.stderr[-3000:]}")
+            continue
+        results[side] = json.loads(lines[-1][len(RESULT):])
+    if not results:
+        raise SystemExit(1)
+    first = next(iter(results.values()))
+    versions = {k: v for r in results.values() for k, v in r["versions"].items()}
+    print(f"settings: model {first['model']} (SmolLM2-135M-Instruct) fp32 sdpa | {args.prompts_per_step} prompts x "
+          f"{args.group_size} samples, <= {args.max_new_tokens} new tokens, temperature 1, top_p 1 | Dr. GRPO "
+          f"(no std scaling, loss / L_max), beta 0 (no reference), clip 0.2, AdamW lr {args.lr:g} constant, "
+          f"grad clip 1.0 | 1 optimiser step per rollout batch, micro-batch {args.micro_batch_size} | arithmetic data, "
+          f"{TEMPLATE} template, {RULE} reward | CPU, {args.threads} threads | {args.steps} steps, "
+          f"s/step = mean of steps 2..{args.steps}")
+    print(f"ours: python train_zero.py {' '.join(ours_flags(args, first['model'], 'TMP'))}")
+    print("trl: GRPOTrainer, GRPOConfig(loss_type='dr_grpo', scale_rewards='none', beta=0.0, "
+          f"per_device_train_batch_size={args.micro_batch_size}, gradient_accumulation_steps="
+          f"{args.prompts_per_step * args.group_size // args.micro_batch_size}, num_generations={args.group_size}, "
+          f"max_completion_length={args.max_new_tokens}, optim='adamw_torch', bf16=False, "
+          "gradient_checkpointing=False, shuffle_dataset=False, ...)")
+    print("versions: " + ", ".join(f"{k} {versions.get(k, 'n/a')}" for k in ("torch", "transformers", "trl")))
+    if "trl" in results:
+        print(f"trl saw the same prompts in the same order: {'yes' if results['trl']['same_prompts'] else 'NO'}")
+    print()
+    print("| side | s/step | peak RSS GB | generation s/step | step 1 s | mean response tokens | zero-std groups "
+          "| reward | child total s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for side, r in results.items():
+        print(f"| {side} | {mean(r['step_s'][1:]):.2f} | {r['peak_rss_gb']:.2f} | {mean(r['generate_s'][1:]):.2f} "
+              f"| {r['step_s'][0]:.2f} | {mean(r['response_len'][1:]):.1f} | {mean(r['zero_std'][1:]):.2f} "
+              f"| {mean(r['reward'][1:]):.2f} | {r['child_s']:.0f} |")
+    if {"ours", "trl"} <= results.keys():
+        ours, theirs = results["ours"], results["trl"]
+        print(f"\nours/TRL (< 1: ours faster / smaller): time per step "
+              f"{mean(ours['step_s'][1:]) / mean(theirs['step_s'][1:]):.2f}x, "
+              f"peak RSS {ours['peak_rss_gb'] / theirs['peak_rss_gb']:.2f}x, "
+              f"generation {mean(ours['generate_s'][1:]) / mean(theirs['generate_s'][1:]):.2f}x")
+    others = ", ".join(f"{side} {r['other_cpu_share']:.0%}" for side, r in results.items())
+    print(f"(columns after peak RSS: means over steps 2..{args.steps}; CPU used by other processes while each child "
+          f"ran, share of all CPUs: {others}; script wall time {time.perf_counter() - started:.0f} s)")
+    if any(r["other_cpu_share"] > 0.1 for r in results.values()):
+        print("warning: other processes used the CPUs during the run; the times are inflated and noisy (threads "
+              "oversubscribed): rerun on an idle machine")
+
+
+if __name__ == "__main__":
+    main()
