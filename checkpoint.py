@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -120,11 +121,23 @@ def _load_sharded(path: Path, module, optimizer, with_weights: bool = False) -> 
 
 
 def latest_checkpoint(out_dir: Path) -> Path:
-    """The checkpoint directory out_dir/checkpoints/latest names. Raises FileNotFoundError if there is none."""
-    pointer = out_dir / "checkpoints" / "latest"
+    """The checkpoint directory out_dir/checkpoints/latest names: one step_NNNNNN directory of this run.
+
+    Raises:
+        FileNotFoundError: there is no `latest`, or the directory it names does not exist.
+        ValueError: `latest` names anything but a step_NNNNNN directory inside out_dir/checkpoints (a path
+            such as ../../other/checkpoints/step_000002 would resume another run).
+    """
+    root = out_dir / "checkpoints"
+    pointer = root / "latest"
     if not pointer.exists():
-        raise FileNotFoundError(f"--resume: no checkpoint under {out_dir}/checkpoints (run once without --resume)")
-    return out_dir / "checkpoints" / pointer.read_text().strip()
+        raise FileNotFoundError(f"--resume: no checkpoint under {root} (run once without --resume)")
+    name = pointer.read_text().strip()
+    if re.fullmatch(r"step_\d{6,}", name) is None:
+        raise ValueError(f"--resume: {pointer} names {name!r}, not a step_NNNNNN directory of this run's checkpoints")
+    if not (root / name).is_dir():
+        raise FileNotFoundError(f"--resume: {pointer} names {name}, which is not a directory under {root}")
+    return root / name
 
 
 def check_resume_config(saved: dict, current: dict, checkpoint: Path) -> None:

@@ -57,7 +57,15 @@ def test_latest_pointer_and_log_truncation(tmp_path):
         latest_checkpoint(tmp_path)
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "latest").write_text("step_000002\n")
+    with pytest.raises(FileNotFoundError, match="names step_000002, which is not a directory"):
+        latest_checkpoint(tmp_path)
+    (tmp_path / "checkpoints" / "step_000002").mkdir()
     assert latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / "step_000002"
+    for hostile in ("../../other/checkpoints/step_000002", "/tmp/step_000002", "step_000002/..", ""):
+        (tmp_path / "checkpoints" / "latest").write_text(hostile)
+        with pytest.raises(ValueError, match="not a step_NNNNNN directory of this run"):
+            latest_checkpoint(tmp_path)
+    (tmp_path / "checkpoints" / "latest").write_text("step_000002\n")
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in (1, 2, 3)))
     truncate_logs(tmp_path, 2)
     assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
