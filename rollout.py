@@ -378,9 +378,9 @@ class VLLMEngine:
 
         Both sides score every token of `probe_ids` (default: PROBE_TEXT, 86 tokens with SmolLM2) given its
         prefix, at temperature 1: the engine through prompt_logprobs (which vLLM computes from the raw logits,
-        whatever the sampling temperature), the trainer through `trainer_logprobs(model)`: an HF causal LM's
-        forward and log_softmax in fp32, or the trainer's TokenLogProbs (what train_zero passes: under
-        --shard fsdp only its sharded forward can score the weights).
+        whatever the sampling temperature), the trainer through `trainer_logprobs(model)`: model.TokenLogProbs
+        (the trainer's own, which train_zero passes: under --shard fsdp only its sharded forward can score the
+        weights; an HF causal LM is wrapped in one), its log-softmax in fp32.
         Dividing both by T would scale the difference by 1/T, no more. Call it after sync_weights, e.g.
         every N steps (it costs one engine prefill and one trainer forward pass).
         The default tolerance, 1e-3 nats, is for fp32 on both sides (measured: ~1e-5 after a sync; a skipped
@@ -437,20 +437,16 @@ def trainer_logprobs(model, ids: list[int]) -> torch.Tensor:
     model: an HF causal LM, or the trainer's model.TokenLogProbs (plain or FSDP-sharded: its forward
     all-gathers, so under FSDP every rank must call this; it is scored at temperature 1 and resharded after).
     """
+    policy = model if isinstance(model, TokenLogProbs) else TokenLogProbs(model)  # one scoring path for both
     was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    if isinstance(model, TokenLogProbs):
-        input_ids = torch.tensor([ids], device=device)
-        mask = torch.ones_like(input_ids)
-        temperature, model.temperature = model.temperature, 1.0
-        try:
-            logp, _ = model(input_ids, mask, mask[:, 1:])  # (1, T-1)
-        finally:
-            model.temperature = temperature
-            model.train(was_training)
-            reshard(model)  # FSDP keeps the root's parameters gathered after a forward outside autograd
-        return logp[0].float().cpu()
-    logits = model(input_ids=torch.tensor([ids], device=device)).logits[0, :-1].float()  # (T-1, V)
-    model.train(was_training)
-    return torch.log_softmax(logits, -1).gather(1, torch.tensor(ids[1:], device=device)[:, None]).squeeze(1).cpu()
+    policy.eval()
+    input_ids = torch.tensor([ids], device=next(policy.parameters()).device)
+    mask = torch.ones_like(input_ids)
+    temperature, policy.temperature = policy.temperature, 1.0
+    try:
+        logp, _ = policy(input_ids, mask, mask[:, 1:])  # (1, T-1), fp32
+    finally:
+        policy.temperature = temperature
+        model.train(was_training)
+        reshard(policy)  # FSDP keeps the root's parameters gathered after a forward outside autograd
+    return logp[0].cpu()

@@ -42,25 +42,21 @@ for r in rows:
     print(f"| {r['step']} | {seconds:.1f} | {r['time_rollout']:.1f} | {r['time_learn']:.1f} | {r['time_sync']:.2f} | "
           f"{r['generated_tokens']:.0f} | {r['tokens_per_s']:.0f} | {r['peak_memory_gb']:.2f} |")
 EOF
-prompt_tokens=$(python3 -c "
-from transformers import AutoTokenizer
-from data import load_train_data
-from reward import apply_template
-tok = AutoTokenizer.from_pretrained('$out/model')
-print(max(len(tok(apply_template('qwen_boxed', p.problem), add_special_tokens=False).input_ids)
-          for p in load_train_data('arithmetic').problems))")
-gpu_gb=$(python3 -c "import torch; print(torch.cuda.get_device_properties(0).total_memory / 1e9 if torch.cuda.is_available() else 80)")
 # The plan for the same run; it counts a runtime (CUDA context, allocator slack) that peak_memory_gb leaves out.
-python3 - "$out/run/metrics.jsonl" "$MODEL" "$MICRO" "$prompt_tokens" "$NEW_TOKENS" "$PROMPTS" "$GROUP" "$gpu_gb" ${SET:-} <<'EOF'
+python3 - "$out/run/metrics.jsonl" "$out/model" "$MODEL" "$MICRO" "$NEW_TOKENS" "$PROMPTS" "$GROUP" ${SET:-} <<'EOF'
 import json, sys
+from types import SimpleNamespace
+import torch
 sys.path.insert(0, "benchmarks")
 import memory_plan
-metrics, model, micro, prompt, new, prompts, group, gpu_gb, *sets = sys.argv[1:]
+metrics, model_dir, model, micro, new, prompts, group, *sets = sys.argv[1:]
+prompt = memory_plan.longest_prompt(SimpleNamespace(model=model_dir, template="qwen_boxed", train_data="arithmetic"))
+gpu_gb = torch.cuda.get_device_properties(0).total_memory / 1e9 if torch.cuda.is_available() else 80.0
 sets = [arg for kv in sets for arg in ("--set", kv)]
 result = memory_plan.main(["--model", model, "--gpus", "1", "--algo", "drgrpo", "--shard", "fsdp", "--dtype", "bfloat16",
                            "--gradient-checkpointing", "--engine", "hf", "--micro-batch-size", micro,
-                           "--prompt-tokens", prompt, "--max-new-tokens", new, "--prompts-per-step", prompts,
-                           "--group-size", group, "--gpu-gb", gpu_gb, *sets])
+                           "--prompt-tokens", str(prompt), "--max-new-tokens", new, "--prompts-per-step", prompts,
+                           "--group-size", group, "--gpu-gb", str(gpu_gb), *sets])
 measured = max(json.loads(line)["peak_memory_gb"] for line in open(metrics)) * 1e9
 planned = result["peak"] - result["runtime"]
 print(f"plan without runtime {planned / 1e9:.2f} GB, measured peak allocated {measured / 1e9:.2f} GB: "

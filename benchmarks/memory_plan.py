@@ -208,12 +208,15 @@ def measure_peak(args, steps: int) -> float:
 
 
 def longest_prompt(args) -> int:
-    """Tokens of the longest templated training prompt (the arithmetic default; needs the model's tokenizer)."""
+    """Tokens of the longest templated training prompt (the arithmetic default; needs the model's tokenizer,
+    which is all it loads)."""
+    from transformers import AutoTokenizer
+
     from data import load_train_data
-    from model import load_model
+    from model import resolve_model
     from reward import apply_template
 
-    tokenizer = load_model(args.model)[1]
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(args.model))
     prompts = [apply_template(args.template, p.problem) for p in load_train_data(args.train_data).problems]
     return max(len(ids) for ids in tokenizer(prompts, add_special_tokens=False).input_ids)
 
