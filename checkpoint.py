@@ -1,8 +1,15 @@
-"""Checkpoints: everything needed to continue a run exactly, written so that a crash never leaves half of one.
+"""The run directory and its checkpoints: one run per directory, and a crash never leaves half a checkpoint.
 
-    save_checkpoint(out_dir, step, ...)        # out_dir/checkpoints/step_NNNNNN, then `latest` points at it
-    checkpoint = latest_checkpoint(out_dir)    # --resume: the directory `latest` names
-    step = load_checkpoint(checkpoint, ...)    # flags checked first, then optimiser, critic and RNG state
+    with run_directory(out_dir, config, d, resume, overwrite) as checkpoint:  # lock; flags checked; config.json
+        save_checkpoint(out_dir, step, ...)    # out_dir/checkpoints/step_NNNNNN, then `latest` points at it
+        step = load_checkpoint(checkpoint, ...)    # --resume: optimiser, critic and RNG state
+        truncate_logs(out_dir, step)           # metrics.jsonl / samples.jsonl cut back to the checkpoint
+
+A run directory belongs to one run at a time: `run.lock` (the owner's pid and host, made with an atomic
+hard link) refuses a second run into it, and a lock whose process is gone (kill -9) is taken over. A run
+without --resume refuses a directory that holds an earlier run's files unless --overwrite (which deletes
+them). Everything that can refuse (the lock, --resume's checkpoint and flags, the overwrite rule) runs
+before anything is written, so a refused run changes nothing on disk.
 
 A checkpoint directory holds the policy as an HF model directory in fp32 (evaluate.py, vLLM and
 `from_pretrained` load it as is), `rng_rank{r}.pt` per rank, `trainer_state.json` (step, world size,
@@ -22,20 +29,148 @@ import os
 import random
 import re
 import shutil
+import socket
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from data import write_atomic
-from distributed import Dist
+from data import UsageError, write_atomic
+from distributed import Dist, all_reduce
 from model import full_parameters, is_sharded
 
 # Flags that do not change the training trajectory: --resume accepts new values for them.
 RESUME_MAY_CHANGE = {"steps", "resume", "out_dir", "eval_every", "eval_data", "eval_limit", "save_every", "log_samples",
                      "grader_timeout", "grader_workers", "data_dir", "probe_every", "probe_tolerance", "vllm_sleep",
                      "vllm_kv_cache_gb", "vllm_gpu_memory_utilization", "vllm_cpu_bind",
-                     "gradient_checkpointing", "ref_offload"}
+                     "gradient_checkpointing", "ref_offload", "overwrite", "max_bad_steps"}
+LOCK = "run.lock"  # out_dir/run.lock: {"pid", "host", "started"} of the run that owns the directory
+RUN_FILES = ("config.json", "metrics.jsonl", "samples.jsonl", "checkpoints")  # what a run writes (--overwrite deletes)
+
+
+class NonFiniteWeights(RuntimeError):
+    """The weights hold NaN or inf: the run has diverged and its checkpoint is not written."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The run directory: one run at a time, refusals before any write
+
+
+def _owner(lock: Path) -> dict:
+    try:
+        return json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return {}  # gone meanwhile, or unreadable: nobody's
+
+
+def _alive(owner: dict) -> bool:
+    """Whether the lock's owner may still run: a live pid on this host, or any pid on another (cannot tell)."""
+    if owner.get("host") != socket.gethostname():
+        return bool(owner)
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+def acquire_lock(out_dir: Path) -> Path:
+    """Make out_dir/run.lock for this process (pid, host, start time); returns its path.
+
+    The lock is published complete, with an atomic hard link. A lock left by a process that is gone (same
+    host, pid not running) is taken over with a warning on stderr. Raises UsageError while another run
+    holds it (its pid, host and start time in the message).
+    """
+    lock = out_dir / LOCK
+    mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    tmp = out_dir / f".{LOCK}.{os.getpid()}"
+    tmp.write_text(json.dumps(mine))
+    try:
+        for _ in range(3):
+            try:
+                os.link(tmp, lock)
+                return lock
+            except FileExistsError:
+                owner = _owner(lock)
+                if _alive(owner):
+                    raise UsageError(f"{out_dir} is in use by another run (pid {owner.get('pid')} on "
+                                     f"{owner.get('host')}, started {owner.get('started')}): wait for it to end, "
+                                     f"use another --out-dir, or delete {lock} if that run is gone") from None
+                print(f"warning: taking over {lock} from a run that is gone ({owner or 'unreadable lock'})",
+                      file=sys.stderr, flush=True)
+                lock.unlink(missing_ok=True)
+        raise UsageError(f"{lock}: could not take the lock (other runs start in this directory at the same time)")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def release_lock(lock: Path) -> None:
+    """Delete the lock if this process still owns it."""
+    if _owner(lock).get("pid") == os.getpid() and _owner(lock).get("host") == socket.gethostname():
+        lock.unlink(missing_ok=True)
+
+
+@contextmanager
+def run_directory(out_dir: Path, config: dict, d: Dist, resume: bool, overwrite: bool):
+    """Own `out_dir` for one run; yields the checkpoint to resume from (None for a fresh run). Collective.
+
+    Rank 0, before writing anything: takes the lock (acquire_lock); with `resume`, finds the checkpoint
+    (latest_checkpoint) and checks `config` against its run's (check_resume_config); without, refuses a
+    directory holding RUN_FILES of an earlier run unless `overwrite`, which deletes them. Then it writes
+    config.json. The verdict is broadcast, so every rank raises the same UsageError on a refusal (only
+    rank 0 holds the reason; the others say so). The lock is released when the block ends, also on error.
+    """
+    lock, error, checkpoint = None, None, None
+    if d.is_main:
+        try:
+            if resume and not out_dir.is_dir():
+                latest_checkpoint(out_dir)  # raises: nothing to resume (and no directory is made)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            lock = acquire_lock(out_dir)  # first: another run's files are its own business, even its checkpoints
+            checkpoint = latest_checkpoint(out_dir) if resume else None
+            if checkpoint is not None:
+                state = json.loads((checkpoint / "trainer_state.json").read_text())
+                check_resume_config(state["config"], config, checkpoint)
+            else:
+                held = [name for name in RUN_FILES if (out_dir / name).exists()]
+                if held and not overwrite:
+                    raise UsageError(f"{out_dir} holds an earlier run ({', '.join(held)}): pass --resume to continue "
+                                     f"it, --overwrite to delete it and start again, or use another --out-dir")
+                for name in held:
+                    shutil.rmtree(out_dir / name) if (out_dir / name).is_dir() else (out_dir / name).unlink()
+            write_atomic(out_dir / "config.json", json.dumps(config, indent=1))
+        except UsageError as e:
+            error = e
+            if lock is not None:
+                release_lock(lock)
+                lock = None
+    verdict = [None if error is None else str(error), None if checkpoint is None else str(checkpoint)]
+    dist.broadcast_object_list(verdict, src=0)
+    if error is not None:
+        raise error
+    if verdict[0] is not None:
+        raise UsageError(f"rank 0 refused {out_dir}: {verdict[0]}")
+    try:
+        yield None if verdict[1] is None else Path(verdict[1])
+    finally:
+        if lock is not None:
+            release_lock(lock)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def all_finite(*modules) -> bool:
+    """Whether every parameter of `modules` (None entries skipped) is finite on every rank. Collective."""
+    local = lambda p: p.to_local() if hasattr(p, "to_local") else p  # an FSDP DTensor's shard on this rank
+    bad = any(not torch.isfinite(local(p)).all() for m in modules if m is not None for p in m.parameters())
+    return not all_reduce(torch.tensor([float(bad)]), op="max").item()
 
 
 def save_checkpoint(out_dir: Path, step: int, model, tokenizer, optimizer, config: dict, d: Dist, critic=None,
@@ -44,8 +179,12 @@ def save_checkpoint(out_dir: Path, step: int, model, tokenizer, optimizer, confi
 
     model: the HF model (not a wrapper); config: the run's resolved config (asdict). Every rank writes its
     RNG state; rank 0 writes the rest. Collective: every rank must call it.
+    Raises NonFiniteWeights (and writes nothing) when a weight of the policy or critic is NaN or inf.
     """
     root = out_dir / "checkpoints"
+    if not all_finite(model, critic):
+        raise NonFiniteWeights(f"step {step}: the weights hold NaN or inf (the run diverged); no checkpoint "
+                               f"written, {root / 'latest'} still names the last finite one")
     final, tmp = root / f"step_{step:06d}", root / f".tmp_step_{step:06d}"
     if d.is_main:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -123,29 +262,28 @@ def _load_sharded(path: Path, module, optimizer, with_weights: bool = False) -> 
 def latest_checkpoint(out_dir: Path) -> Path:
     """The checkpoint directory out_dir/checkpoints/latest names: one step_NNNNNN directory of this run.
 
-    Raises:
-        FileNotFoundError: there is no `latest`, or the directory it names does not exist.
-        ValueError: `latest` names anything but a step_NNNNNN directory inside out_dir/checkpoints (a path
-            such as ../../other/checkpoints/step_000002 would resume another run).
+    Raises UsageError: there is no `latest`; the directory it names does not exist; or it names anything
+    but a step_NNNNNN directory inside out_dir/checkpoints (../../other/checkpoints/step_000002 would resume
+    another run).
     """
     root = out_dir / "checkpoints"
     pointer = root / "latest"
     if not pointer.exists():
-        raise FileNotFoundError(f"--resume: no checkpoint under {root} (run once without --resume)")
+        raise UsageError(f"--resume: no checkpoint under {root} (run once without --resume)")
     name = pointer.read_text().strip()
     if re.fullmatch(r"step_\d{6,}", name) is None:
-        raise ValueError(f"--resume: {pointer} names {name!r}, not a step_NNNNNN directory of this run's checkpoints")
+        raise UsageError(f"--resume: {pointer} names {name!r}, not a step_NNNNNN directory of this run's checkpoints")
     if not (root / name).is_dir():
-        raise FileNotFoundError(f"--resume: {pointer} names {name}, which is not a directory under {root}")
+        raise UsageError(f"--resume: {pointer} names {name}, which is not a directory under {root}")
     return root / name
 
 
 def check_resume_config(saved: dict, current: dict, checkpoint: Path) -> None:
-    """Raise ValueError naming every flag that shapes training and differs from the checkpoint's run."""
+    """Raise UsageError naming every flag that shapes training and differs from the checkpoint's run."""
     changed = [f"--{k.replace('_', '-')}: checkpoint {saved[k]!r}, now {current[k]!r}" for k in current
                if k in saved and k not in RESUME_MAY_CHANGE and _jsonable(saved[k]) != _jsonable(current[k])]
     if changed:
-        raise ValueError(f"--resume from {checkpoint}: these flags differ from the run that wrote it "
+        raise UsageError(f"--resume from {checkpoint}: these flags differ from the run that wrote it "
                          f"(pass the same values to continue exactly): " + "; ".join(changed))
 
 
@@ -180,8 +318,22 @@ def load_checkpoint(checkpoint: Path, config: dict, d: Dist, model, optimizer, c
 
 
 def truncate_logs(out_dir: Path, step: int) -> None:
-    """Keep only the rows of metrics.jsonl and samples.jsonl up to `step` (a resumed run rewrites the rest)."""
+    """Keep only the rows of metrics.jsonl and samples.jsonl up to `step` (a resumed run rewrites the rest).
+
+    A last line cut short by a kill mid-write is dropped with a warning on stderr; a bad line elsewhere
+    raises UsageError naming file and line.
+    """
     for path in (out_dir / "metrics.jsonl", out_dir / "samples.jsonl"):
-        if path.exists():
-            rows = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-            write_atomic(path, "".join(row + "\n" for row in rows))
+        if not path.exists():
+            continue
+        lines, kept = path.read_text().splitlines(), []
+        for number, line in enumerate(lines, 1):
+            try:
+                if json.loads(line)["step"] <= step:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError) as e:
+                if number < len(lines):
+                    raise UsageError(f"{path}:{number}: not a metrics row ({e}); fix or delete that line") from None
+                print(f"warning: {path}:{number}: dropped a torn last line (a run killed mid-write)",
+                      file=sys.stderr, flush=True)
+        write_atomic(path, "".join(row + "\n" for row in kept))

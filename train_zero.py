@@ -29,9 +29,11 @@ Deviations from the papers, one line each (the learn stage's own are in learn.py
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,16 +44,16 @@ import torch.distributed as dist
 import tyro
 from tqdm import tqdm
 
-from checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, truncate_logs
-from data import load_train_data, write_atomic
+from checkpoint import NonFiniteWeights, load_checkpoint, run_directory, save_checkpoint, truncate_logs
+from data import BENCHMARKS, UsageError, load_train_data
 from distributed import Dist, print0, setup_distributed
 from evaluate import load_eval_set
 from grader import Grader
 from learn import ALGORITHMS, LearnSettings, learn, learn_critic, prepare_batch
-from metrics import append_logs, eval_metrics, peak_memory_gb, step_metrics, step_sums
+from metrics import append_logs, collapse_warning, eval_metrics, peak_memory_gb, step_metrics, step_sums
 from model import (TokenLogProbs, ValueModel, distribute, enable_gradient_checkpointing, frozen_copy, load_model,
-                   resolve_model, unwrap)
-from reward import REWARD_RULES, apply_template, compute_rewards, stop_strings
+                   model_problem, resolve_model, unwrap)
+from reward import REWARD_RULES, TEMPLATES, apply_template, compute_rewards, stop_strings
 from rollout import PROBE_TOLERANCE, HFEngine, Sample, SamplingParams, VLLMEngine, vllm_memory_share
 
 
@@ -101,9 +103,58 @@ class Config(LearnSettings):
     eval_limit: int = 32  # problems per eval benchmark
     save_every: int = 15  # checkpoint every N steps and at the end (0: never)
     resume: bool = False  # continue from out_dir/checkpoints/latest
+    overwrite: bool = False  # start afresh in an out_dir that holds an earlier run, deleting its files
+    max_bad_steps: int = 3  # stop after this many steps in a row with a non-finite loss or grad norm (skipped)
     # --- grader
     grader_timeout: float = 5.0  # seconds per sample before the grader's worker is killed
     grader_workers: int = 2  # grader worker processes per rank (sympy runs there)
+
+
+def config_problems(cfg: Config, world_size: int) -> list[str]:
+    """Everything wrong with the flags, one line each, found without loading anything (the learn stage's knobs:
+    LearnSettings.problems): ranges, names, missing files, and settings that cannot learn."""
+    out = LearnSettings.problems(cfg)
+    for name, ok, rule in [
+        ("steps", cfg.steps >= 1, "at least 1"), ("prompts_per_step", cfg.prompts_per_step >= 1, "at least 1"),
+        ("lr", cfg.lr > 0, "> 0"), ("critic_lr", cfg.critic_lr > 0, "> 0"), ("weight_decay", cfg.weight_decay >= 0, ">= 0"),
+        ("top_p", 0 < cfg.top_p <= 1, "in (0, 1]"), ("logprob_chunk_size", cfg.logprob_chunk_size >= 1, "at least 1"),
+        ("vllm_gpu_memory_utilization", 0 <= cfg.vllm_gpu_memory_utilization < 1, "in [0, 1) (0: from the memory plan)"),
+        ("vllm_kv_cache_gb", cfg.vllm_kv_cache_gb > 0, "> 0"), ("vllm_max_model_len", cfg.vllm_max_model_len >= 1, "at least 1"),
+        ("probe_every", cfg.probe_every >= 0, ">= 0 (0: never)"), ("probe_tolerance", cfg.probe_tolerance > 0, "> 0"),
+        ("log_samples", cfg.log_samples >= 0, ">= 0"), ("eval_every", cfg.eval_every >= 0, ">= 0 (0: never)"),
+        ("eval_limit", cfg.eval_limit >= 0, ">= 0 (0: all)"), ("save_every", cfg.save_every >= 0, ">= 0 (0: never)"),
+        ("grader_timeout", cfg.grader_timeout > 0, "> 0 seconds"), ("grader_workers", cfg.grader_workers >= 1, "at least 1"),
+        ("max_bad_steps", cfg.max_bad_steps >= 1, "at least 1")]:
+        if not ok:
+            out.append(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be {rule}")
+    if cfg.temperature <= 0:
+        out.append(f"--temperature {cfg.temperature}: must be > 0 (greedy sampling makes a group's samples identical, "
+                   "so every advantage is 0, and log-probs at temperature 0 are undefined; the papers: 1.0)")
+    if cfg.prompts_per_step >= 1 and cfg.prompts_per_step % world_size:
+        out.append(f"--prompts-per-step {cfg.prompts_per_step}: must be a multiple of the world size {world_size}")
+    for flag, value, known in [("template", cfg.template, TEMPLATES), ("reward", cfg.reward, REWARD_RULES)]:
+        if value not in known:
+            out.append(f"--{flag} {value!r}: use one of {', '.join(sorted(known))}")
+    if cfg.train_data != "arithmetic" and not Path(cfg.train_data).is_file():
+        out.append(f"--train-data {cfg.train_data}: no such file (a JSONL with problem and answer, or 'arithmetic')")
+    if any(not 1 <= level <= 5 for level in cfg.levels):
+        out.append(f"--levels {' '.join(map(str, cfg.levels))}: MATH levels are 1 to 5")
+    unknown = [n for n in cfg.eval_data.split(",") if n not in (*BENCHMARKS, "minerva", "arithmetic")]
+    if cfg.eval_every and unknown:
+        out.append(f"--eval-data {cfg.eval_data}: unknown {', '.join(unknown)}; use arithmetic or {', '.join(BENCHMARKS)}")
+    if problem := model_problem(cfg.model):
+        out.append(problem)
+    if cfg.tis_cap > 0 and cfg.rollout_engine != "vllm":
+        out.append(f"--tis-cap {cfg.tis_cap}: needs the sampler's log-probs; use --rollout-engine vllm")
+    if cfg.rollout_engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        out.append("--rollout-engine vllm needs vllm: pip install -r requirements-vllm.txt (CPU) or "
+                   "requirements-gpu.txt (GPU)")
+    if cfg.attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        out.append("--attn-implementation flash_attention_2 needs the flash-attn package (CUDA only): "
+                   "pip install flash-attn, or use sdpa")
+    if cfg.ref_offload and cfg.shard != "fsdp":
+        out.append("--ref-offload needs --shard fsdp (FSDP2's CPU offload)")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,7 +238,7 @@ def make_engine(cfg: Config, model, policy, tokenizer, checkpoint: Path | None, 
     share = cfg.vllm_gpu_memory_utilization
     if on_gpu and not share:  # the memory plan's rollout phase, measured: what the trainer holds while sampling
         if not cfg.vllm_sleep:
-            raise ValueError("--no-vllm-sleep: the engine then shares the GPU with the learn phase too; set "
+            raise UsageError("--no-vllm-sleep: the engine then shares the GPU with the learn phase too; set "
                              "--vllm-gpu-memory-utilization (benchmarks/memory_plan.py --no-vllm-sleep helps size it)")
         share = vllm_memory_share(torch.cuda.get_device_properties(d.device).total_memory,
                                   torch.cuda.memory_allocated(d.device) + adamw_bytes_to_come(optimizers))
@@ -260,12 +311,12 @@ def sync_engine(engine, model, policy, step: int, cfg: Config) -> tuple[float, d
 
 
 def check_context(problem_sets: list, template: str, tokenizer, max_new_tokens: int, limit: int, what: str) -> None:
-    """Raise ValueError before training when the longest templated prompt plus --max-new-tokens exceeds `limit`
+    """Raise UsageError before training when the longest templated prompt plus --max-new-tokens exceeds `limit`
     tokens (the engine's context: vLLM's --vllm-max-model-len, or the model's max_position_embeddings)."""
     prompts = [apply_template(template, p.problem) for s in problem_sets for p in s.problems]
     longest = max((len(ids) for ids in tokenizer(prompts, add_special_tokens=False).input_ids), default=0)
     if longest + max_new_tokens > limit:
-        raise ValueError(f"the longest prompt ({longest} tokens with --template {template}) plus --max-new-tokens "
+        raise UsageError(f"the longest prompt ({longest} tokens with --template {template}) plus --max-new-tokens "
                          f"{max_new_tokens} is {longest + max_new_tokens} tokens, more than {what} {limit}: "
                          f"lower --max-new-tokens or raise the limit")
 
@@ -279,31 +330,37 @@ def due(every: int, step: int, steps: int) -> bool:
 # The loop
 
 
+class Diverged(RuntimeError):
+    """--max-bad-steps steps in a row had a non-finite loss or gradient norm: the run stops (no checkpoint of them)."""
+
+
 def main(cfg: Config) -> list[dict]:
-    """Train; returns the metrics rows of this run (rank 0's view, identical on every rank)."""
-    if cfg.reward not in REWARD_RULES:
-        raise ValueError(f"--reward {cfg.reward!r}: use one of {sorted(REWARD_RULES)}")
-    if cfg.tis_cap > 0 and cfg.rollout_engine != "vllm":
-        raise ValueError(f"--tis-cap {cfg.tis_cap}: needs the sampler's log-probs; use --rollout-engine vllm")
+    """Train; returns the metrics rows of this run (rank 0's view, identical on every rank).
+
+    Raises UsageError for bad flags (all of them, before anything loads), a run directory in use or holding
+    another run, or a refused --resume (nothing on disk changes then); Diverged / NonFiniteWeights when
+    training diverges.
+    """
+    if problems := config_problems(cfg, int(os.environ.get("WORLD_SIZE", 1))):
+        raise UsageError("\n".join(problems))
     d = setup_distributed()
     try:
-        history = train(cfg, d)  # the DDP modules and their gloo work are freed when train returns
-        dist.barrier()  # no rank tears down the group while another still communicates
+        with run_directory(Path(cfg.out_dir), {**asdict(cfg), "world_size": d.world_size}, d, cfg.resume,
+                           cfg.overwrite) as checkpoint:
+            history = train(cfg, d, checkpoint)  # the DDP modules and their gloo work are freed when train returns
+            dist.barrier()  # no rank tears down the group while another still communicates
         return history
     finally:
         dist.destroy_process_group()
 
 
-def train(cfg: Config, d: Dist) -> list[dict]:
+def train(cfg: Config, d: Dist, checkpoint: Path | None) -> list[dict]:
+    """The run in cfg.out_dir (claimed by main: locked, config.json written), from `checkpoint` when resuming."""
     # --- 1. setup
-    if cfg.prompts_per_step % d.world_size:
-        raise ValueError(f"--prompts-per-step {cfg.prompts_per_step} must be a multiple of the world size {d.world_size}")
     out_dir = Path(cfg.out_dir)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     print0(d, json.dumps(asdict(cfg), indent=1))
-    if d.is_main:
-        write_atomic(out_dir / "config.json", json.dumps({**asdict(cfg), "world_size": d.world_size}, indent=1))
     # --- 2. data
     train_set = load_train_data(cfg.train_data, cfg.levels or None, cfg.seed)
     print0(d, f"train data {train_set.path}: {len(train_set.problems)} problems "
@@ -311,7 +368,6 @@ def train(cfg: Config, d: Dist) -> list[dict]:
     eval_sets = {name: load_eval_set(name, cfg.data_dir or None, cfg.eval_limit) for name in cfg.eval_data.split(",")} \
         if cfg.eval_every else {}
     # --- 3. models, optimisers, engine, grader (or all of them from the last checkpoint)
-    checkpoint = latest_checkpoint(out_dir) if cfg.resume else None
     m = build_models(cfg, d, checkpoint)
     limit, what = (cfg.vllm_max_model_len, "--vllm-max-model-len") if cfg.rollout_engine == "vllm" else \
         (m.model.config.max_position_embeddings, "the model's max_position_embeddings")
@@ -328,7 +384,7 @@ def train(cfg: Config, d: Dist) -> list[dict]:
     pad = m.tokenizer.pad_token_id
 
     # --- 4. the loop
-    history = []
+    history, bad_steps = [], 0
     peak_memory_gb(d.device)  # each row's peak_memory_gb on CUDA covers the time since the previous row
     bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, disable=not d.is_main, desc="train")
     for step in bar:
@@ -363,6 +419,15 @@ def train(cfg: Config, d: Dist) -> list[dict]:
             append_logs(out_dir, row, problems, samples, results, cfg.log_samples, cfg.group_size)
             bar.set_postfix(reward=f"{row['reward_mean']:.2f}", acc=f"{row['accuracy']:.2f}",
                             len=f"{row['response_length_mean']:.0f}")
+            if warning := collapse_warning(row, cfg.group_size):
+                tqdm.write(f"warning: {warning}", file=sys.stderr)
+        # divergence guard: updates with a non-finite loss or grad norm were skipped (learn.py); stop when it persists
+        bad_steps = bad_steps + 1 if row["skipped_updates"] or row.get("critic_skipped_updates") else 0
+        if bad_steps >= cfg.max_bad_steps:
+            raise Diverged(f"step {step + 1}: {bad_steps} steps in a row (since step {step + 2 - bad_steps}) with a "
+                           f"non-finite loss or gradient norm (--max-bad-steps {cfg.max_bad_steps}); their optimiser "
+                           f"steps were skipped, so every checkpoint holds finite weights; start again with a lower "
+                           f"--lr (into another --out-dir, or --overwrite)")
         # save
         if due(cfg.save_every, step, cfg.steps):
             save_checkpoint(out_dir, step + 1, m.model, m.tokenizer, m.optimizer, asdict(cfg), d, m.value_model,
@@ -373,4 +438,13 @@ def train(cfg: Config, d: Dist) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Config))
+    try:
+        main(tyro.cli(Config))
+    except UsageError as error:  # the user's input: one line per problem, no traceback
+        if int(os.environ.get("RANK", 0)) == 0:
+            print("\n".join(f"train_zero.py: error: {line}" for line in str(error).splitlines()), file=sys.stderr)
+        sys.exit(2)
+    except (Diverged, NonFiniteWeights) as error:
+        if int(os.environ.get("RANK", 0)) == 0:
+            print(f"train_zero.py: diverged: {error}", file=sys.stderr)
+        sys.exit(1)

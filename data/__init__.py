@@ -44,7 +44,12 @@ class Problem:
     meta: dict = field(default_factory=dict)  # every other field of the row (answer_alternatives, ...)
 
 
-class DataError(ValueError):
+class UsageError(ValueError):
+    """The user's input is wrong (a flag, a file, a run directory): the command line prints the message as
+    one line per problem, without a traceback, and exits with status 2."""
+
+
+class DataError(UsageError):
     """A data file is malformed. The message starts with "<file>:<line>: " and names the field."""
 
 

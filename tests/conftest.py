@@ -44,3 +44,12 @@ def tiny_model_dir(tmp_path_factory, tokenizer):
     make_tiny_model(len(tokenizer)).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture
+def parity_reward(monkeypatch):
+    """A reward with variance on a random model: +1 for even-indexed responses, -0.5 for odd ones."""
+    import train_zero
+    from parity_run import parity_rewards
+
+    monkeypatch.setattr(train_zero, "compute_rewards", parity_rewards)

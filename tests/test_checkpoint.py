@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from checkpoint import check_resume_config, latest_checkpoint, load_checkpoint, truncate_logs
+from data import UsageError
 from distributed import Dist
 
 CPU = Dist(rank=0, world_size=1, device=torch.device("cpu"), is_main=True)
@@ -46,6 +47,21 @@ def test_a_checkpoint_file_that_would_run_code_is_refused(tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
+@pytest.mark.parametrize("hostile", ["optimizer.pt", "critic.pt", "critic_optimizer.pt", "rng_rank0.pt"])
+def test_no_checkpoint_file_of_ours_runs_code(tmp_path, hostile):
+    checkpoint = tmp_path / "checkpoints" / "step_000003"
+    policy, critic = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)
+    optimizer, critic_optimizer = torch.optim.AdamW(policy.parameters()), torch.optim.AdamW(critic.parameters())
+    write_checkpoint(checkpoint, {"lr": 1e-3}, optimizer.state_dict())
+    torch.save(critic.state_dict(), checkpoint / "critic.pt")
+    torch.save(critic_optimizer.state_dict(), checkpoint / "critic_optimizer.pt")
+    torch.save({"torch": torch.get_rng_state(), "python": __import__("random").getstate()}, checkpoint / "rng_rank0.pt")
+    torch.save(RunsCode(str(tmp_path / "ran")), checkpoint / hostile)
+    with pytest.raises(Exception, match="(?i)weights_only|unpickl"):
+        load_checkpoint(checkpoint, {"lr": 1e-3}, CPU, policy, optimizer, critic, critic_optimizer)
+    assert not (tmp_path / "ran").exists()
+
+
 def test_resume_may_change_only_flags_that_keep_the_trajectory(tmp_path):
     check_resume_config({"lr": 1e-3, "steps": 3, "levels": [3, 4]}, {"lr": 1e-3, "steps": 30, "levels": (3, 4)}, tmp_path)
     with pytest.raises(ValueError, match="--group-size: checkpoint 8, now 4"):
@@ -53,11 +69,11 @@ def test_resume_may_change_only_flags_that_keep_the_trajectory(tmp_path):
 
 
 def test_latest_pointer_and_log_truncation(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(UsageError, match="no checkpoint"):
         latest_checkpoint(tmp_path)
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "latest").write_text("step_000002\n")
-    with pytest.raises(FileNotFoundError, match="names step_000002, which is not a directory"):
+    with pytest.raises(UsageError, match="names step_000002, which is not a directory"):
         latest_checkpoint(tmp_path)
     (tmp_path / "checkpoints" / "step_000002").mkdir()
     assert latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / "step_000002"

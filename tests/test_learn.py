@@ -92,3 +92,44 @@ def test_ppo_batch_with_all_equal_rewards_gets_zero_advantages_unless_asked():
     assert torch.cat(rows).abs().sum() > 0  # whitened critic noise
     rows, _ = advantage_rows(samples, torch.tensor([-1.0, -0.5]), LearnSettings(algo="ppo", group_size=2), values=values)
     assert torch.cat(rows).abs().sum() > 0
+
+
+@pytest.mark.parametrize("poison", ["loss", "gradient"])
+def test_a_non_finite_loss_or_gradient_skips_the_optimiser_step(poison):
+    from distributed import setup_distributed
+    import torch.distributed as dist
+    from learn import _optimiser_steps
+
+    d = setup_distributed()
+    try:
+        layer = torch.nn.Linear(3, 1)
+        optimizer = torch.optim.AdamW(layer.parameters(), lr=0.1)
+        before = [p.detach().clone() for p in layer.parameters()]
+        settings = LearnSettings(micro_batch_size=8, updates_per_batch=2)  # two mini-batches: one poisoned, one not
+        calls = []
+
+        def micro_loss(micro, weight, num_responses):
+            calls.append(micro)
+            loss = layer(torch.ones(len(micro), 3)).sum()
+            if len(calls) == 1 and poison == "loss":
+                return loss * float("nan")
+            if len(calls) == 1:  # a finite loss whose gradient is NaN
+                loss.register_hook(lambda g: g * float("nan"))
+            return loss
+
+        grad_norm, skipped = _optimiser_steps(layer, optimizer, [True] * 4, micro_loss, settings, d)
+        assert skipped == 1 and len(calls) == 2 and grad_norm != grad_norm  # the NaN norm is in the logged mean
+        assert all(torch.isfinite(p).all() for p in layer.parameters())
+        assert any((p != b).any() for p, b in zip(layer.parameters(), before))  # the healthy mini-batch stepped
+        assert all(optimizer.state[p]["step"].item() == 1 for p in layer.parameters())  # and only it
+    finally:
+        dist.destroy_process_group()
+
+
+def test_flag_problems_of_the_learn_stage():
+    assert LearnSettings().problems() == []
+    problems = LearnSettings(group_size=1, micro_batch_size=0, max_new_tokens=0, clip_eps=-0.1).problems()
+    assert "--micro-batch-size 0: must be at least 1" in problems and "--max-new-tokens 0: must be at least 1" in problems
+    assert "--clip-eps -0.1: must be > 0" in problems
+    assert any(p.startswith("--group-size 1 with --algo drgrpo: a group of one sample has advantage") for p in problems)
+    assert LearnSettings(algo="ppo", group_size=1).problems() == []  # PPO's GAE advantages need no group

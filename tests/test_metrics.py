@@ -1,12 +1,14 @@
 """metrics.py and distributed.py on a 1-rank group: the typed sums, their reduction, and the logged ratios."""
 
+import json
+
 import pytest
 import torch
 import torch.distributed as dist
 
 from distributed import all_reduce, setup_distributed
 from learn import Batch, CriticStats, PolicyStats
-from metrics import StepSums, step_metrics, step_sums, sum_over_ranks
+from metrics import StepSums, collapse_warning, step_metrics, step_sums, strict_json, sum_over_ranks
 from reward import OUTCOMES, RewardResult
 from rollout import Sample
 
@@ -27,7 +29,7 @@ def test_all_reduce_sums_or_maxes_in_place_and_names_a_bad_op(group):
 
 
 def test_sum_over_ranks_keeps_types_and_dict_keys(group):
-    sums, stats = sum_over_ranks(StepSums(1, 1, 1.0, 0, 3, 3, 0, 0, 0.0, 3, {"correct": 1, "wrong": 0}),
+    sums, stats = sum_over_ranks(StepSums(1, 1, 1.0, 0, 3, 3, 0, 0, 0, 0.0, 3, {"correct": 1, "wrong": 0}),
                                  PolicyStats(loss=0.5, tokens=3))
     assert isinstance(sums, StepSums) and sums.outcomes == {"correct": 1.0, "wrong": 0.0}
     assert isinstance(stats, PolicyStats) and stats.loss == 0.5 and stats.tokens == 3.0
@@ -46,5 +48,32 @@ def test_step_metrics_by_hand(group):
     assert row["clip_fraction"] == pytest.approx(1 / 7) and row["entropy"] == 0.5
     assert row["kl"] == pytest.approx(1.0 / 7) and row["reflection_rate"] == 0.5
     assert row["loss"] == -0.25 and row["grad_norm"] == 2.0 and row["zero_adv_group_frac"] == 0.0
+    assert row["identical_group_frac"] == 0.0 and row["skipped_updates"] == 0 and row["loss_tokens"] == 7
     assert row["value_loss"] == 0.5 and row["value_mse"] == pytest.approx(0.2)
     assert list(row["outcome_counts"]) == list(OUTCOMES) and "sampler_drift_abs" not in row
+
+
+def test_a_non_finite_value_is_written_as_null_and_named():
+    line = strict_json({"step": 2, "loss": float("nan"), "grad_norm": float("inf"), "reward_mean": 0.5})
+    assert json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in {line}")) == {
+        "step": 2, "loss": None, "grad_norm": None, "reward_mean": 0.5, "nonfinite": ["loss", "grad_norm"]}
+    assert json.loads(strict_json({"step": 1, "loss": 0.25})) == {"step": 1, "loss": 0.25}  # no flag when all finite
+
+
+def test_collapse_warns_on_near_zero_entropy_or_identical_groups():
+    healthy = {"step": 3, "loss_tokens": 40, "entropy": 0.6, "identical_group_frac": 0.25}
+    assert collapse_warning(healthy, group_size=4) is None
+    assert "entropy 1.0e-05" in collapse_warning({**healthy, "entropy": 1e-5}, group_size=4)
+    # a collapsed policy learns from no token (every group identical): its logged entropy is 0 and means nothing
+    collapsed = {"step": 5, "loss_tokens": 0, "entropy": 0.0, "identical_group_frac": 1.0}
+    assert "step 5: every group's 4 responses are identical" in collapse_warning(collapsed, group_size=4)
+    assert collapse_warning({**collapsed, "identical_group_frac": 0.5}, group_size=4) is None
+
+
+def test_identical_groups_are_counted_by_token_ids(group):
+    same = [Sample([1], [5, 6, 2], "a", "stop"), Sample([1], [5, 6, 2], "a", "stop")]
+    different = [Sample([1], [5, 6, 2], "a", "stop"), Sample([1], [5, 7, 2], "b", "stop")]
+    samples = same + different
+    results = [RewardResult(0.0, "wrong", "1")] * 4
+    batch = Batch(samples, torch.zeros(4), torch.tensor([True] * 4), [], None, None, None, None, None, None, None)
+    assert step_sums(batch, results, group_size=2).identical_groups == 1

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from data import UsageError
 from train_zero import Config, main, problems_for_step
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,15 +24,6 @@ def tiny_config(model_dir, out_dir, **overrides):
     base = dict(model=model_dir, out_dir=str(out_dir), steps=2, prompts_per_step=4, group_size=2, micro_batch_size=3,
                 max_new_tokens=6, lr=1e-3, eval_every=2, eval_limit=4, save_every=2, grader_timeout=5.0)
     return Config(**{**base, **overrides})
-
-
-@pytest.fixture
-def parity_reward(monkeypatch):
-    """A reward with variance on a random model: +1 for even-indexed responses, -0.5 for odd ones."""
-    import train_zero
-    from parity_run import parity_rewards
-
-    monkeypatch.setattr(train_zero, "compute_rewards", parity_rewards)
 
 
 def without_timings(row: dict) -> dict:
@@ -92,7 +84,7 @@ def test_a_budget_beyond_the_context_fails_before_training(tiny_model_dir, tmp_p
 
 
 def test_resume_without_checkpoint_says_so(tiny_model_dir, tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(UsageError, match="no checkpoint"):
         main(tiny_config(tiny_model_dir, tmp_path, resume=True))
 
 
@@ -310,7 +302,7 @@ def test_tis_cap_needs_an_engine_with_sampler_logprobs(tiny_model_dir, tmp_path)
 
 @pytest.mark.skipif(__import__("importlib.util").util.find_spec("vllm") is not None, reason="vllm is installed here")
 def test_vllm_engine_without_vllm_says_how_to_install(tiny_model_dir, tmp_path):
-    with pytest.raises(ImportError, match="VLLMEngine needs vllm: pip install -r requirements-vllm.txt"):
+    with pytest.raises(UsageError, match="--rollout-engine vllm needs vllm: pip install -r requirements-vllm.txt"):
         main(tiny_config(tiny_model_dir, tmp_path, rollout_engine="vllm"))
 
 
