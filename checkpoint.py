@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from data import UsageError, write_atomic
+from data import UsageError, read_log, write_atomic
 from distributed import Dist, all_reduce
 from model import full_parameters, is_sharded
 
@@ -320,20 +320,10 @@ def load_checkpoint(checkpoint: Path, config: dict, d: Dist, model, optimizer, c
 def truncate_logs(out_dir: Path, step: int) -> None:
     """Keep only the rows of metrics.jsonl and samples.jsonl up to `step` (a resumed run rewrites the rest).
 
-    A last line cut short by a kill mid-write is dropped with a warning on stderr; a bad line elsewhere
-    raises UsageError naming file and line.
+    A last line cut short by a kill mid-write is dropped with a warning; a bad line elsewhere raises
+    UsageError naming file and line (data.read_log).
     """
     for path in (out_dir / "metrics.jsonl", out_dir / "samples.jsonl"):
-        if not path.exists():
-            continue
-        lines, kept = path.read_text().splitlines(), []
-        for number, line in enumerate(lines, 1):
-            try:
-                if json.loads(line)["step"] <= step:
-                    kept.append(line)
-            except (ValueError, KeyError, TypeError) as e:
-                if number < len(lines):
-                    raise UsageError(f"{path}:{number}: not a metrics row ({e}); fix or delete that line") from None
-                print(f"warning: {path}:{number}: dropped a torn last line (a run killed mid-write)",
-                      file=sys.stderr, flush=True)
-        write_atomic(path, "".join(row + "\n" for row in kept))
+        if path.exists():
+            kept = [row for row in read_log(path) if row.get("step", step + 1) <= step]
+            write_atomic(path, "".join(json.dumps(row) + "\n" for row in kept))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import resource
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -29,6 +30,21 @@ from reward import OUTCOMES, RewardResult
 REFLECTION_WORDS = ("recheck", "rethink", "reassess", "reevaluate", "re-evaluate", "re-examine", "reconsider",
                     "double-check", "check again", "think again", "verify", "wait", "try again", "alternatively",
                     "however")  # the "aha moment" keywords of REFERENCE §6
+_KEYWORDS = {w: re.compile(rf"\b{re.escape(w)}\b", re.IGNORECASE) for w in REFLECTION_WORDS}  # whole words: not "await"
+
+
+def reflection_words(text: str) -> set[str]:
+    """The REFLECTION_WORDS that occur in `text` as whole words, any case ("Wait," counts, "await" does not)."""
+    return {w for w, pattern in _KEYWORDS.items() if pattern.search(text)}
+
+
+def repeats_until_truncated(response_ids: list[int], finish_reason: str) -> bool:
+    """Whether a response ran to the token budget repeating itself: it was truncated, and its last quarter
+    (at least 16 tokens) is periodic with a period of at most half that window (two or more full copies)."""
+    if finish_reason != "length" or len(response_ids) < 16:
+        return False
+    tail = response_ids[-max(16, len(response_ids) // 4):]
+    return any(tail[-1] == tail[-1 - p] and tail[p:] == tail[:-p] for p in range(1, len(tail) // 2 + 1))
 
 
 @dataclass
@@ -44,6 +60,9 @@ class StepSums:
     zero_adv_groups: float  # groups whose rewards are all equal
     identical_groups: float  # groups whose responses are all the same token ids (no diversity left to learn from)
     reflection: float  # responses with a REFLECTION_WORDS keyword
+    reflection_words: dict[str, float]  # responses with each REFLECTION_WORDS keyword
+    correct_length_sum: float  # response tokens of the responses graded correct
+    repeating: float  # responses that repeat themselves until truncation (repeats_until_truncated)
     kl_sum: float  # per-token KL estimate to the reference, summed (0 without one)
     kl_tokens: float  # response tokens
     outcomes: dict[str, float]  # responses per OUTCOMES entry
@@ -65,7 +84,7 @@ def step_sums(batch: Batch, results: list[RewardResult], group_size: int) -> Ste
     """StepSums of one rank's batch; results are its rewards' records, in sample order."""
     samples = batch.samples
     lengths = [len(s.response_ids) for s in samples]
-    texts = [s.text.lower() for s in samples]
+    found = [reflection_words(s.text) for s in samples]
     grouped = batch.rewards.view(-1, group_size)
     return StepSums(
         responses=len(samples),
@@ -77,7 +96,10 @@ def step_sums(batch: Batch, results: list[RewardResult], group_size: int) -> Ste
         zero_adv_groups=(grouped.max(1).values == grouped.min(1).values).sum().item(),
         identical_groups=sum(len({tuple(s.response_ids) for s in samples[i : i + group_size]}) == 1
                              for i in range(0, len(samples), group_size)),
-        reflection=sum(any(w in t for w in REFLECTION_WORDS) for t in texts),
+        reflection=sum(bool(words) for words in found),
+        reflection_words={w: sum(w in words for words in found) for w in REFLECTION_WORDS},
+        correct_length_sum=sum(n for n, r in zip(lengths, results) if r.reason == "correct"),
+        repeating=sum(repeats_until_truncated(s.response_ids, s.finish_reason) for s in samples),
         kl_sum=sum(row.sum().item() for row in batch.kl_rows) if batch.kl_rows is not None else 0.0,
         kl_tokens=sum(lengths),
         outcomes={o: sum(r.reason == o for r in results) for o in OUTCOMES},
@@ -117,6 +139,8 @@ def step_metrics(sums: StepSums, policy: PolicyStats, critic: CriticStats | None
     s, p = reduced[StepSums], reduced[PolicyStats]
     longest = all_reduce(torch.tensor([float(sums.length_max)]), op="max").item()
     n = max(s.responses, 1)
+    correct = s.outcomes["correct"]
+    wrong = s.responses - correct  # every response not graded correct (wrong, no answer, parse error, timeout)
     row = {
         "reward_mean": s.reward_sum / n,
         "accuracy": s.outcomes["correct"] / n,
@@ -137,6 +161,10 @@ def step_metrics(sums: StepSums, policy: PolicyStats, critic: CriticStats | None
         "grader_parse_errors": s.outcomes["parse_error"],
         "outcome_counts": dict(s.outcomes),
         "reflection_rate": s.reflection / n,
+        **{f"reflection/{w}": count / n for w, count in s.reflection_words.items()},
+        "response_length_correct": s.correct_length_sum / correct if correct else None,  # null: no such response
+        "response_length_wrong": (s.length_sum - s.correct_length_sum) / wrong if wrong else None,
+        "repetition_rate": s.repeating / n,
         "generated_tokens": s.length_sum,
     }
     if drift is not None:  # an engine that returns the sampler's log-probs (vLLM)
@@ -194,11 +222,14 @@ def eval_metrics(engine, eval_sets: dict, template: str, grader: Grader, max_new
     return row
 
 
-def append_logs(out_dir: Path, row: dict, problems: list, samples: list, results: list[RewardResult],
-                log_samples: int, group_size: int) -> None:
-    """One metrics.jsonl row, and the first `log_samples` rollouts of rank 0 to samples.jsonl."""
+def append_logs(out_dir: Path, row: dict, problems: list = (), samples: list = (), results: list[RewardResult] = (),
+                log_samples: int = 0, group_size: int = 1) -> None:
+    """One metrics.jsonl row, and the first `log_samples` rollouts of rank 0 to samples.jsonl (none for the
+    step-0 row, which holds only the eval before training)."""
     with open(out_dir / "metrics.jsonl", "a") as f:
         f.write(strict_json(row) + "\n")
+    if not samples:
+        return
     with open(out_dir / "samples.jsonl", "a") as f:
         for i, (s, r) in enumerate(list(zip(samples, results))[:log_samples]):
             problem = problems[i // group_size]

@@ -53,6 +53,7 @@ from learn import ALGORITHMS, LearnSettings, learn, learn_critic, prepare_batch
 from metrics import append_logs, collapse_warning, eval_metrics, peak_memory_gb, step_metrics, step_sums
 from model import (TokenLogProbs, ValueModel, distribute, enable_gradient_checkpointing, frozen_copy, load_model,
                    model_problem, resolve_model, unwrap)
+from plot import write_run_figure
 from reward import REWARD_RULES, TEMPLATES, apply_template, compute_rewards, stop_strings
 from rollout import PROBE_TOLERANCE, HFEngine, Sample, SamplingParams, VLLMEngine, vllm_memory_share
 
@@ -385,6 +386,10 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None) -> list[dict]:
 
     # --- 4. the loop
     history, bad_steps = [], 0
+    if cfg.eval_every and start_step == 0:  # the "before": step 0 holds the eval of the starting model
+        history.append({"step": 0, **eval_metrics(engine, eval_sets, cfg.template, grader, cfg.max_new_tokens, d)})
+        if d.is_main:
+            append_logs(out_dir, history[-1])
     peak_memory_gb(d.device)  # each row's peak_memory_gb on CUDA covers the time since the previous row
     bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, disable=not d.is_main, desc="train")
     for step in bar:
@@ -421,6 +426,8 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None) -> list[dict]:
                             len=f"{row['response_length_mean']:.0f}")
             if warning := collapse_warning(row, cfg.group_size):
                 tqdm.write(f"warning: {warning}", file=sys.stderr)
+            if due(cfg.eval_every, step, cfg.steps) or step + 1 == cfg.steps:
+                write_run_figure(out_dir)  # out_dir/metrics.png (plot.py)
         # divergence guard: updates with a non-finite loss or grad norm were skipped (learn.py); stop when it persists
         bad_steps = bad_steps + 1 if row["skipped_updates"] or row.get("critic_skipped_updates") else 0
         if bad_steps >= cfg.max_bad_steps:

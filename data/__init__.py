@@ -24,6 +24,7 @@ import json
 import os
 import random
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,6 +173,25 @@ def write_atomic(path: str | Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def read_log(path: str | Path) -> list[dict]:
+    """The rows of a log we append to (metrics.jsonl, samples.jsonl). A last line cut short by a kill mid-write
+    is left out with a warning on stderr; a bad line elsewhere raises UsageError naming file and line."""
+    path = Path(path)
+    lines, rows = path.read_text(encoding="utf-8").splitlines(), []
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError("not a JSON object")
+            rows.append(row)
+        except ValueError as e:
+            if number < len(lines):
+                raise UsageError(f"{path}:{number}: not a log row ({e}); fix or delete that line") from None
+            print(f"warning: {path}:{number}: left out a torn last line (a run killed mid-write)", file=sys.stderr,
+                  flush=True)
+    return rows
 
 
 def write_jsonl(path: str | Path, rows: list[dict]) -> None:

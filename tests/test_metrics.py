@@ -8,7 +8,8 @@ import torch.distributed as dist
 
 from distributed import all_reduce, setup_distributed
 from learn import Batch, CriticStats, PolicyStats
-from metrics import StepSums, collapse_warning, step_metrics, step_sums, strict_json, sum_over_ranks
+from metrics import (StepSums, collapse_warning, reflection_words, repeats_until_truncated, step_metrics, step_sums,
+                     strict_json, sum_over_ranks)
 from reward import OUTCOMES, RewardResult
 from rollout import Sample
 
@@ -29,9 +30,11 @@ def test_all_reduce_sums_or_maxes_in_place_and_names_a_bad_op(group):
 
 
 def test_sum_over_ranks_keeps_types_and_dict_keys(group):
-    sums, stats = sum_over_ranks(StepSums(1, 1, 1.0, 0, 3, 3, 0, 0, 0, 0.0, 3, {"correct": 1, "wrong": 0}),
+    sums, stats = sum_over_ranks(StepSums(1, 1, 1.0, 0, 3, 3, 0, 0, 0, {"wait": 0}, 0, 0, 0.0, 3,
+                                          {"correct": 1, "wrong": 0}),
                                  PolicyStats(loss=0.5, tokens=3))
     assert isinstance(sums, StepSums) and sums.outcomes == {"correct": 1.0, "wrong": 0.0}
+    assert sums.reflection_words == {"wait": 0.0}
     assert isinstance(stats, PolicyStats) and stats.loss == 0.5 and stats.tokens == 3.0
 
 
@@ -77,3 +80,33 @@ def test_identical_groups_are_counted_by_token_ids(group):
     results = [RewardResult(0.0, "wrong", "1")] * 4
     batch = Batch(samples, torch.zeros(4), torch.tensor([True] * 4), [], None, None, None, None, None, None, None)
     assert step_sums(batch, results, group_size=2).identical_groups == 1
+
+
+def test_reflection_keywords_match_whole_words_only():
+    assert reflection_words("Wait, let me re-examine. However, I verify it.") == {"wait", "re-examine", "however", "verify"}
+    assert reflection_words("We await the verifier; rewait.") == set()  # not "wait", not "verify"
+    assert reflection_words("Let me check again and double-check") == {"check again", "double-check"}
+
+
+def test_repetition_until_truncation():
+    loop = [7, 8, 9] * 10  # 30 tokens, truncated while looping
+    assert repeats_until_truncated([1, 2, 3, 4, 5, 6] + loop, "length")
+    assert not repeats_until_truncated([1, 2, 3, 4, 5, 6] + loop, "stop")  # it ended: not until truncation
+    assert not repeats_until_truncated(list(range(40)), "length")
+    assert not repeats_until_truncated([5] * 10, "length")  # under 16 tokens: too short to tell
+
+
+def test_per_keyword_rates_and_lengths_of_correct_and_wrong(group):
+    samples = [Sample([1], [5, 6, 2], "Wait, 4", "stop"), Sample([1], [5, 6, 7, 8, 9], "await x", "stop"),
+               Sample([1], [5] * 20, "however however", "length"), Sample([1], [5, 2], "4", "stop")]
+    results = [RewardResult(1.0, "correct", "4"), RewardResult(-0.5, "wrong", "x"),
+               RewardResult(-1.0, "no_answer", None), RewardResult(1.0, "correct", "4")]
+    batch = Batch(samples, torch.tensor([1.0, -0.5, -1.0, 1.0]), torch.tensor([True] * 4), [], None, None, None, None,
+                  None, None, None)
+    row = step_metrics(step_sums(batch, results, group_size=2), PolicyStats(), None, None, group)
+    assert row["reflection/wait"] == 0.25 and row["reflection/however"] == 0.25 and row["reflection/verify"] == 0
+    assert row["reflection_rate"] == 0.5  # "await" is not "wait"
+    assert row["response_length_correct"] == 2.5 and row["response_length_wrong"] == 12.5  # (3 + 2) / 2, (5 + 20) / 2
+    assert row["repetition_rate"] == 0.25
+    none_right = step_metrics(step_sums(batch, [results[1]] * 4, group_size=2), PolicyStats(), None, None, group)
+    assert none_right["response_length_correct"] is None

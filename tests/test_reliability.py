@@ -232,9 +232,9 @@ def test_a_torn_last_line_is_dropped_and_a_bad_middle_line_is_named(tmp_path, ca
     metrics.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "rew')  # killed mid-write
     truncate_logs(tmp_path, 2)
     assert metrics.read_text() == '{"step": 1}\n{"step": 2}\n'
-    assert f"{metrics}:3: dropped a torn last line" in capfd.readouterr().err
+    assert f"{metrics}:3: left out a torn last line" in capfd.readouterr().err
     metrics.write_text('{"step": 1}\nnot json\n{"step": 3}\n')
-    with pytest.raises(UsageError, match=rf"{metrics}:2: not a metrics row"):
+    with pytest.raises(UsageError, match=rf"{metrics}:2: not a log row"):
         truncate_logs(tmp_path, 3)
 
 

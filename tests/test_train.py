@@ -32,10 +32,12 @@ def without_timings(row: dict) -> dict:
 
 
 def test_two_step_run_writes_metrics_samples_config_and_checkpoint(tiny_model_dir, tmp_path, parity_reward):
-    rows = main(tiny_config(tiny_model_dir, tmp_path))
+    before, *rows = main(tiny_config(tiny_model_dir, tmp_path))
+    assert before["step"] == 0 and set(before) == {"step", "eval/arithmetic", "eval/arithmetic/answer_rate"}
     assert [r["step"] for r in rows] == [1, 2]
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert logged == rows
+    assert logged == [before, *rows]
+    assert (tmp_path / "metrics.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")  # plot.py's figure
     for key in ("reward_mean", "accuracy", "answer_rate", "response_length_mean", "response_length_max",
                 "truncation_rate", "clip_fraction", "entropy", "grad_norm", "time_rollout", "time_reward",
                 "time_learn", "time_sync", "tokens_per_s", "peak_memory_gb", "zero_adv_group_frac", "reflection_rate"):
@@ -221,7 +223,7 @@ def test_torchrun_two_ranks_trains(tiny_model_dir, tmp_path):
              "--eval-limit", "4", "--save-every", "2"])
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [row["step"] for row in rows] == [1, 2] and "eval/arithmetic" in rows[1]
+    assert [row["step"] for row in rows] == [0, 1, 2] and "eval/arithmetic" in rows[0] and "eval/arithmetic" in rows[2]
     assert (tmp_path / "checkpoints" / "step_000002" / "model.safetensors").exists()
 
 
