@@ -152,7 +152,8 @@ def test_train_zero_with_the_vllm_engine_probes_every_step(tmp_path):
                      "--eval-limit", "4", "--save-every", "0", "--out-dir", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "vLLM engine ready: probe max" in r.stdout
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    before, *rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert before["step"] == 0 and "eval/arithmetic" in before  # the eval before training, on the vLLM engine
     assert [row["step"] for row in rows] == [1, 2, 3]
     for row in rows:
         assert row["probe_max_abs_diff"] < PROBE_TOLERANCE  # the engine followed every optimiser step
