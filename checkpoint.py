@@ -111,7 +111,8 @@ def acquire_lock(out_dir: Path) -> Path:
 
 def release_lock(lock: Path) -> None:
     """Delete the lock if this process still owns it."""
-    if _owner(lock).get("pid") == os.getpid() and _owner(lock).get("host") == socket.gethostname():
+    owner = _owner(lock)
+    if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
         lock.unlink(missing_ok=True)
 
 
