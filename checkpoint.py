@@ -46,9 +46,11 @@ from model import full_parameters, is_sharded
 RESUME_MAY_CHANGE = {"steps", "resume", "out_dir", "eval_every", "eval_data", "eval_limit", "save_every", "log_samples",
                      "grader_timeout", "grader_workers", "data_dir", "probe_every", "probe_tolerance", "vllm_sleep",
                      "vllm_kv_cache_gb", "vllm_gpu_memory_utilization", "vllm_cpu_bind",
-                     "gradient_checkpointing", "ref_offload", "overwrite", "max_bad_steps"}
+                     "gradient_checkpointing", "ref_offload", "overwrite", "max_bad_steps", "log_with", "wandb_project",
+                     "wandb_mode"}
 LOCK = "run.lock"  # out_dir/run.lock: {"pid", "host", "started"} of the run that owns the directory
-RUN_FILES = ("config.json", "metrics.jsonl", "samples.jsonl", "checkpoints")  # what a run writes (--overwrite deletes)
+# what a run writes (--overwrite deletes them)
+RUN_FILES = ("config.json", "metrics.jsonl", "samples.jsonl", "checkpoints", "tensorboard", "wandb")
 
 
 class NonFiniteWeights(RuntimeError):

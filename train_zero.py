@@ -35,6 +35,7 @@ import os
 import random
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -50,7 +51,8 @@ from distributed import Dist, print0, setup_distributed
 from evaluate import load_eval_set
 from grader import Grader
 from learn import ALGORITHMS, LearnSettings, learn, learn_critic, prepare_batch
-from metrics import append_logs, collapse_warning, eval_metrics, peak_memory_gb, step_metrics, step_sums
+from metrics import (ExternalLoggers, append_logs, collapse_warning, eval_metrics, logger_problems, peak_memory_gb,
+                     step_metrics, step_sums)
 from model import (TokenLogProbs, ValueModel, distribute, enable_gradient_checkpointing, frozen_copy, load_model,
                    model_problem, resolve_model, unwrap)
 from plot import write_run_figure
@@ -106,6 +108,9 @@ class Config(LearnSettings):
     resume: bool = False  # continue from out_dir/checkpoints/latest
     overwrite: bool = False  # start afresh in an out_dir that holds an earlier run, deleting its files
     max_bad_steps: int = 3  # stop after this many steps in a row with a non-finite loss or grad norm (skipped)
+    log_with: tuple[Literal["tensorboard", "wandb"], ...] = ()  # also log each row to TensorBoard and/or W&B (optional packages)
+    wandb_project: str = "zero-rl"  # W&B project (--log-with wandb)
+    wandb_mode: Literal["offline", "online"] = "offline"  # W&B: offline writes out_dir/wandb only (`wandb sync` uploads it)
     # --- grader
     grader_timeout: float = 5.0  # seconds per sample before the grader's worker is killed
     grader_workers: int = 2  # grader worker processes per rank (sympy runs there)
@@ -128,6 +133,7 @@ def config_problems(cfg: Config, world_size: int) -> list[str]:
         ("max_bad_steps", cfg.max_bad_steps >= 1, "at least 1")]:
         if not ok:
             out.append(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be {rule}")
+    out += logger_problems(cfg.log_with)
     if cfg.temperature <= 0:
         out.append(f"--temperature {cfg.temperature}: must be > 0 (greedy sampling makes a group's samples identical, "
                    "so every advantage is 0, and log-probs at temperature 0 are undefined; the papers: 1.0)")
@@ -379,68 +385,72 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None) -> list[dict]:
         print0(d, f"resumed from {checkpoint} at step {start_step}")
     engine = make_engine(cfg, m.model, unwrap(m.policy), m.tokenizer, checkpoint, d,
                          tuple(o for o in (m.optimizer, m.critic_optimizer) if o))
-    grader = Grader(cfg.grader_timeout, cfg.grader_workers)
     if d.is_main:
         truncate_logs(out_dir, start_step)  # a resumed run rewrites the rows after its checkpoint
     pad = m.tokenizer.pad_token_id
 
-    # --- 4. the loop
-    history, bad_steps = [], 0
-    if cfg.eval_every and start_step == 0:  # the "before": step 0 holds the eval of the starting model
-        history.append({"step": 0, **eval_metrics(engine, eval_sets, cfg.template, grader, cfg.max_new_tokens, d)})
-        if d.is_main:
-            append_logs(out_dir, history[-1])
-    peak_memory_gb(d.device)  # each row's peak_memory_gb on CUDA covers the time since the previous row
-    bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, disable=not d.is_main, desc="train")
-    for step in bar:
-        # rollout: this rank's prompts, group_size samples each
-        t0 = time.perf_counter()
-        problems = problems_for_step(train_set.problems, step, cfg.prompts_per_step, cfg.seed, d.rank, d.world_size)
-        samples = rollout(engine, problems, cfg, step, d.rank)
-        # reward
-        t1 = time.perf_counter()
-        golds = [p.answer for p in problems for _ in range(cfg.group_size)]
-        results = compute_rewards([s.text for s in samples], golds, cfg.template, cfg.reward, grader)
-        # prepare batch (no-grad passes, advantages), then learn (policy, and the critic for PPO)
-        t2 = time.perf_counter()
-        batch = prepare_batch(samples, [r.score for r in results], unwrap(m.policy), m.reference, m.value_model, cfg,
-                              pad, d)
-        policy_stats = learn(m.policy, m.optimizer, batch, cfg, d, pad)
-        critic_stats = learn_critic(m.critic, m.critic_optimizer, batch, cfg, d, pad) if m.critic else None
-        # sync the engine's weights (and probe them)
-        t3 = time.perf_counter()
-        sync_seconds, probe = sync_engine(engine, m.model, unwrap(m.policy), step, cfg)
-        # log
-        row = {"step": step + 1, **step_metrics(step_sums(batch, results, cfg.group_size), policy_stats, critic_stats,
-                                                batch.drift, d)}
-        row.update({"time_rollout": t1 - t0, "time_reward": t2 - t1, "time_learn": t3 - t2, "time_sync": sync_seconds,
-                    "tokens_per_s": row["generated_tokens"] / max(t1 - t0, 1e-9),
-                    "peak_memory_gb": peak_memory_gb(d.device), **probe})
-        # eval
-        if due(cfg.eval_every, step, cfg.steps):
-            row.update(eval_metrics(engine, eval_sets, cfg.template, grader, cfg.max_new_tokens, d))
-        history.append(row)
-        if d.is_main:
-            append_logs(out_dir, row, problems, samples, results, cfg.log_samples, cfg.group_size)
-            bar.set_postfix(reward=f"{row['reward_mean']:.2f}", acc=f"{row['accuracy']:.2f}",
-                            len=f"{row['response_length_mean']:.0f}")
-            if warning := collapse_warning(row, cfg.group_size):
-                tqdm.write(f"warning: {warning}", file=sys.stderr)
-            if due(cfg.eval_every, step, cfg.steps) or step + 1 == cfg.steps:
-                write_run_figure(out_dir)  # out_dir/metrics.png (plot.py)
-        # divergence guard: updates with a non-finite loss or grad norm were skipped (learn.py); stop when it persists
-        bad_steps = bad_steps + 1 if row["skipped_updates"] or row.get("critic_skipped_updates") else 0
-        if bad_steps >= cfg.max_bad_steps:
-            raise Diverged(f"step {step + 1}: {bad_steps} steps in a row (since step {step + 2 - bad_steps}) with a "
-                           f"non-finite loss or gradient norm (--max-bad-steps {cfg.max_bad_steps}); their optimiser "
-                           f"steps were skipped, so every checkpoint holds finite weights; start again with a lower "
-                           f"--lr (into another --out-dir, or --overwrite)")
-        # save
-        if due(cfg.save_every, step, cfg.steps):
-            save_checkpoint(out_dir, step + 1, m.model, m.tokenizer, m.optimizer, asdict(cfg), d, m.value_model,
-                            m.critic_optimizer)
-    grader.close()
-    engine.close()
+    # --- 4. the loop (the grader's workers, the engine and the loggers are closed at the end, also on an error)
+    with ExitStack() as cleanup:
+        cleanup.callback(engine.close)
+        grader = cleanup.enter_context(Grader(cfg.grader_timeout, cfg.grader_workers))
+        loggers = cleanup.enter_context(ExternalLoggers(cfg.log_with if d.is_main else (), out_dir, asdict(cfg),
+                                                        start_step, cfg.wandb_project, cfg.wandb_mode))
+        history, bad_steps = [], 0
+        if cfg.eval_every and start_step == 0:  # the "before": step 0 holds the eval of the starting model
+            history.append({"step": 0, **eval_metrics(engine, eval_sets, cfg.template, grader, cfg.max_new_tokens, d)})
+            if d.is_main:
+                append_logs(out_dir, history[-1])
+                loggers.log(history[-1])
+        peak_memory_gb(d.device)  # each row's peak_memory_gb on CUDA covers the time since the previous row
+        bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, disable=not d.is_main, desc="train")
+        for step in bar:
+            # rollout: this rank's prompts, group_size samples each
+            t0 = time.perf_counter()
+            problems = problems_for_step(train_set.problems, step, cfg.prompts_per_step, cfg.seed, d.rank, d.world_size)
+            samples = rollout(engine, problems, cfg, step, d.rank)
+            # reward
+            t1 = time.perf_counter()
+            golds = [p.answer for p in problems for _ in range(cfg.group_size)]
+            results = compute_rewards([s.text for s in samples], golds, cfg.template, cfg.reward, grader)
+            # prepare batch (no-grad passes, advantages), then learn (policy, and the critic for PPO)
+            t2 = time.perf_counter()
+            batch = prepare_batch(samples, [r.score for r in results], unwrap(m.policy), m.reference, m.value_model, cfg,
+                                  pad, d)
+            policy_stats = learn(m.policy, m.optimizer, batch, cfg, d, pad)
+            critic_stats = learn_critic(m.critic, m.critic_optimizer, batch, cfg, d, pad) if m.critic else None
+            # sync the engine's weights (and probe them)
+            t3 = time.perf_counter()
+            sync_seconds, probe = sync_engine(engine, m.model, unwrap(m.policy), step, cfg)
+            # log
+            row = {"step": step + 1, **step_metrics(step_sums(batch, results, cfg.group_size), policy_stats, critic_stats,
+                                                    batch.drift, d)}
+            row.update({"time_rollout": t1 - t0, "time_reward": t2 - t1, "time_learn": t3 - t2, "time_sync": sync_seconds,
+                        "tokens_per_s": row["generated_tokens"] / max(t1 - t0, 1e-9),
+                        "peak_memory_gb": peak_memory_gb(d.device), **probe})
+            # eval
+            if due(cfg.eval_every, step, cfg.steps):
+                row.update(eval_metrics(engine, eval_sets, cfg.template, grader, cfg.max_new_tokens, d))
+            history.append(row)
+            if d.is_main:
+                append_logs(out_dir, row, problems, samples, results, cfg.log_samples, cfg.group_size)
+                loggers.log(row)
+                bar.set_postfix(reward=f"{row['reward_mean']:.2f}", acc=f"{row['accuracy']:.2f}",
+                                len=f"{row['response_length_mean']:.0f}")
+                if warning := collapse_warning(row, cfg.group_size):
+                    tqdm.write(f"warning: {warning}", file=sys.stderr)
+                if due(cfg.eval_every, step, cfg.steps) or step + 1 == cfg.steps:
+                    write_run_figure(out_dir)  # out_dir/metrics.png (plot.py)
+            # divergence guard: updates with a non-finite loss or grad norm were skipped (learn.py); stop when it persists
+            bad_steps = bad_steps + 1 if row["skipped_updates"] or row.get("critic_skipped_updates") else 0
+            if bad_steps >= cfg.max_bad_steps:
+                raise Diverged(f"step {step + 1}: {bad_steps} steps in a row (since step {step + 2 - bad_steps}) with a "
+                               f"non-finite loss or gradient norm (--max-bad-steps {cfg.max_bad_steps}); their optimiser "
+                               f"steps were skipped, so every checkpoint holds finite weights; start again with a lower "
+                               f"--lr (into another --out-dir, or --overwrite)")
+            # save
+            if due(cfg.save_every, step, cfg.steps):
+                save_checkpoint(out_dir, step + 1, m.model, m.tokenizer, m.optimizer, asdict(cfg), d, m.value_model,
+                                m.critic_optimizer)
     return history
 
 
