@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from transformers import LogitsProcessor, LogitsProcessorList
+
 from model import TokenLogProbs, full_parameters, reshard
 from reward import STOP_TOKENS
 from weight_sync import pack_bucket
@@ -84,6 +86,26 @@ class Sample:
 
 # ---------------------------------------------------------------------------------------------
 # The transformers engine
+
+
+class NonFiniteLogits(RuntimeError):
+    """The policy's next-token logits hold NaN or +inf, or a row is all -inf: its weights diverged. Sampling them
+    would draw garbage (CPU) or stop the process with a device-side assert (CUDA), so HFEngine stops first."""
+
+
+def _check_finite_logits(scores: torch.Tensor) -> None:
+    """Raise NonFiniteLogits unless every row of `scores` [batch, vocab] has a finite maximum (a NaN or +inf makes
+    the maximum non-finite; -inf entries, as top-p leaves them, are fine while a row keeps a finite one)."""
+    if not torch.isfinite(scores.amax(dim=-1)).all():
+        raise NonFiniteLogits("the policy's next-token logits hold NaN or inf: its weights diverged")
+
+
+class FiniteLogitsCheck(LogitsProcessor):
+    """The last logits processor of HFEngine's generate: _check_finite_logits on each step's scores."""
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        _check_finite_logits(scores)
+        return scores
 
 
 class HFEngine:
@@ -154,6 +176,7 @@ class HFEngine:
             sampling = params.temperature > 0
             kwargs = dict(temperature=params.temperature, top_p=params.top_p, top_k=0) if sampling else {}
             out = model.generate(
+                logits_processor=LogitsProcessorList([FiniteLogitsCheck()]),
                 **enc,
                 do_sample=sampling,
                 max_new_tokens=params.max_new_tokens,

@@ -57,7 +57,8 @@ from model import (TokenLogProbs, ValueModel, distribute, enable_gradient_checkp
                    model_problem, resolve_model, unwrap)
 from plot import write_run_figure
 from reward import REWARD_RULES, TEMPLATES, apply_template, compute_rewards, stop_strings
-from rollout import PROBE_TOLERANCE, HFEngine, Sample, SamplingParams, VLLMEngine, vllm_memory_share
+from rollout import (PROBE_TOLERANCE, HFEngine, NonFiniteLogits, Sample, SamplingParams, VLLMEngine,
+                     vllm_memory_share)
 
 
 @dataclass
@@ -297,7 +298,11 @@ def rollout(engine, problems: list, cfg: Config, step: int, rank: int) -> list[S
     """group_size samples per problem (grouped, in problem order), seeded by (seed, step, rank); then the engine sleeps."""
     params = SamplingParams(cfg.group_size, cfg.temperature, cfg.top_p, cfg.max_new_tokens, stop_strings(cfg.template),
                             seed=cfg.seed * 1_000_003 + step * 1_009 + rank)
-    groups = engine.generate([apply_template(cfg.template, p.problem) for p in problems], params)
+    try:
+        groups = engine.generate([apply_template(cfg.template, p.problem) for p in problems], params)
+    except NonFiniteLogits as error:  # a finite update that was too large (e.g. --lr far too high) overflowed the logits
+        raise Diverged(f"step {step + 1}: {error} in the last update; start again with a lower --lr (into another "
+                       f"--out-dir, or --overwrite)") from error
     engine.sleep()  # GPU sleep mode: free the engine's memory while the trainer learns (else no-op)
     return [s for group in groups for s in group]
 
@@ -461,7 +466,7 @@ if __name__ == "__main__":
         if int(os.environ.get("RANK", 0)) == 0:
             print("\n".join(f"train_zero.py: error: {line}" for line in str(error).splitlines()), file=sys.stderr)
         sys.exit(2)
-    except (Diverged, NonFiniteWeights) as error:
+    except (Diverged, NonFiniteWeights, NonFiniteLogits) as error:
         if int(os.environ.get("RANK", 0)) == 0:
             print(f"train_zero.py: diverged: {error}", file=sys.stderr)
         sys.exit(1)

@@ -197,6 +197,39 @@ def test_non_finite_steps_are_skipped_logged_and_stop_the_run_without_a_bad_chec
     assert all(torch.equal(saved["step_000001"][k], saved["step_000002"][k]) for k in saved["step_000001"])
 
 
+def test_logits_that_overflow_after_a_finite_update_stop_the_run_before_sampling(tiny_model_dir, tmp_path,
+                                                                                 parity_reward, monkeypatch):
+    # A finite gradient whose update is far too large (on an H200, --lr 1e30 on a random Qwen2) leaves finite weights
+    # whose next logits overflow: sampling them ended the process with a device-side assert. Here step 1's update
+    # sets the final norm's weights to 3e38 (finite), which overflows the logits of step 2.
+    real_learn = train_zero.learn
+
+    def overflowing_learn(policy, *args, **kwargs):
+        stats = real_learn(policy, *args, **kwargs)
+        with torch.no_grad():
+            train_zero.unwrap(policy).lm.model.norm.weight.fill_(3e38)
+        return stats
+
+    monkeypatch.setattr(train_zero, "learn", overflowing_learn)
+    with pytest.raises(Diverged, match=r"step 2: the policy's next-token logits hold NaN or inf: its weights diverged "
+                                       r"in the last update; start again with a lower --lr"):
+        main(tiny_config(tiny_model_dir, tmp_path, steps=4, save_every=0, eval_every=0))
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1] and rows[0]["skipped_updates"] == 0
+
+
+def test_the_engine_refuses_non_finite_logits_sampled_or_greedy(tiny_model, tokenizer):
+    from rollout import HFEngine, NonFiniteLogits, SamplingParams
+
+    engine = HFEngine(tiny_model, tokenizer)
+    assert len(engine.generate(["1 + 1 ="], SamplingParams(n=2, temperature=1.0, top_p=0.5, max_new_tokens=4))[0]) == 2
+    with torch.no_grad():
+        tiny_model.lm_head.weight[5, 0] = float("nan")
+    for temperature in (1.0, 0.0):
+        with pytest.raises(NonFiniteLogits, match="NaN or inf"):
+            engine.generate(["1 + 1 ="], SamplingParams(n=2, temperature=temperature, max_new_tokens=4))
+
+
 def test_non_finite_weights_are_never_saved(tiny_model, tokenizer, tmp_path):
     import torch.distributed as dist
     from distributed import setup_distributed
