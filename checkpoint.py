@@ -40,7 +40,7 @@ import torch.distributed as dist
 
 from data import UsageError, read_log, write_atomic
 from distributed import Dist, all_reduce
-from model import full_parameters, is_sharded
+from model import full_parameters, is_sharded, local_shard
 
 # Flags that do not change the training trajectory: --resume accepts new values for them.
 RESUME_MAY_CHANGE = {"steps", "resume", "out_dir", "eval_every", "eval_data", "eval_limit", "save_every", "log_samples",
@@ -171,8 +171,7 @@ def run_directory(out_dir: Path, config: dict, d: Dist, resume: bool, overwrite:
 
 def all_finite(*modules) -> bool:
     """Whether every parameter of `modules` (None entries skipped) is finite on every rank. Collective."""
-    local = lambda p: p.to_local() if hasattr(p, "to_local") else p  # an FSDP DTensor's shard on this rank
-    bad = any(not torch.isfinite(local(p)).all() for m in modules if m is not None for p in m.parameters())
+    bad = any(not torch.isfinite(local_shard(p)).all() for m in modules if m is not None for p in m.parameters())
     return not all_reduce(torch.tensor([float(bad)]), op="max").item()
 
 

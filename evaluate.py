@@ -4,8 +4,8 @@
         --benchmarks math500,gsm8k --limit 50 --template qwen_math
 
 Benchmarks (files under --data-dir, default $ZERO_RL_DATA or ../shared/data): aime24, amc23,
-math500, minerva_math, olympiadbench, gsm8k (REFERENCE §5), plus "arithmetic", a held-out slice
-of the built-in procedural set. Prints a table (per benchmark and the average) and writes one JSONL
+math500, minerva_math, olympiadbench, gsm8k (REFERENCE §5), plus "arithmetic" and "add_one", held-out
+draws of the built-in procedural sets. Prints a table (per benchmark and the average) and writes one JSONL
 per benchmark with every sample, its extracted answer, verdict and reward.
 
 Deviations, one line each:
@@ -18,19 +18,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from data import ProblemSet, arithmetic_problems, load_benchmark, write_jsonl
+from data import PROCEDURAL_SETS, ProblemSet, load_benchmark, write_jsonl
 from grader import Grader
 from reward import apply_template, compute_rewards, stop_strings
 from model import load_model
 from rollout import HFEngine, SamplingParams
 
-ARITHMETIC_EVAL_SEED = 1_000_000  # a different draw from training's seed-0 set
+ARITHMETIC_EVAL_SEED = 1_000_000  # the procedural sets' eval draw: not training's seed-0 (or any small-seed) draw
 
 
 @dataclass
 class EvalConfig:
     model: str = "smollm2-135m"  # HF hub id, local HF directory, checkpoint directory, or smollm2-135m
-    benchmarks: str = "math500,gsm8k"  # comma-separated: aime24, amc23, math500, minerva_math, olympiadbench, gsm8k, arithmetic
+    benchmarks: str = "math500,gsm8k"  # comma-separated: aime24, amc23, math500, minerva_math, olympiadbench, gsm8k, arithmetic, add_one
     limit: int = 0  # first N problems of each benchmark (0: all)
     template: str = "qwen_math"  # prompt template, as in training
     max_new_tokens: int = 3000  # generation budget (REFERENCE §5: 3,000)
@@ -42,9 +42,9 @@ class EvalConfig:
 
 
 def load_eval_set(name: str, data_dir: str | None, limit: int | None) -> ProblemSet:
-    """A benchmark by name (data.load_benchmark), or "arithmetic" (a held-out procedural draw)."""
-    if name == "arithmetic":
-        return ProblemSet(arithmetic_problems(limit or 500, seed=ARITHMETIC_EVAL_SEED), "arithmetic", 0, 0)
+    """A benchmark by name (data.load_benchmark), or a procedural set ("arithmetic", "add_one": a held-out draw)."""
+    if name in PROCEDURAL_SETS:
+        return ProblemSet(PROCEDURAL_SETS[name](limit or 500, seed=ARITHMETIC_EVAL_SEED), name, 0, 0)
     return load_benchmark(name, data_dir, limit or None)
 
 

@@ -265,6 +265,11 @@ def no_gradient_sync(module: nn.Module, skip: bool = True):
             module.set_requires_gradient_sync(True)
 
 
+def local_shard(tensor: torch.Tensor) -> torch.Tensor:
+    """This rank's part of a parameter: an FSDP2 DTensor's local shard, or the tensor itself (DDP, one process)."""
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
+
+
 def full_parameters(module: nn.Module):
     """Yield (name, tensor) for each parameter of `module`, one at a time: an FSDP shard all-gathered into the
     full tensor (DTensor.full_tensor(), a collective: every rank must iterate), else the parameter, detached.

@@ -39,6 +39,12 @@ TEMPLATES: dict[str, str] = {
         "</answer>.\nUser: {q}\nAssistant: <think>"
     ),
     "abel": "Question:\n{q}\nAnswer:\nLet's think step by step.\n",
+    # not a paper's: the embedded default's (README "The embedded default learns"). SmolLM2-Instruct's ChatML with
+    # one worked example, so the 135M model answers in a box from step 1 and the reward grades its arithmetic.
+    "chat_oneshot": (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n"
+        "<|im_start|>assistant\n2 + 3 = \\boxed{5}<|im_end|>\n<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"
+    ),
     "no": "{q}",
 }
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>", "</s>")

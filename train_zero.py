@@ -1,7 +1,7 @@
 """R1-Zero-like training: RL straight from a base model with a rule-based math reward.
 
 One process (CPU or one GPU):
-    python train_zero.py                                  # embedded default: SmolLM2-135M, arithmetic
+    python train_zero.py                                  # embedded default: SmolLM2-135M, add_one
     python train_zero.py --algo grpo --train-data ../shared/data/train/gsm8k_train.jsonl
     python train_zero.py --algo ppo                       # PPO with a critic (SimpleRL-Zero)
     python train_zero.py --algo grpo --kl-coef 1e-3 --kl-estimator k3   # KL loss (SimpleRL-Zoo)
@@ -46,7 +46,7 @@ import tyro
 from tqdm import tqdm
 
 from checkpoint import NonFiniteWeights, load_checkpoint, run_directory, save_checkpoint, truncate_logs
-from data import BENCHMARKS, UsageError, load_train_data
+from data import BENCHMARKS, PROCEDURAL_SETS, UsageError, load_train_data
 from distributed import Dist, print0, setup_distributed
 from evaluate import load_eval_set
 from grader import Grader
@@ -54,7 +54,7 @@ from learn import ALGORITHMS, LearnSettings, learn, learn_critic, prepare_batch
 from metrics import (ExternalLoggers, append_logs, collapse_warning, eval_metrics, logger_problems, peak_memory_gb,
                      step_metrics, step_sums)
 from model import (TokenLogProbs, ValueModel, distribute, enable_gradient_checkpointing, frozen_copy, load_model,
-                   model_problem, resolve_model, unwrap)
+                   local_shard, model_problem, resolve_model, unwrap)
 from plot import write_run_figure
 from reward import REWARD_RULES, TEMPLATES, apply_template, compute_rewards, stop_strings
 from rollout import (PROBE_TOLERANCE, HFEngine, NonFiniteLogits, Sample, SamplingParams, VLLMEngine,
@@ -67,13 +67,14 @@ class Config(LearnSettings):
 
     # --- model and data
     model: str = "smollm2-135m"  # HF hub id, local HF directory, or the embedded smollm2-135m
-    template: str = "qwen_boxed"  # prompt template (reward.TEMPLATES): qwen_math, qwen_boxed, r1, abel, no
+    template: str = "chat_oneshot"  # prompt template (reward.TEMPLATES): qwen_math, qwen_boxed, r1, abel, no, chat_oneshot
     reward: str = "simplerl"  # reward rule: simplerl (+1/-0.5/-1) or correct (1/0)
-    train_data: str = "arithmetic"  # JSONL with problem/answer, or "arithmetic" (built-in procedural set)
+    train_data: str = "add_one"  # JSONL with problem/answer, or a built-in procedural set: add_one, arithmetic
     levels: tuple[int, ...] = ()  # keep only these MATH levels (e.g. 3 4 5); empty keeps all
     data_dir: str = ""  # benchmark data directory (default: $ZERO_RL_DATA or ../shared/data)
     # --- sampling
-    steps: int = 30  # optimiser rounds (rollout batches)
+    max_new_tokens: int = 20  # generation budget L_max (also Dr. GRPO's loss denominator); the default task needs ~15
+    steps: int = 15  # optimiser rounds (rollout batches)
     prompts_per_step: int = 4  # prompts per rollout batch, over all ranks (group_size samples each)
     temperature: float = 1.0  # sampling temperature; log-probs are taken at the same temperature
     top_p: float = 1.0  # nucleus sampling
@@ -102,9 +103,9 @@ class Config(LearnSettings):
     # --- logging, eval, checkpoints
     out_dir: str = "runs/default"  # metrics.jsonl, samples.jsonl, config.json, checkpoints/
     log_samples: int = 4  # rollouts per step written to samples.jsonl
-    eval_every: int = 15  # greedy eval every N steps and at the end (0: never)
-    eval_data: str = "arithmetic"  # comma-separated benchmarks (evaluate.py names) or "arithmetic"
-    eval_limit: int = 32  # problems per eval benchmark
+    eval_every: int = 5  # greedy eval every N steps and at the end (0: never)
+    eval_data: str = "add_one"  # comma-separated benchmarks (evaluate.py names) or procedural sets (held-out draws)
+    eval_limit: int = 64  # problems per eval benchmark
     save_every: int = 15  # checkpoint every N steps and at the end (0: never)
     resume: bool = False  # continue from out_dir/checkpoints/latest
     overwrite: bool = False  # start afresh in an out_dir that holds an earlier run, deleting its files
@@ -143,13 +144,14 @@ def config_problems(cfg: Config, world_size: int) -> list[str]:
     for flag, value, known in [("template", cfg.template, TEMPLATES), ("reward", cfg.reward, REWARD_RULES)]:
         if value not in known:
             out.append(f"--{flag} {value!r}: use one of {', '.join(sorted(known))}")
-    if cfg.train_data != "arithmetic" and not Path(cfg.train_data).is_file():
-        out.append(f"--train-data {cfg.train_data}: no such file (a JSONL with problem and answer, or 'arithmetic')")
+    if cfg.train_data not in PROCEDURAL_SETS and not Path(cfg.train_data).is_file():
+        out.append(f"--train-data {cfg.train_data}: no such file (a JSONL with problem and answer, or a built-in set: "
+                   f"{', '.join(PROCEDURAL_SETS)})")
     if any(not 1 <= level <= 5 for level in cfg.levels):
         out.append(f"--levels {' '.join(map(str, cfg.levels))}: MATH levels are 1 to 5")
-    unknown = [n for n in cfg.eval_data.split(",") if n not in (*BENCHMARKS, "minerva", "arithmetic")]
+    unknown = [n for n in cfg.eval_data.split(",") if n not in (*BENCHMARKS, "minerva", *PROCEDURAL_SETS)]
     if cfg.eval_every and unknown:
-        out.append(f"--eval-data {cfg.eval_data}: unknown {', '.join(unknown)}; use arithmetic or {', '.join(BENCHMARKS)}")
+        out.append(f"--eval-data {cfg.eval_data}: unknown {', '.join(unknown)}; use {', '.join([*PROCEDURAL_SETS, *BENCHMARKS])}")
     if problem := model_problem(cfg.model):
         out.append(problem)
     if cfg.tis_cap > 0 and cfg.rollout_engine != "vllm":
@@ -216,9 +218,8 @@ def build_models(cfg: Config, d: Dist, checkpoint: Path | None) -> Models:
 def adamw_bytes_to_come(optimizers) -> int:
     """Bytes of the AdamW moments (exp_avg, exp_avg_sq: 8 per fp32 parameter element, of this rank's shard under
     FSDP) that the first optimiser step will allocate: those of parameters with no state yet (0 after a resume)."""
-    local = lambda p: p.to_local() if hasattr(p, "to_local") else p  # an FSDP DTensor's shard on this rank
-    return sum(2 * local(p).numel() * local(p).element_size() for opt in optimizers for group in opt.param_groups
-               for p in group["params"] if not opt.state.get(p))
+    return sum(2 * local_shard(p).numel() * local_shard(p).element_size()
+               for opt in optimizers for group in opt.param_groups for p in group["params"] if not opt.state.get(p))
 
 
 def make_engine(cfg: Config, model, policy, tokenizer, checkpoint: Path | None, d: Dist,

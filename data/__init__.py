@@ -6,9 +6,10 @@ Every data file is UTF-8 JSONL with one object per line holding at least `proble
 rebuilds them from the Hugging Face hub.
 
     load_jsonl(path, levels)        any problem/answer JSONL, strictly validated -> ProblemSet
-    load_train_data(spec)           "arithmetic" (embedded default, offline) or a JSONL path
+    load_train_data(spec)           a procedural set ("add_one": the embedded default; "arithmetic") or a JSONL path
     load_benchmark(name, data_dir)  aime24, amc23, math500, minerva_math, olympiadbench, gsm8k
     arithmetic_problems(n, seed)    "What is 17 * 4?"-style problems with integer answers
+    add_one_problems(n, seed)       "What is 57 + 1?": counting on (PROCEDURAL_SETS names both)
     last_boxed(text)                content of the last \\boxed{...} / \\fbox{...} (gold-answer rule)
 
 Deviations and choices:
@@ -240,24 +241,49 @@ def arithmetic_problems(n: int, seed: int = 0) -> list[Problem]:
     return problems
 
 
+def add_one_problems(n: int, seed: int = 0) -> list[Problem]:
+    """Counting on by one: "What is 57 + 1?" (a uniform in 10..99; 19 + 1, 99 + 1 and the like carry).
+
+    The embedded default's task (README "The embedded default learns"): the Q4-quantised 135M model gets about one
+    in ten right before training (greedy, `chat_oneshot` template; it adds 2 to 5 as 10), so the reward has
+    something to reinforce, and RL finds the rule within minutes on a CPU. Adding 1..5 instead stayed at 0 correct
+    for 9 steps: the model never sampled a right sum. Same contract as arithmetic_problems (prefix-stable draws).
+
+    Returns: n Problems like Problem("What is 57 + 1?", "58", source="add_one", meta={"expression": "57 + 1"}).
+    Raises: ValueError if n is negative.
+    """
+    if n < 0:
+        raise ValueError(f"add_one_problems: n must be >= 0, got {n}")
+    rng = random.Random(seed)
+    problems = []
+    for _ in range(n):
+        a = rng.randint(10, 99)
+        problems.append(Problem(f"What is {a} + 1?", str(a + 1), "add_one", None, {"expression": f"{a} + 1"}))
+    return problems
+
+
+PROCEDURAL_SETS = {"arithmetic": arithmetic_problems, "add_one": add_one_problems}  # name -> (n, seed) -> problems
+
+
 def load_train_data(spec: str, levels: Iterable[int] | None = None, seed: int = 0) -> ProblemSet:
     """Training problems from a spec.
 
     Args:
-        spec: "arithmetic" (10,000 arithmetic_problems drawn with `seed`) or a JSONL path (load_jsonl).
-        levels: level filter for JSONL files (see load_jsonl); must be empty for "arithmetic".
-        seed: seed of the arithmetic draw (unused for files).
+        spec: a PROCEDURAL_SETS name ("arithmetic", "add_one": 10,000 problems drawn with `seed`) or a JSONL
+            path (load_jsonl).
+        levels: level filter for JSONL files (see load_jsonl); must be empty for a procedural set.
+        seed: seed of the procedural draw (unused for files).
     Returns:
         ProblemSet.
     Raises:
         DataError: see load_jsonl.
-        ValueError: if levels are given with "arithmetic" (it has no levels).
+        ValueError: if levels are given with a procedural set (it has no levels).
     """
-    if spec == "arithmetic":
+    if spec in PROCEDURAL_SETS:
         if levels:
-            raise ValueError(f"levels {list(levels)} given, but the arithmetic set has no levels; "
+            raise ValueError(f"levels {list(levels)} given, but the {spec} set has no levels; "
                              "drop --levels or pass a MATH JSONL file")
-        return ProblemSet(arithmetic_problems(10_000, seed), "arithmetic", 0, 0)
+        return ProblemSet(PROCEDURAL_SETS[spec](10_000, seed), spec, 0, 0)
     return load_jsonl(spec, levels)
 
 

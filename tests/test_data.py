@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from data import (BENCHMARKS, DataError, Problem, arithmetic_problems, last_boxed, load_benchmark, load_jsonl,
+from data import (BENCHMARKS, DataError, Problem, add_one_problems, arithmetic_problems, last_boxed, load_benchmark, load_jsonl,
                   load_train_data)
 from data import prepare as prepare_module
 
@@ -144,6 +144,22 @@ def test_load_train_data_arithmetic(tmp_path):
         load_train_data("arithmetic", levels=[3])
     path = write_lines(tmp_path / "t.jsonl", [{"problem": "a", "answer": "1", "level": 3}])
     assert load_train_data(str(path), levels=[3]).problems[0].problem == "a"
+
+
+def test_add_one_is_seeded_prefix_stable_correct_and_carries():
+    problems = add_one_problems(2000, seed=0)
+    assert problems[:50] == add_one_problems(50, seed=0) and problems != add_one_problems(2000, seed=1)
+    firsts = set()
+    for p in problems:
+        a = int(re.fullmatch(r"What is (\d+) \+ 1\?", p.problem).group(1))
+        assert 10 <= a <= 99 and int(p.answer) == a + 1 and p.source == "add_one"
+        firsts.add(a)
+    assert firsts == set(range(10, 100))  # every two-digit number, the carries (19, 29, ..., 99) included
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        add_one_problems(-1)
+    assert load_train_data("add_one", seed=2).problems[:3] == add_one_problems(3, seed=2)
+    with pytest.raises(ValueError, match="the add_one set has no levels"):
+        load_train_data("add_one", levels=[3])
 
 
 # ---------------------------------------------------------------------------------------------------
