@@ -53,7 +53,7 @@ def evaluate_problems(engine, problems: list, template: str, grader: Grader, max
 
     Each record: problem, gold, response, answer (extracted or None), reason (the verdict: "correct" | "wrong" |
     "parse_error" (the answer could not be parsed to compare beyond strings) | "timeout" | "no_answer"),
-    finish_reason. Same template and grader as training.
+    finish_reason, length (response tokens, EOS included). Same template and grader as training.
     """
     if not problems:
         return []
@@ -63,7 +63,7 @@ def evaluate_problems(engine, problems: list, template: str, grader: Grader, max
     results = compute_rewards([s.text for s in samples], [p.answer for p in problems], template, "correct", grader)
     return [
         {"problem": p.problem, "gold": p.answer, "response": s.text, "answer": r.answer, "reason": r.reason,
-         "finish_reason": s.finish_reason}
+         "finish_reason": s.finish_reason, "length": len(s.response_ids)}
         for p, s, r in zip(problems, samples, results)
     ]
 

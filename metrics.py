@@ -208,7 +208,9 @@ def strict_json(row: dict) -> str:
 
 
 def eval_metrics(engine, eval_sets: dict, template: str, grader: Grader, max_new_tokens: int, d: Dist) -> dict:
-    """Greedy pass@1 and answer rate per eval set ("eval/<name>", "eval/<name>/answer_rate").
+    """Greedy pass@1 per eval set ("eval/<name>"), its standard error ("eval/<name>/stderr": the sample standard
+    deviation of the per-problem 0/1 scores over sqrt(n), i.e. sqrt(p (1 - p) / (n - 1)); None for n < 2), the
+    answer rate ("eval/<name>/answer_rate") and the mean response length in tokens ("eval/<name>/length").
 
     Each rank decodes its share of the problems; the counts are summed over ranks.
     """
@@ -217,10 +219,15 @@ def eval_metrics(engine, eval_sets: dict, template: str, grader: Grader, max_new
         records = evaluate_problems(engine, problem_set.problems[d.rank :: d.world_size], template, grader,
                                     max_new_tokens)
         counts = torch.tensor([sum(r["reason"] == "correct" for r in records),
-                               sum(r["reason"] != "no_answer" for r in records), len(records)], dtype=torch.float64)
+                               sum(r["reason"] != "no_answer" for r in records), len(records),
+                               sum(r["length"] for r in records)], dtype=torch.float64)
         all_reduce(counts)
-        row[f"eval/{name}"] = counts[0].item() / max(counts[2].item(), 1)
-        row[f"eval/{name}/answer_rate"] = counts[1].item() / max(counts[2].item(), 1)
+        correct, answered, n, tokens = counts.tolist()
+        accuracy = correct / max(n, 1)
+        row[f"eval/{name}"] = accuracy
+        row[f"eval/{name}/stderr"] = math.sqrt(accuracy * (1 - accuracy) / (n - 1)) if n > 1 else None
+        row[f"eval/{name}/answer_rate"] = answered / max(n, 1)
+        row[f"eval/{name}/length"] = tokens / max(n, 1)
     return row
 
 

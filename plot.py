@@ -47,11 +47,12 @@ STYLES = ["-", "--", ":", "-."]  # one line style per curve of a panel; the colo
 
 def _curves(rows: list[dict], keys: list[tuple[str, str]]) -> list[tuple[str, list[int], list[float]]]:
     """(label, steps, values) per curve, skipping rows where the key is missing or null; "eval/*" and
-    "reflection/*" expand (benchmarks without their answer rates; keywords that occurred at least once)."""
+    "reflection/*" expand (each benchmark's accuracy "eval/<name>", not its answer rate, stderr or length; keywords
+    that occurred at least once)."""
     expanded = []
     for key, label in keys:
         if key == "eval/*":
-            names = sorted({k for r in rows for k in r if k.startswith("eval/") and not k.endswith("/answer_rate")})
+            names = sorted({k for r in rows for k in r if k.startswith("eval/") and k.count("/") == 1})
             expanded += [(k, k.removeprefix("eval/")) for k in names]
         elif key == "reflection/*":
             names = sorted({k for r in rows for k, v in r.items() if k.startswith("reflection/") and v})

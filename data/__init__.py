@@ -244,10 +244,11 @@ def arithmetic_problems(n: int, seed: int = 0) -> list[Problem]:
 def add_one_problems(n: int, seed: int = 0) -> list[Problem]:
     """Counting on by one: "What is 57 + 1?" (a uniform in 10..99; 19 + 1, 99 + 1 and the like carry).
 
-    The embedded default's task (README "The embedded default learns"): the Q4-quantised 135M model gets about one
-    in ten right before training (greedy, `chat_oneshot` template; it adds 2 to 5 as 10), so the reward has
-    something to reinforce, and RL finds the rule within minutes on a CPU. Adding 1..5 instead stayed at 0 correct
-    for 9 steps: the model never sampled a right sum. Same contract as arithmetic_problems (prefix-stable draws).
+    The embedded default's task (README "The embedded default learns"): the Q4-quantised 135M model gets 4 of 64
+    held-out problems right before training (greedy, `chat_oneshot` template; it writes `2 + 71 = \\boxed{15}`),
+    so the reward has something to reinforce, and in two of three seeds RL finds the rule within 15 steps (72 %
+    and 95 %). Adding 1..5 instead stayed at 0 correct for 9 steps: the model never sampled a right sum.
+    Same contract as arithmetic_problems (prefix-stable draws).
 
     Returns: n Problems like Problem("What is 57 + 1?", "58", source="add_one", meta={"expression": "57 + 1"}).
     Raises: ValueError if n is negative.

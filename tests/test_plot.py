@@ -27,7 +27,8 @@ def row(step, **extra):
 
 
 def test_one_run_draws_every_panel_it_has_data_for(tmp_path):
-    run = write_run(tmp_path / "a", [{"step": 0, "eval/arithmetic": 0.1}, row(1, **{"reflection/wait": 0.1}),
+    run = write_run(tmp_path / "a", [{"step": 0, "eval/arithmetic": 0.1, "eval/arithmetic/stderr": 0.05,
+                                      "eval/arithmetic/length": 12.0}, row(1, **{"reflection/wait": 0.1}),
                                      row(2, **{"eval/arithmetic": 0.3, "reflection/wait": 0.0}),
                                      row(3, grad_norm=None, nonfinite=["grad_norm"])], torn=True)
     drawn = plot_runs([run], tmp_path / "a.png")
@@ -51,3 +52,11 @@ def test_several_runs_overlay_from_the_command_line(tmp_path):
     assert r.returncode == 0, r.stderr
     assert out.read_bytes().startswith(PNG) and f"{out}: {len(PANELS) - 1} panels" in r.stdout  # no eval rows
     assert "held-out" not in r.stdout
+
+
+def test_the_eval_panel_draws_each_benchmark_not_its_answer_rate_stderr_or_length():
+    from plot import _curves
+
+    rows = [{"step": 0, "eval/add_one": 0.1, "eval/add_one/stderr": 0.04, "eval/add_one/answer_rate": 0.9,
+             "eval/add_one/length": 14.0, "eval/gsm8k": 0.0}]
+    assert [label for label, _, _ in _curves(rows, [("eval/*", "")])] == ["add_one", "gsm8k"]

@@ -34,7 +34,11 @@ def without_timings(row: dict) -> dict:
 
 def test_two_step_run_writes_metrics_samples_config_and_checkpoint(tiny_model_dir, tmp_path, parity_reward):
     before, *rows = main(tiny_config(tiny_model_dir, tmp_path))
-    assert before["step"] == 0 and set(before) == {"step", "eval/arithmetic", "eval/arithmetic/answer_rate"}
+    assert before["step"] == 0 and set(before) == {"step", "eval/arithmetic", "eval/arithmetic/answer_rate",
+                                                   "eval/arithmetic/stderr", "eval/arithmetic/length"}
+    p = before["eval/arithmetic"]  # 4 problems: the sample standard error of 0/1 scores
+    assert before["eval/arithmetic/stderr"] == pytest.approx((p * (1 - p) / 3) ** 0.5)
+    assert 1 <= before["eval/arithmetic/length"] <= 6
     assert [r["step"] for r in rows] == [1, 2]
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert logged == [before, *rows]
@@ -224,7 +228,7 @@ def test_torchrun_two_ranks_trains(tiny_model_dir, tmp_path):
              "--eval-limit", "4", "--save-every", "2"])
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [row["step"] for row in rows] == [0, 1, 2] and "eval/arithmetic" in rows[0] and "eval/arithmetic" in rows[2]
+    assert [row["step"] for row in rows] == [0, 1, 2] and "eval/add_one" in rows[0] and "eval/add_one" in rows[2]
     assert (tmp_path / "checkpoints" / "step_000002" / "model.safetensors").exists()
 
 

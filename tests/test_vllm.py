@@ -153,14 +153,14 @@ def test_train_zero_with_the_vllm_engine_probes_every_step(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "vLLM engine ready: probe max" in r.stdout
     before, *rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert before["step"] == 0 and "eval/arithmetic" in before  # the eval before training, on the vLLM engine
+    assert before["step"] == 0 and "eval/add_one" in before  # the eval before training, on the vLLM engine
     assert [row["step"] for row in rows] == [1, 2, 3]
     for row in rows:
         assert row["probe_max_abs_diff"] < PROBE_TOLERANCE  # the engine followed every optimiser step
         assert row["time_sync"] > 0 and row["time_probe"] > 0
         assert 0 <= row["sampler_drift_abs"] < 1e-3 and abs(row["sampler_drift_kl"]) < 1e-5  # fp32 on both sides
         assert row["generated_tokens"] > 0
-    assert "eval/arithmetic" in rows[-1]
+    assert "eval/add_one" in rows[-1]
 
 
 def test_fsdp_sharded_training_syncs_into_vllm_and_passes_the_probe(tmp_path):
