@@ -36,7 +36,7 @@ import random
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -67,7 +67,7 @@ class Config(LearnSettings):
 
     # --- model and data
     model: str = "smollm2-135m"  # HF hub id, local HF directory, or the embedded smollm2-135m
-    template: str = "chat_oneshot"  # prompt template (reward.TEMPLATES): qwen_math, qwen_boxed, r1, abel, no, chat_oneshot
+    template: str = "auto"  # prompt template (reward.TEMPLATES): qwen_math, qwen_boxed, r1, abel, no, chat_oneshot; auto: chat_oneshot for add_one, else qwen_boxed
     reward: str = "simplerl"  # reward rule: simplerl (+1/-0.5/-1) or correct (1/0)
     train_data: str = "add_one"  # JSONL with problem/answer, or a built-in procedural set: add_one, arithmetic
     levels: tuple[int, ...] = ()  # keep only these MATH levels (e.g. 3 4 5); empty keeps all
@@ -104,7 +104,7 @@ class Config(LearnSettings):
     out_dir: str = "runs/default"  # metrics.jsonl, samples.jsonl, config.json, checkpoints/
     log_samples: int = 4  # rollouts per step written to samples.jsonl
     eval_every: int = 5  # greedy eval every N steps and at the end (0: never)
-    eval_data: str = "add_one"  # comma-separated benchmarks (evaluate.py names) or procedural sets (held-out draws)
+    eval_data: str = "auto"  # comma-separated benchmarks (evaluate.py names) or procedural sets (held-out draws); auto: the built-in --train-data set, else arithmetic
     eval_limit: int = 64  # problems per eval benchmark
     save_every: int = 15  # checkpoint every N steps and at the end (0: never)
     resume: bool = False  # continue from out_dir/checkpoints/latest
@@ -116,6 +116,15 @@ class Config(LearnSettings):
     # --- grader
     grader_timeout: float = 5.0  # seconds per sample before the grader's worker is killed
     grader_workers: int = 2  # grader worker processes per rank (sympy runs there)
+
+
+def resolve_auto(cfg: Config) -> Config:
+    """cfg with "auto" --template and --eval-data resolved: the embedded default's (chat_oneshot, add_one) for the
+    add_one set; otherwise qwen_boxed, and the built-in --train-data set itself or else arithmetic for the eval."""
+    template = ("chat_oneshot" if cfg.train_data == "add_one" else "qwen_boxed") if cfg.template == "auto" else cfg.template
+    eval_data = (cfg.train_data if cfg.train_data in PROCEDURAL_SETS else "arithmetic") if cfg.eval_data == "auto" \
+        else cfg.eval_data
+    return replace(cfg, template=template, eval_data=eval_data)
 
 
 def config_problems(cfg: Config, world_size: int) -> list[str]:
@@ -354,6 +363,7 @@ def main(cfg: Config) -> list[dict]:
     another run, or a refused --resume (nothing on disk changes then); Diverged / NonFiniteWeights when
     training diverges.
     """
+    cfg = resolve_auto(cfg)
     if problems := config_problems(cfg, int(os.environ.get("WORLD_SIZE", 1))):
         raise UsageError("\n".join(problems))
     d = setup_distributed()

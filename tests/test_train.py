@@ -322,3 +322,15 @@ def test_adamw_bytes_to_come_counts_the_moments_the_first_step_makes():
     layer(torch.randn(2, 10)).sum().backward()
     optimizer.step()
     assert adamw_bytes_to_come([optimizer]) == 0  # made (or loaded on resume): already in memory_allocated
+
+
+def test_auto_template_and_eval_data_follow_the_training_set():
+    from train_zero import resolve_auto
+
+    assert (resolve_auto(Config()).template, resolve_auto(Config()).eval_data) == ("chat_oneshot", "add_one")
+    arithmetic = resolve_auto(Config(train_data="arithmetic"))
+    assert (arithmetic.template, arithmetic.eval_data) == ("qwen_boxed", "arithmetic")
+    math = resolve_auto(Config(train_data="../shared/data/train/math_12k_rebuilt.jsonl"))
+    assert (math.template, math.eval_data) == ("qwen_boxed", "arithmetic")  # never the toy one-shot template
+    chosen = resolve_auto(Config(template="qwen_math", eval_data="gsm8k"))
+    assert (chosen.template, chosen.eval_data) == ("qwen_math", "gsm8k")
