@@ -250,13 +250,13 @@ def append_logs(out_dir: Path, row: dict, problems: list = (), samples: list = (
 # ---------------------------------------------------------------------------------------------------
 # Mirrors for the loggers people already use (--log-with); metrics.jsonl stays the source of truth
 
-LOGGERS = {"tensorboard": "tensorboard", "wandb": "wandb"}  # --log-with name -> the package it needs
+LOGGERS = ("tensorboard", "wandb")  # --log-with names, each also the package it needs
 
 
 def logger_problems(kinds: tuple[str, ...]) -> list[str]:
     """What stops `--log-with kinds`, one line each: an unknown name, or its package not installed."""
     out = [f"--log-with {k}: unknown; use {' or '.join(LOGGERS)}" for k in kinds if k not in LOGGERS]
-    missing = [LOGGERS[k] for k in kinds if k in LOGGERS and importlib.util.find_spec(LOGGERS[k]) is None]
+    missing = [k for k in kinds if k in LOGGERS and importlib.util.find_spec(k) is None]
     if missing:
         out.append(f"--log-with {' '.join(kinds)}: pip install {' '.join(missing)} (optional: requirements-loggers.txt)")
     return out

@@ -93,18 +93,14 @@ class NonFiniteLogits(RuntimeError):
     would draw garbage (CPU) or stop the process with a device-side assert (CUDA), so HFEngine stops first."""
 
 
-def _check_finite_logits(scores: torch.Tensor) -> None:
-    """Raise NonFiniteLogits unless every row of `scores` [batch, vocab] has a finite maximum (a NaN or +inf makes
-    the maximum non-finite; -inf entries, as top-p leaves them, are fine while a row keeps a finite one)."""
-    if not torch.isfinite(scores.amax(dim=-1)).all():
-        raise NonFiniteLogits("the policy's next-token logits hold NaN or inf: its weights diverged")
-
-
 class FiniteLogitsCheck(LogitsProcessor):
-    """The last logits processor of HFEngine's generate: _check_finite_logits on each step's scores."""
+    """The last logits processor of HFEngine's generate: raise NonFiniteLogits unless every row of the step's
+    scores [batch, vocab] has a finite maximum (a NaN or +inf makes the maximum non-finite; -inf entries, as top-p
+    leaves them, are fine while a row keeps a finite one)."""
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        _check_finite_logits(scores)
+        if not torch.isfinite(scores.amax(dim=-1)).all():
+            raise NonFiniteLogits("the policy's next-token logits hold NaN or inf: its weights diverged")
         return scores
 
 
