@@ -1,44 +1,281 @@
-"""Benchmark a model with the training template and grader: greedy pass@1 per benchmark.
+"""Benchmark a model with the training template and grader: pass@1, avg@k with its standard error, pass@k.
 
-    python evaluate.py --model <hub id | HF dir | runs/x/checkpoints/step_000040> \
-        --benchmarks math500,gsm8k --limit 50 --template qwen_math
+    python evaluate.py --model <hub id | HF dir | runs/x/checkpoints/step_000040> --benchmarks all
+    python evaluate.py --model ... --benchmarks aime24,amc23 --n 16 --temperature 1.0 --top-p 0.95 --pass-k 1,4,16
+    python evaluate.py --model Qwen/Qwen2.5-Math-7B --benchmarks all --compare auto   # the published row beside ours
+    torchrun --nproc_per_node 8 evaluate.py --engine hf --model ...   # transformers engine, problems split over ranks
 
-Benchmarks (files under --data-dir, default $ZERO_RL_DATA or ../shared/data): aime24, amc23,
-math500, minerva_math, olympiadbench, gsm8k (REFERENCE §5), plus "arithmetic" and "add_one", held-out
-draws of the built-in procedural sets. Prints a table (per benchmark and the average) and writes one JSONL
-per benchmark with every sample, its extracted answer, verdict and reward.
+Benchmarks (files under --data-dir, default $ZERO_RL_DATA or ../shared/data): aime24, amc23, math500,
+minerva_math, olympiadbench, gsm8k (REFERENCE §5; `all` is the six), plus "arithmetic" and "add_one", held-out
+draws of the built-in procedural sets. Greedy decoding is the default (--n 1 --temperature 0), the papers'
+protocol. Per benchmark, written to `--out-dir`/summary.json and printed as one markdown table (benchmarks as
+columns, then their unweighted average, as the papers print them):
+- avg@n: the mean accuracy over all n samples of all problems (pass@1 when n = 1);
+- stderr: the sample standard deviation over problems of each problem's mean accuracy, / sqrt(problems);
+- pass@k for each k of --pass-k: the unbiased estimator 1 - C(n-c, k) / C(n, k) (Chen et al. 2021, "Evaluating
+  Large Language Models Trained on Code", with c correct of n samples), averaged over problems;
+- the answer-extracted rate, truncation rate, mean response length (tokens) of all, correct and wrong responses,
+  the verdict counts, and the reflection keyword rates (REFERENCE §6, any keyword and each one).
+Every sample is one row of `--out-dir`/<benchmark>.jsonl (problem index, sample index, response, verdict), and
+summarize() recomputes the summary from those rows.
+
+Engines: `--engine vllm` (rollout.VLLMEngine; --dtype, --tensor-parallel-size, --gpu-memory-utilization),
+`--engine hf` (transformers: prompts go in longest first; `--hf-batching continuous`, the default on a GPU, uses
+transformers' continuous batching, where a finished sequence leaves the batch at once and the next prompt takes its
+place; `static`, the default on CPU where it is faster, batches of `generate`), `auto`: vLLM when it is installed,
+else transformers. The rank's GPU when there is one. Under torchrun the transformers engine splits the problems over
+ranks (data parallel); for vLLM use --tensor-parallel-size instead.
+
+Gold answers: Minerva `--minerva-gold answer` (default) grades against the last \\boxed{} of the reference
+solution, as the Qwen2.5-Math / SimpleRL harness (`parser.parse_ground_truth`); `alternatives` counts a response
+correct when it equals any entry of answer_alternatives, as understand-r1-zero (the Oat-Zero numbers).
+OlympiadBench: final_answer[0] with its $ stripped, as both harnesses (every row of ours has one entry).
 
 Deviations, one line each:
-- Generation uses the transformers engine (rollout.HFEngine) only; rollout.VLLMEngine is not wired in here yet.
-- The average is the unweighted mean over the benchmarks asked for, as the papers' tables.
+- Stop strings (r1's </answer>) end a transformers sequence after generation (its tokens past them are cut), not
+  during it; vLLM stops at them. The verdicts are the same, only time is spent.
+- The average is the unweighted mean over the benchmarks asked for; a published average is over its five.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import math
+import os
+import sys
+import time
+from contextlib import closing
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
-from data import PROCEDURAL_SETS, ProblemSet, load_benchmark, write_jsonl
+import torch
+import torch.distributed as dist
+
+from data import BENCHMARKS, PROCEDURAL_SETS, Problem, ProblemSet, UsageError, load_benchmark, write_atomic, write_jsonl
+from distributed import Dist, all_reduce, setup_distributed
 from grader import Grader
+from metrics import REFLECTION_WORDS, reflection_words
+from model import load_model, resolve_model
 from reward import apply_template, compute_rewards, stop_strings
-from model import load_model
-from rollout import HFEngine, SamplingParams
+from rollout import HFEngine, Sample, SamplingParams
 
 ARITHMETIC_EVAL_SEED = 1_000_000  # the procedural sets' eval draw: not training's seed-0 (or any small-seed) draw
+PAPER_BENCHMARKS = ("aime24", "amc23", "math500", "minerva_math", "olympiadbench", "gsm8k")  # --benchmarks all
+
+# REFERENCE §5: published greedy pass@1 (%), qwen_math template: name -> (row label, scores, their average, caveat)
+PUBLISHED = {
+    "qwen2.5-math-7b": ("Qwen2.5-Math-7B base (published)",
+                        {"aime24": 16.7, "amc23": 52.5, "math500": 52.4, "minerva_math": 12.9, "olympiadbench": 16.4},
+                        30.2, ""),
+    "simplerl-zero-7b": ("SimpleRL-Zero-7B (published)",
+                         {"aime24": 33.3, "amc23": 62.5, "math500": 77.2, "minerva_math": 33.5, "olympiadbench": 37.6},
+                         48.8, ""),
+    "oat-zero-7b": ("Oat-Zero-7B (published)",
+                    {"aime24": 43.3, "amc23": 62.7, "math500": 80.0, "minerva_math": 30.1, "olympiadbench": 41.0},
+                    51.4, "its AMC has 83 problems (ours 40); its Minerva accepts any of answer_alternatives"),
+    "oat-zero-1.5b": ("Oat-Zero-1.5B (published)",
+                      {"aime24": 20.0, "amc23": 53.0, "math500": 74.2, "minerva_math": 25.7, "olympiadbench": 37.6},
+                      42.1, "its AMC has 83 problems (ours 40); its Minerva accepts any of answer_alternatives"),
+}
+HUB_IDS = {"qwen/qwen2.5-math-7b": "qwen2.5-math-7b", "hkust-nlp/qwen-2.5-math-7b-simplerl-zero": "simplerl-zero-7b",
+           "sail/qwen2.5-math-7b-oat-zero": "oat-zero-7b", "sail/qwen2.5-math-1.5b-oat-zero": "oat-zero-1.5b"}
 
 
 @dataclass
 class EvalConfig:
     model: str = "smollm2-135m"  # HF hub id, local HF directory, checkpoint directory, or smollm2-135m
-    benchmarks: str = "math500,gsm8k"  # comma-separated: aime24, amc23, math500, minerva_math, olympiadbench, gsm8k, arithmetic, add_one
+    benchmarks: str = "math500,gsm8k"  # comma-separated: aime24, amc23, math500, minerva_math, olympiadbench, gsm8k, arithmetic, add_one; or all
     limit: int = 0  # first N problems of each benchmark (0: all)
-    template: str = "qwen_math"  # prompt template, as in training
+    template: str = "auto"  # prompt template; auto: the one recorded in our checkpoint, else qwen_math
     max_new_tokens: int = 3000  # generation budget (REFERENCE §5: 3,000)
-    batch_size: int = 32  # sequences per generate call
+    n: int = 1  # samples per problem
+    temperature: float = 0.0  # 0: greedy (the papers' pass@1); avg@k uses 1.0 with --top-p 0.95
+    top_p: float = 1.0
+    pass_k: str = ""  # comma-separated k for pass@k, each <= n (default: 1, 2, 4, ... up to n, and n)
+    seed: int = 0  # sampling seed
+    engine: Literal["auto", "vllm", "hf"] = "auto"  # auto: vllm when installed, else transformers
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bfloat16 on a GPU, float32 on CPU
+    tensor_parallel_size: int = 1  # vLLM: GPUs per engine
+    gpu_memory_utilization: float = 0.9  # vLLM: share of the GPU for weights and KV cache
+    batch_size: int = 64  # transformers engine: sequences decoded together
+    hf_batching: Literal["auto", "continuous", "static"] = "auto"  # transformers engine; auto: continuous on a GPU, static (length-sorted generate) on CPU
+    vllm_kv_cache_gb: float = 1.0  # vLLM on CPU: KV cache size (GiB)
+    minerva_gold: Literal["answer", "alternatives"] = "answer"  # see the module docstring
+    compare: str = ""  # published rows to add: names of evaluate.PUBLISHED, comma-separated, or auto (from --model)
     data_dir: str = ""  # benchmark files (default: $ZERO_RL_DATA or ../shared/data)
-    out_dir: str = "runs/eval"  # per-sample JSONL, one file per benchmark
+    out_dir: str = "runs/eval"  # summary.json and one per-sample JSONL per benchmark
     grader_timeout: float = 5.0  # seconds per sample before the grader's worker is killed
     grader_workers: int = 2  # grader worker processes (sympy runs there)
+
+
+# ---------------------------------------------------------------------------------------------
+# Estimators
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k of one problem with c correct among n samples: 1 - C(n-c, k) / C(n, k), in [0, 1].
+
+    Chen et al. 2021 (the numerically stable product form). Raises ValueError unless 0 <= c <= n and 1 <= k <= n.
+    """
+    if not (0 <= c <= n and 1 <= k <= n):
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n; got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def summarize(records: list[dict], ks: list[int]) -> dict:
+    """The numbers of one benchmark from its per-sample records (evaluate_problems' rows, any order).
+
+    Returns a dict: problems, samples, n (samples per problem), avg@n and stderr and pass@k (fractions in [0, 1];
+    stderr None for fewer than 2 problems), answer_rate, truncation_rate, length / length_correct / length_wrong
+    (mean response tokens; None without such responses), verdicts (count per reason), reflection (rate of
+    responses with any keyword) and reflection_words (rate per keyword). Raises ValueError when problems have
+    different numbers of samples or a k exceeds them.
+    """
+    by_problem: dict[int, list[bool]] = {}
+    for r in records:
+        by_problem.setdefault(r["index"], []).append(r["reason"] == "correct")
+    sizes = {len(v) for v in by_problem.values()}
+    if len(sizes) > 1:
+        raise ValueError(f"every problem needs the same number of samples; got {sorted(sizes)}")
+    n = sizes.pop() if sizes else 0
+    if any(k > n for k in ks):
+        raise ValueError(f"pass@k needs k <= n = {n}; got k = {max(ks)}")
+    means = [sum(v) / n for v in by_problem.values()]
+    p = len(means)
+    stderr = (math.sqrt(sum((m - sum(means) / p) ** 2 for m in means) / (p - 1) / p) if p > 1 else None)
+    correct = [r["length"] for r in records if r["reason"] == "correct"]
+    wrong = [r["length"] for r in records if r["reason"] != "correct"]
+    found = [reflection_words(r["response"]) for r in records]
+    verdicts = {}
+    for r in records:
+        verdicts[r["reason"]] = verdicts.get(r["reason"], 0) + 1
+    return {
+        "problems": p, "samples": len(records), "n": n,
+        f"avg@{n}": _mean(means), "stderr": stderr,
+        **{f"pass@{k}": _mean([pass_at_k(n, sum(v), k) for v in by_problem.values()]) for k in ks},
+        "answer_rate": _mean([r["answer"] is not None for r in records]),
+        "truncation_rate": _mean([r["finish_reason"] == "length" for r in records]),
+        "length": _mean([r["length"] for r in records]), "length_correct": _mean(correct), "length_wrong": _mean(wrong),
+        "verdicts": verdicts,
+        "reflection": _mean([bool(w) for w in found]),
+        "reflection_words": {w: _mean([w in words for words in found]) for w in REFLECTION_WORDS},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation and grading
+
+
+class EvalHFEngine(HFEngine):
+    """HFEngine for evaluation: prompts go in longest first (little padding), and with `continuous` through
+    transformers continuous batching (`model.generate_batch`): a sequence that finishes leaves the batch at once and
+    the next prompt takes its place, so a batch never runs to its longest answer. Without it, length-sorted batches
+    of `generate` (on this 2-core CPU continuous batching decoded 34 tok/s against generate's 64: README). At most
+    batch_size sequences decode together; greedy answers are the same either way (tests/test_evaluate.py)."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 64, continuous: bool = True):
+        super().__init__(model, tokenizer, batch_size=batch_size)
+        self.continuous = continuous
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Sample]]:
+        ids = [self.tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        if not self.continuous:
+            groups = super().generate([prompts[i] for i in order], params)
+            return [group for _, group in sorted(zip(order, groups), key=lambda pair: pair[0])]
+        from transformers import ContinuousBatchingConfig, GenerationConfig
+
+        expanded = [i for i in order for _ in range(params.n)]
+        sampling = params.temperature > 0
+        config = GenerationConfig(max_new_tokens=params.max_new_tokens, do_sample=sampling, eos_token_id=self.eos_ids,
+                                  pad_token_id=self.tokenizer.pad_token_id,
+                                  **(dict(temperature=params.temperature, top_p=params.top_p, top_k=0) if sampling else {}))
+        # The KV cache holds batch_size sequences at full length (transformers' default fills 90 % of free memory,
+        # on CPU the host's); on CPU, forwards of at most 512 tokens keep its attention masks small.
+        cb = ContinuousBatchingConfig(seed=params.seed)
+        page = getattr(cb, "page_size", None) or cb.block_size  # tokens per block (block_size before transformers 5.17)
+        cb.num_blocks = self.batch_size * math.ceil((max(map(len, ids)) + params.max_new_tokens) / page)
+        cb.max_batch_tokens = 512 if self.model.device.type == "cpu" else None
+        self.model.eval()
+        outputs = self.model.generate_batch([ids[i] for i in expanded], generation_config=config,
+                                            continuous_batching_config=cb)
+        # request ids are req_0, req_1, ... in the order given
+        finished = sorted(outputs.values(), key=lambda out: int(out.request_id.rsplit("_", 1)[1]))
+        if len(finished) != len(expanded) or any(out.error for out in finished):
+            errors = [out.error for out in finished if out.error]
+            raise RuntimeError(f"continuous batching returned {len(finished)} of {len(expanded)} sequences: {errors[:3]}")
+        groups: list[list[Sample]] = [[] for _ in prompts]
+        for i, out in zip(expanded, finished):
+            groups[i].append(self._finish(ids[i], list(out.generated_tokens), params))
+        return groups
+
+
+def evaluate_problems(engine, problems: list[Problem], template: str, grader: Grader, params: SamplingParams,
+                      golds: list[list[str]] | None = None) -> list[dict]:
+    """Sample params.n responses per problem and grade each; returns one record per (problem, sample).
+
+    Each record: index (the problem's position in `problems`), sample (0..n-1), problem, gold, response, answer
+    (extracted or None), reason (the verdict: "correct" | "wrong" | "parse_error" (the answer could not be parsed
+    to compare beyond strings) | "timeout" | "no_answer"), finish_reason, length (response tokens, EOS included).
+    golds: per problem, the accepted answers (correct when any grades equal; the first one's verdict otherwise);
+    default [problem.answer]. Same template, stop strings and grader as training.
+    """
+    if not problems:
+        return []
+    golds = golds or [[p.answer] for p in problems]
+    prompts = [apply_template(template, p.problem) for p in problems]
+    params = SamplingParams(**{**asdict(params), "stop": stop_strings(template)})
+    groups = engine.generate(prompts, params)
+    flat = [(i, j, s) for i, group in enumerate(groups) for j, s in enumerate(group)]
+    texts, gold_of = [], []
+    for i, _, s in flat:
+        texts += [s.text] * len(golds[i])
+        gold_of += golds[i]
+    verdicts = iter(compute_rewards(texts, gold_of, template, "correct", grader))
+    records = []
+    for i, j, s in flat:
+        results = [next(verdicts) for _ in golds[i]]
+        result = next((r for r in results if r.reason == "correct"), results[0])
+        records.append({"index": i, "sample": j, "problem": problems[i].problem, "gold": golds[i][0],
+                        "response": s.text, "answer": result.answer, "reason": result.reason,
+                        "finish_reason": s.finish_reason, "length": len(s.response_ids)})
+    return records
+
+
+def eval_metrics(engine, eval_sets: dict, template: str, grader: Grader, max_new_tokens: int, d: Dist) -> dict:
+    """Training's held-out eval row: greedy pass@1 per eval set ("eval/<name>"), its standard error
+    ("eval/<name>/stderr": sqrt(p (1 - p) / (n - 1)), summarize()'s stderr for one sample per problem; None for
+    n < 2), the answer rate ("eval/<name>/answer_rate") and the mean response length in tokens ("eval/<name>/length").
+
+    Each rank decodes its share of the problems; the counts are summed over ranks.
+    """
+    row = {}
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
+    for name, problem_set in eval_sets.items():
+        records = evaluate_problems(engine, problem_set.problems[d.rank :: d.world_size], template, grader, params)
+        counts = torch.tensor([sum(r["reason"] == "correct" for r in records),
+                               sum(r["reason"] != "no_answer" for r in records), len(records),
+                               sum(r["length"] for r in records)], dtype=torch.float64)
+        all_reduce(counts)
+        correct, answered, n, tokens = counts.tolist()
+        accuracy = correct / max(n, 1)
+        row[f"eval/{name}"] = accuracy
+        row[f"eval/{name}/stderr"] = math.sqrt(accuracy * (1 - accuracy) / (n - 1)) if n > 1 else None
+        row[f"eval/{name}/answer_rate"] = answered / max(n, 1)
+        row[f"eval/{name}/length"] = tokens / max(n, 1)
+    return row
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
 
 
 def load_eval_set(name: str, data_dir: str | None, limit: int | None) -> ProblemSet:
@@ -48,60 +285,166 @@ def load_eval_set(name: str, data_dir: str | None, limit: int | None) -> Problem
     return load_benchmark(name, data_dir, limit or None)
 
 
-def evaluate_problems(engine, problems: list, template: str, grader: Grader, max_new_tokens: int) -> list[dict]:
-    """Greedy-decode every problem once and grade it; returns one record per problem.
+def checkpoint_template(model: str) -> str | None:
+    """The template a checkpoint of ours was trained with (its trainer_state.json's config), else None."""
+    state = Path(model) / "trainer_state.json"
+    if not state.is_file():
+        return None
+    return json.loads(state.read_text()).get("config", {}).get("template")
 
-    Each record: problem, gold, response, answer (extracted or None), reason (the verdict: "correct" | "wrong" |
-    "parse_error" (the answer could not be parsed to compare beyond strings) | "timeout" | "no_answer"),
-    finish_reason, length (response tokens, EOS included). Same template and grader as training.
+
+def pass_ks(spec: str, n: int) -> list[int]:
+    """--pass-k as a sorted list (default: the powers of two below n, and n). Raises UsageError for k outside 1..n."""
+    ks = sorted({int(k) for k in spec.split(",") if k.strip()}) if spec.strip() else \
+        sorted({2**i for i in range(n.bit_length()) if 2**i < n} | {n})
+    if not ks or ks[0] < 1 or ks[-1] > n:
+        raise UsageError(f"--pass-k {spec!r}: each k must be in 1..--n ({n})")
+    return ks
+
+
+def published_rows(spec: str, model: str) -> list[str]:
+    """--compare as PUBLISHED keys: names, or auto (the key whose hub id is --model). Raises UsageError."""
+    names = [s.strip().lower() for s in spec.split(",") if s.strip()]
+    if names == ["auto"]:
+        key = HUB_IDS.get(model.strip("/").lower())
+        if key is None:
+            raise UsageError(f"--compare auto: no published row for --model {model!r}; name one of {', '.join(PUBLISHED)}")
+        return [key]
+    unknown = [s for s in names if s not in PUBLISHED]
+    if unknown:
+        raise UsageError(f"--compare {', '.join(unknown)}: unknown; use auto or any of {', '.join(PUBLISHED)}")
+    return names
+
+
+def _cell(value: float | None, stderr: float | None = None) -> str:
+    if value is None:
+        return ""
+    return f"{100 * value:.1f}" + (f" ± {100 * stderr:.1f}" if stderr is not None else "")
+
+
+def format_table(model: str, summary: dict[str, dict], compare: list[str] = ()) -> str:
+    """Markdown: benchmarks as columns and their average; rows: avg@n (± its standard error when n > 1; pass@1
+    when greedy), pass@k for k > 1, then each published row named in `compare` (with its caveats below)."""
+    names = list(summary)
+    lines = [f"| model | metric | {' | '.join(names)} | average |", "| --- " * (len(names) + 3) + "|"]
+    if names:
+        n = summary[names[0]]["n"]
+        key = f"avg@{n}"
+        ks = [k for k in summary[names[0]] if k.startswith("pass@") and k != "pass@1"]
+        label = f"avg@{n} ± stderr" if n > 1 else "pass@1"
+        rows = [(label, key, True)] + [(k, k, False) for k in ks]
+        for i, (metric, key, with_err) in enumerate(rows):
+            cells = [_cell(summary[b][key], summary[b]["stderr"] if with_err and n > 1 else None) for b in names]
+            average = _cell(_mean([summary[b][key] for b in names]))
+            lines.append(f"| {model if i == 0 else ''} | {metric} | {' | '.join(cells)} | {average} |")
+    notes = []
+    for name in compare:
+        label, scores, average, caveat = PUBLISHED[name]
+        cells = [f"{scores[b]:.1f}" if b in scores else "" for b in names]
+        lines.append(f"| {label} | pass@1 | {' | '.join(cells)} | {average:.1f} (its five) |")
+        if caveat:
+            notes.append(f"{label}: {caveat}.")
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def build_engine(cfg: EvalConfig, path: str, device: torch.device, max_model_len: int):
+    """The --engine for `path` on `device` (see the module docstring); vLLM is imported only when chosen."""
+    import importlib.util
+
+    engine = cfg.engine if cfg.engine != "auto" else ("vllm" if importlib.util.find_spec("vllm") else "hf")
+    dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
+    if engine == "vllm":
+        from rollout import VLLMEngine
+
+        on_gpu = torch.cuda.is_available()
+        return VLLMEngine(path, dtype=dtype, seed=cfg.seed, max_model_len=max_model_len,
+                          gpu_memory_utilization=cfg.gpu_memory_utilization, tensor_parallel_size=cfg.tensor_parallel_size,
+                          kv_cache_gb=None if on_gpu else cfg.vllm_kv_cache_gb, enforce_eager=not on_gpu)
+    model, tokenizer = load_model(path, dtype=getattr(torch, dtype))
+    continuous = cfg.hf_batching == "continuous" or (cfg.hf_batching == "auto" and device.type == "cuda")
+    return EvalHFEngine(model.to(device), tokenizer, batch_size=cfg.batch_size, continuous=continuous)
+
+
+def main(cfg: EvalConfig) -> dict[str, dict]:
+    """Evaluate cfg.model on each benchmark; writes the per-sample JSONL and summary.json, prints the table.
+
+    Returns {benchmark: summarize() dict} (and "average"). Raises UsageError for a bad flag or a prompt that
+    does not fit the model's context, before any generation.
     """
-    if not problems:
-        return []
-    prompts = [apply_template(template, p.problem) for p in problems]
-    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, stop=stop_strings(template))
-    samples = [group[0] for group in engine.generate(prompts, params)]
-    results = compute_rewards([s.text for s in samples], [p.answer for p in problems], template, "correct", grader)
-    return [
-        {"problem": p.problem, "gold": p.answer, "response": s.text, "answer": r.answer, "reason": r.reason,
-         "finish_reason": s.finish_reason, "length": len(s.response_ids)}
-        for p, s, r in zip(problems, samples, results)
-    ]
-
-
-def format_table(scores: dict[str, tuple[int, int]]) -> str:
-    """Markdown table of pass@1 (%) per benchmark and their unweighted average."""
-    lines = ["| benchmark | n | pass@1 (%) |", "| --- | --- | --- |"]
-    for name, (correct, n) in scores.items():
-        lines.append(f"| {name} | {n} | {100 * correct / max(n, 1):.1f} |")
-    if scores:
-        average = sum(100 * c / max(n, 1) for c, n in scores.values()) / len(scores)
-        lines.append(f"| average | | {average:.1f} |")
-    return "\n".join(lines)
-
-
-def main(cfg: EvalConfig) -> dict[str, tuple[int, int]]:
-    """Evaluate cfg.model on each benchmark; returns {name: (correct, n)}."""
-    names = [n.strip() for n in cfg.benchmarks.split(",") if n.strip()]
+    names = list(PAPER_BENCHMARKS) if cfg.benchmarks.strip() == "all" else \
+        [n.strip() for n in cfg.benchmarks.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BENCHMARKS and n not in PROCEDURAL_SETS and n != "minerva"]
+    if unknown:
+        raise UsageError(f"--benchmarks: unknown {', '.join(unknown)}; known: {', '.join([*BENCHMARKS, *PROCEDURAL_SETS])}, all")
+    if cfg.n < 1 or (cfg.n > 1 and cfg.temperature == 0):
+        raise UsageError(f"--n {cfg.n}: must be >= 1, and above 1 only with --temperature > 0 (greedy samples are equal)")
+    ks = pass_ks(cfg.pass_k, cfg.n)
+    compare = published_rows(cfg.compare, cfg.model)
+    template = cfg.template if cfg.template != "auto" else (checkpoint_template(cfg.model) or "qwen_math")
     problem_sets = {name: load_eval_set(name, cfg.data_dir or None, cfg.limit or None) for name in names}  # fail early
-    model, tokenizer = load_model(cfg.model)
-    engine = HFEngine(model, tokenizer, batch_size=cfg.batch_size)
+
+    from transformers import AutoConfig, AutoTokenizer
+
+    path = resolve_model(cfg.model)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    context = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
+    longest = 0
+    for name, problem_set in problem_sets.items():
+        for i, p in enumerate(problem_set.problems):
+            tokens = len(tokenizer(apply_template(template, p.problem), add_special_tokens=False).input_ids)
+            if context and tokens + cfg.max_new_tokens > context:
+                raise UsageError(f"{name} problem {i}: {tokens} prompt tokens + --max-new-tokens {cfg.max_new_tokens} "
+                                 f"exceed the model's context of {context} tokens; lower --max-new-tokens")
+            longest = max(longest, tokens)
+
+    if "RANK" in os.environ and not dist.is_initialized():  # torchrun: the transformers engine is data parallel
+        setup_distributed()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    if world > 1 and cfg.engine == "vllm":
+        raise UsageError("--engine vllm under torchrun: run one process with --tensor-parallel-size instead")
+    device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}") if torch.cuda.is_available() else torch.device("cpu")
+    engine = build_engine(cfg, path, device, max_model_len=longest + cfg.max_new_tokens)
+    params = SamplingParams(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                            seed=cfg.seed + rank)
     out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    scores = {}
-    with Grader(cfg.grader_timeout, cfg.grader_workers) as grader:
-        for name in names:
-            records = evaluate_problems(engine, problem_sets[name].problems, cfg.template, grader, cfg.max_new_tokens)
-            scores[name] = (sum(r["reason"] == "correct" for r in records), len(records))
-            path = out_dir / f"{name}.jsonl"
-            write_jsonl(path, records)
-            answered = sum(r["answer"] is not None for r in records)
-            print(f"{name}: {scores[name][0]}/{scores[name][1]} correct, {answered} with an extracted answer, "
-                  f"samples in {path}", flush=True)
-    print(format_table(scores))
-    return scores
+    summary: dict[str, dict] = {}
+    with Grader(cfg.grader_timeout, cfg.grader_workers) as grader, closing(engine):
+        for name, problem_set in problem_sets.items():
+            start = time.perf_counter()
+            problems = problem_set.problems[rank::world]
+            golds = [(p.meta.get("answer_alternatives") or [p.answer]) if name in ("minerva_math", "minerva")
+                     and cfg.minerva_gold == "alternatives" else [p.answer] for p in problems]
+            records = evaluate_problems(engine, problems, template, grader, params, golds)
+            for r in records:
+                r["index"] = rank + world * r["index"]  # the problem's position in the benchmark file
+            if world > 1:
+                gathered = [None] * world
+                dist.all_gather_object(gathered, records)
+                records = sorted((r for part in gathered for r in part), key=lambda r: (r["index"], r["sample"]))
+            seconds = time.perf_counter() - start
+            summary[name] = {**summarize(records, ks), "seconds": seconds,
+                             "problems_per_s": len(problem_set.problems) / seconds if seconds else None}
+            if rank == 0:
+                write_jsonl(out_dir / f"{name}.jsonl", records)
+                s, key = summary[name], f"avg@{cfg.n}"
+                print(f"{name}: {key} {100 * s[key]:.1f} % of {s['problems']} problems, answer rate "
+                      f"{100 * s['answer_rate']:.1f} %, {seconds:.0f} s; samples in {out_dir / name}.jsonl", flush=True)
+    summary["average"] = {key: _mean([summary[b][key] for b in names]) for key in
+                          [f"avg@{cfg.n}", *[f"pass@{k}" for k in ks]]}
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(out_dir / "summary.json", json.dumps(
+            {"model": cfg.model, "template": template, "config": asdict(cfg), "benchmarks": summary}, indent=1))
+        print(format_table(cfg.model, {b: summary[b] for b in names}, compare))
+    return summary
 
 
 if __name__ == "__main__":
     import tyro
 
-    main(tyro.cli(EvalConfig))
+    try:
+        main(tyro.cli(EvalConfig))
+    except UsageError as error:  # the user's input: one line per problem, no traceback
+        if int(os.environ.get("RANK", 0)) == 0:
+            print("\n".join(f"evaluate.py: error: {line}" for line in str(error).splitlines()), file=sys.stderr)
+        sys.exit(2)

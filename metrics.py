@@ -2,7 +2,6 @@
 
     sums = step_sums(batch, results, group_size)                      # StepSums (this rank)
     row = step_metrics(sums, policy_stats, critic_stats, batch.drift)  # one reduction over ranks, then ratios
-    row.update(eval_metrics(engine, eval_sets, template, grader, max_new_tokens, d))
     append_logs(out_dir, row, problems, samples, results, log_samples, group_size)
 
 Every metric's meaning is in README "Metrics". The records that travel here are typed: StepSums
@@ -24,8 +23,6 @@ from pathlib import Path
 import torch
 
 from distributed import Dist, all_reduce
-from evaluate import evaluate_problems
-from grader import Grader
 from learn import Batch, CriticStats, DriftSums, PolicyStats
 from reward import OUTCOMES, RewardResult
 
@@ -205,30 +202,6 @@ def strict_json(row: dict) -> str:
     if bad:
         row = {**{k: None if k in bad else v for k, v in row.items()}, "nonfinite": bad}
     return json.dumps(row, allow_nan=False)
-
-
-def eval_metrics(engine, eval_sets: dict, template: str, grader: Grader, max_new_tokens: int, d: Dist) -> dict:
-    """Greedy pass@1 per eval set ("eval/<name>"), its standard error ("eval/<name>/stderr": the sample standard
-    deviation of the per-problem 0/1 scores over sqrt(n), i.e. sqrt(p (1 - p) / (n - 1)); None for n < 2), the
-    answer rate ("eval/<name>/answer_rate") and the mean response length in tokens ("eval/<name>/length").
-
-    Each rank decodes its share of the problems; the counts are summed over ranks.
-    """
-    row = {}
-    for name, problem_set in eval_sets.items():
-        records = evaluate_problems(engine, problem_set.problems[d.rank :: d.world_size], template, grader,
-                                    max_new_tokens)
-        counts = torch.tensor([sum(r["reason"] == "correct" for r in records),
-                               sum(r["reason"] != "no_answer" for r in records), len(records),
-                               sum(r["length"] for r in records)], dtype=torch.float64)
-        all_reduce(counts)
-        correct, answered, n, tokens = counts.tolist()
-        accuracy = correct / max(n, 1)
-        row[f"eval/{name}"] = accuracy
-        row[f"eval/{name}/stderr"] = math.sqrt(accuracy * (1 - accuracy) / (n - 1)) if n > 1 else None
-        row[f"eval/{name}/answer_rate"] = answered / max(n, 1)
-        row[f"eval/{name}/length"] = tokens / max(n, 1)
-    return row
 
 
 def append_logs(out_dir: Path, row: dict, problems: list = (), samples: list = (), results: list[RewardResult] = (),

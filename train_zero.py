@@ -48,10 +48,10 @@ from tqdm import tqdm
 from checkpoint import NonFiniteWeights, load_checkpoint, run_directory, save_checkpoint, truncate_logs
 from data import BENCHMARKS, PROCEDURAL_SETS, UsageError, load_train_data
 from distributed import Dist, print0, setup_distributed
-from evaluate import load_eval_set
+from evaluate import eval_metrics, load_eval_set
 from grader import Grader
 from learn import ALGORITHMS, LearnSettings, learn, learn_critic, prepare_batch
-from metrics import (ExternalLoggers, append_logs, collapse_warning, eval_metrics, logger_problems, peak_memory_gb,
+from metrics import (ExternalLoggers, append_logs, collapse_warning, logger_problems, peak_memory_gb,
                      step_metrics, step_sums)
 from model import (TokenLogProbs, ValueModel, distribute, enable_gradient_checkpointing, frozen_copy, load_model,
                    local_shard, model_problem, resolve_model, unwrap)

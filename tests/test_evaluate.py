@@ -1,33 +1,171 @@
-"""evaluate.py end to end with a tiny random model on the real benchmark files, and the table format."""
+"""evaluate.py: the estimators against hand-computed values, the table, the flags, the engine seam, and end to end
+with a tiny random model on the real benchmark files (one process and 2 torchrun ranks)."""
 
 import json
+import math
+import sys
+from subprocess import run
 
 import pytest
 
-from data import default_data_dir
-from evaluate import EvalConfig, format_table, main
+from data import Problem, UsageError, default_data_dir, read_log
+from evaluate import (EvalHFEngine, EvalConfig, checkpoint_template, evaluate_problems, format_table, main,
+                      pass_at_k, pass_ks, published_rows, summarize)
+from grader import Grader
+from rollout import HFEngine, Sample, SamplingParams
 
 needs_data = pytest.mark.skipif(not (default_data_dir() / "eval" / "gsm8k.jsonl").exists(), reason="no ../shared/data")
 
 
-def test_format_table_hand_computed():
-    table = format_table({"gsm8k": (1, 4), "math500": (3, 4)})
-    assert "| gsm8k | 4 | 25.0 |" in table and "| math500 | 4 | 75.0 |" in table and "| average | | 50.0 |" in table
+def record(index, sample, reason, length=10, response="", finish_reason="stop"):
+    return {"index": index, "sample": sample, "reason": reason, "length": length, "response": response,
+            "answer": None if reason == "no_answer" else "1", "finish_reason": finish_reason}
+
+
+def test_pass_at_k_hand_computed():
+    assert pass_at_k(4, 1, 2) == pytest.approx(1 - 3 / 6)  # 1 - C(3,2)/C(4,2)
+    assert pass_at_k(5, 2, 3) == pytest.approx(1 - 1 / 10)  # 1 - C(3,3)/C(5,3)
+    assert pass_at_k(16, 3, 4) == pytest.approx(1 - math.comb(13, 4) / math.comb(16, 4))
+    assert pass_at_k(4, 0, 4) == 0.0 and pass_at_k(4, 2, 3) == 1.0  # n - c < k: some draw of k holds a correct one
+    assert pass_at_k(8, 3, 1) == pytest.approx(3 / 8)  # pass@1 is the sample accuracy
+    with pytest.raises(ValueError, match="k <= n"):
+        pass_at_k(2, 1, 3)
+
+
+def test_summarize_hand_computed():
+    records = [record(0, 0, "correct", 4, "Wait, 2."), record(0, 1, "wrong", 8, "However it is"),
+               record(1, 0, "no_answer", 20, "await", "length"), record(1, 1, "wrong", 12),
+               record(2, 0, "correct", 6), record(2, 1, "correct", 2, "Let me verify. Wait.")]
+    s = summarize(records, [1, 2])
+    assert (s["problems"], s["samples"], s["n"]) == (3, 6, 2)
+    assert s["avg@2"] == pytest.approx(0.5)  # per-problem means 0.5, 0, 1
+    assert s["stderr"] == pytest.approx(math.sqrt(((0.0) ** 2 + 0.5**2 + 0.5**2) / 2) / math.sqrt(3))
+    assert s["pass@1"] == pytest.approx(0.5) and s["pass@2"] == pytest.approx(2 / 3)
+    assert s["answer_rate"] == pytest.approx(5 / 6) and s["truncation_rate"] == pytest.approx(1 / 6)
+    assert s["length"] == pytest.approx(52 / 6) and s["length_correct"] == 4 and s["length_wrong"] == pytest.approx(40 / 3)
+    assert s["verdicts"] == {"correct": 3, "wrong": 2, "no_answer": 1}
+    assert s["reflection"] == pytest.approx(3 / 6)  # "await" is not "wait"
+    assert s["reflection_words"]["wait"] == pytest.approx(2 / 6) and s["reflection_words"]["verify"] == pytest.approx(1 / 6)
+    assert s["reflection_words"]["however"] == pytest.approx(1 / 6) and s["reflection_words"]["recheck"] == 0
+    assert summarize(records[:2], [1])["stderr"] is None  # one problem
+    with pytest.raises(ValueError, match="same number of samples"):
+        summarize(records[:3], [1])
+
+
+def test_format_table_puts_benchmarks_in_columns_with_the_published_row():
+    summary = {"math500": {"n": 4, "avg@4": 0.5, "stderr": 0.1, "pass@1": 0.5, "pass@4": 0.75},
+               "aime24": {"n": 4, "avg@4": 0.25, "stderr": 0.05, "pass@1": 0.25, "pass@4": 0.5}}
+    table = format_table("m", summary, ["oat-zero-7b"]).splitlines()
+    assert table[0] == "| model | metric | math500 | aime24 | average |"
+    assert table[2] == "| m | avg@4 ± stderr | 50.0 ± 10.0 | 25.0 ± 5.0 | 37.5 |"
+    assert table[3] == "|  | pass@4 | 75.0 | 50.0 | 62.5 |"
+    assert table[4] == "| Oat-Zero-7B (published) | pass@1 | 80.0 | 43.3 | 51.4 (its five) |"
+    assert "83 problems" in table[-1]
+    greedy = format_table("m", {"gsm8k": {"n": 1, "avg@1": 0.125, "stderr": 0.02, "pass@1": 0.125}})
+    assert "| m | pass@1 | 12.5 | 12.5 |" in greedy
+
+
+def test_flags_pass_k_compare_and_checkpoint_template(tmp_path):
+    assert pass_ks("", 1) == [1] and pass_ks("", 4) == [1, 2, 4] and pass_ks("", 6) == [1, 2, 4, 6]
+    assert pass_ks("16,1,4", 16) == [1, 4, 16]
+    with pytest.raises(UsageError, match="1..--n"):
+        pass_ks("8", 4)
+    assert published_rows("auto", "sail/Qwen2.5-Math-7B-Oat-Zero") == ["oat-zero-7b"]
+    assert published_rows("qwen2.5-math-7b, simplerl-zero-7b", "x") == ["qwen2.5-math-7b", "simplerl-zero-7b"]
+    with pytest.raises(UsageError, match="no published row"):
+        published_rows("auto", "smollm2-135m")
+    with pytest.raises(UsageError, match="unknown"):
+        published_rows("gpt-5", "x")
+    assert checkpoint_template(str(tmp_path)) is None
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"step": 3, "config": {"template": "r1"}}))
+    assert checkpoint_template(str(tmp_path)) == "r1"
+
+
+class FixedEngine:
+    """Answers every prompt with the same responses (one per sample)."""
+
+    def __init__(self, texts):
+        self.texts = texts
+
+    def generate(self, prompts, params):
+        return [[Sample([1], [5, 6], t, "stop") for t in self.texts[: params.n]] for _ in prompts]
+
+
+def test_any_gold_of_a_list_counts_as_correct():
+    problems = [Problem("q1", "8.7 \\times 10^{8}"), Problem("q2", "3")]
+    engine = FixedEngine(["The answer is \\boxed{8.7e8}", "\\boxed{870000000}"])
+    params = SamplingParams(n=2, temperature=1.0, max_new_tokens=8)
+    with Grader(workers=1) as grader:
+        only_answer = evaluate_problems(engine, problems, "qwen_math", grader, params)
+        any_of = evaluate_problems(engine, problems, "qwen_math", grader, params,
+                                   golds=[["8.7 \\times 10^{8}", "8.7e8"], ["3"]])
+    assert [(r["index"], r["sample"]) for r in any_of] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert [r["reason"] for r in any_of][:2] == ["correct", "correct"]
+    assert [r["reason"] for r in any_of][2:] == ["wrong", "wrong"]
+    assert only_answer[1]["reason"] == "correct"  # 870000000 = 8.7 x 10^8 either way
+    assert all(r["gold"] == "8.7 \\times 10^{8}" for r in any_of[:2])
+
+
+def test_continuous_and_static_batching_give_generates_greedy_answers(smollm_dir):
+    """The engine seam: transformers' continuous batching, length-sorted generate and HFEngine's generate decode the
+    same greedy tokens, each answer in its prompt's place."""
+    from model import load_model
+    from reward import apply_template
+
+    model, tokenizer = load_model(smollm_dir)
+    prompts = [apply_template("chat_oneshot", f"What is {a} + 1?") for a in (12, 57)] + \
+              [apply_template("qwen_math", "What is the sum of the first five odd numbers?")]
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=24)
+    batched = HFEngine(model, tokenizer).generate(prompts, params)
+    for continuous in (True, False):
+        groups = EvalHFEngine(model, tokenizer, batch_size=2, continuous=continuous).generate(prompts, params)
+        assert [g[0].response_ids for g in groups] == [g[0].response_ids for g in batched]
+        assert [g[0].finish_reason for g in groups] == [g[0].finish_reason for g in batched]
 
 
 @needs_data
-def test_evaluate_writes_per_sample_jsonl_and_table(tiny_model_dir, tmp_path, capsys):
-    cfg = EvalConfig(model=tiny_model_dir, benchmarks="gsm8k,aime24,arithmetic", limit=3, max_new_tokens=4,
-                     out_dir=str(tmp_path))
-    scores = main(cfg)
-    assert {name: n for name, (_, n) in scores.items()} == {"gsm8k": 3, "aime24": 3, "arithmetic": 3}
-    rows = [json.loads(line) for line in (tmp_path / "gsm8k.jsonl").read_text().splitlines()]
+def test_evaluate_writes_samples_summary_and_table(tiny_model_dir, tmp_path, capsys):
+    cfg = EvalConfig(model=tiny_model_dir, benchmarks="gsm8k,aime24,arithmetic", limit=3, max_new_tokens=4, n=2,
+                     temperature=1.0, top_p=0.95, engine="hf", hf_batching="continuous", out_dir=str(tmp_path))
+    summary = main(cfg)
+    assert {name: s["problems"] for name, s in summary.items() if name != "average"} == \
+        {"gsm8k": 3, "aime24": 3, "arithmetic": 3}
+    rows = read_log(tmp_path / "gsm8k.jsonl")
     gold = [json.loads(line)["answer"] for line in (default_data_dir() / "eval" / "gsm8k.jsonl").open()][:3]
-    assert [r["gold"] for r in rows] == gold
+    assert [(r["index"], r["sample"]) for r in rows] == [(i, j) for i in range(3) for j in range(2)]
+    assert [r["gold"] for r in rows[::2]] == gold
     assert all(r["reason"] in ("correct", "wrong", "parse_error", "no_answer", "timeout") for r in rows)
-    assert "| average |" in capsys.readouterr().out
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["template"] == "qwen_math" and written["config"]["n"] == 2
+    for name in ("gsm8k", "aime24", "arithmetic"):  # the summary is recomputed from the per-sample rows
+        again = summarize(read_log(tmp_path / f"{name}.jsonl"), [1, 2])
+        assert {k: written["benchmarks"][name][k] for k in again} == again
+    assert "| model | metric | gsm8k | aime24 | arithmetic | average |" in capsys.readouterr().out
 
 
-def test_unknown_benchmark_is_rejected_before_loading_the_model(tmp_path):
-    with pytest.raises(ValueError, match="gsm9k"):
+@needs_data
+def test_two_ranks_split_the_problems_and_write_what_one_process_writes(tiny_model_dir, tmp_path):
+    flags = ["--model", tiny_model_dir, "--benchmarks", "gsm8k", "--limit", "5", "--max-new-tokens", "4",
+             "--engine", "hf", "--grader-workers", "1"]
+    one = run([sys.executable, "evaluate.py", *flags, "--out-dir", str(tmp_path / "one")], capture_output=True, text=True)
+    two = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", "evaluate.py",
+               *flags, "--out-dir", str(tmp_path / "two")], capture_output=True, text=True)
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr[-2000:], two.stderr[-2000:])
+    assert read_log(tmp_path / "two" / "gsm8k.jsonl") == read_log(tmp_path / "one" / "gsm8k.jsonl")
+    assert [r["index"] for r in read_log(tmp_path / "two" / "gsm8k.jsonl")] == [0, 1, 2, 3, 4]
+
+
+@needs_data
+def test_a_prompt_longer_than_the_context_is_refused_before_generation(tiny_model_dir, tmp_path):
+    with pytest.raises(UsageError, match="gsm8k problem 0: .* exceed the model's context of 512"):
+        main(EvalConfig(model=tiny_model_dir, benchmarks="gsm8k", limit=2, max_new_tokens=500, engine="hf",
+                        out_dir=str(tmp_path)))
+
+
+def test_bad_flags_are_refused_before_loading_the_model(tmp_path):
+    with pytest.raises(UsageError, match="gsm9k"):
         main(EvalConfig(model="does/not-exist", benchmarks="gsm9k", out_dir=str(tmp_path)))
+    with pytest.raises(UsageError, match="--n 4"):
+        main(EvalConfig(model="does/not-exist", benchmarks="gsm8k", n=4, out_dir=str(tmp_path)))
+    with pytest.raises(UsageError, match="--pass-k"):
+        main(EvalConfig(model="does/not-exist", benchmarks="gsm8k", n=2, temperature=1.0, pass_k="4"))

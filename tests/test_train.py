@@ -243,9 +243,9 @@ def test_real_model_on_real_data_then_evaluate_the_checkpoint(smollm_dir, tmp_pa
                        prompts_per_step=2, group_size=2, max_new_tokens=8, eval_every=0, save_every=1))
     assert rows[0]["response_length_max"] <= 8
     checkpoint = tmp_path / "run" / "checkpoints" / "step_000001"
-    scores = evaluate_main(EvalConfig(model=str(checkpoint), benchmarks="gsm8k", limit=2, max_new_tokens=8,
-                                      out_dir=str(tmp_path / "eval")))
-    assert scores["gsm8k"][1] == 2 and (tmp_path / "eval" / "gsm8k.jsonl").exists()
+    summary = evaluate_main(EvalConfig(model=str(checkpoint), benchmarks="gsm8k", limit=2, max_new_tokens=8,
+                                       out_dir=str(tmp_path / "eval")))
+    assert summary["gsm8k"]["problems"] == 2 and (tmp_path / "eval" / "gsm8k.jsonl").exists()
 
 
 def test_kl_term_loads_a_reference_and_logs_kl(tiny_model_dir, tmp_path, parity_reward):
