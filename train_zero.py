@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import random
 import sys
@@ -80,9 +81,14 @@ class Config(LearnSettings):
     top_p: float = 1.0  # nucleus sampling
     seed: int = 0  # seeds data order, sampling and everything else
     # --- optimiser
-    lr: float = 5e-5  # AdamW learning rate, constant
+    lr: float = 5e-5  # AdamW learning rate (the peak of --lr-schedule)
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # after warmup: constant, or cosine down to --min-lr-ratio x lr at --steps
+    warmup_ratio: float = 0.0  # linear warmup over this fraction of --steps (OpenRLHF / SimpleRL-Zero: 0.03)
+    min_lr_ratio: float = 0.0  # cosine: the final lr as a fraction of --lr (OpenRLHF: 0.1)
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas (OpenRLHF and oat: 0.9 0.95; verl: 0.9 0.999)
+    adam_eps: float = 1e-8  # AdamW epsilon
     weight_decay: float = 0.0  # AdamW weight decay
-    critic_lr: float = 5e-5  # PPO critic AdamW learning rate, constant (SimpleRL-Zero: 9e-6, 18x the actor's)
+    critic_lr: float = 5e-5  # PPO critic AdamW learning rate, on the same schedule (SimpleRL-Zero: 9e-6, 18x the actor's)
     logprob_chunk_size: int = 1024  # tokens per chunk of the fused log-prob kernel
     # --- precision, memory, sharding (README "Scaling up")
     dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; master weights, gradient reduction and AdamW stay fp32
@@ -127,6 +133,21 @@ def resolve_auto(cfg: Config) -> Config:
     return replace(cfg, template=template, eval_data=eval_data)
 
 
+def lr_factor(step: int, cfg: Config) -> float:
+    """The learning-rate multiplier of rollout step `step` (0-based; every optimiser step of its batch uses it):
+    linear warmup over round(warmup_ratio x steps) steps ((step + 1) / warmup), then 1 (constant) or a cosine
+    from 1 down to min_lr_ratio at the last step, as OpenRLHF's cosine_with_min_lr (SimpleRL-Zero) and HF's
+    get_cosine_with_min_lr_schedule_with_warmup, counted in rollout steps instead of optimiser steps. A pure
+    function of the step, so --resume continues it exactly (with the same --steps)."""
+    warmup = round(cfg.warmup_ratio * cfg.steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, cfg.steps - warmup - 1)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
 def config_problems(cfg: Config, world_size: int) -> list[str]:
     """Everything wrong with the flags, one line each, found without loading anything (the learn stage's knobs:
     LearnSettings.problems): ranges, names, missing files, and settings that cannot learn."""
@@ -134,6 +155,8 @@ def config_problems(cfg: Config, world_size: int) -> list[str]:
     for name, ok, rule in [
         ("steps", cfg.steps >= 1, "at least 1"), ("prompts_per_step", cfg.prompts_per_step >= 1, "at least 1"),
         ("lr", cfg.lr > 0, "> 0"), ("critic_lr", cfg.critic_lr > 0, "> 0"), ("weight_decay", cfg.weight_decay >= 0, ">= 0"),
+        ("warmup_ratio", 0 <= cfg.warmup_ratio < 1, "in [0, 1)"), ("min_lr_ratio", 0 <= cfg.min_lr_ratio <= 1, "in [0, 1]"),
+        ("adam_betas", all(0 <= b < 1 for b in cfg.adam_betas), "two numbers in [0, 1)"), ("adam_eps", cfg.adam_eps > 0, "> 0"),
         ("top_p", 0 < cfg.top_p <= 1, "in (0, 1]"), ("logprob_chunk_size", cfg.logprob_chunk_size >= 1, "at least 1"),
         ("vllm_gpu_memory_utilization", 0 <= cfg.vllm_gpu_memory_utilization < 1, "in [0, 1) (0: from the memory plan)"),
         ("vllm_kv_cache_gb", cfg.vllm_kv_cache_gb > 0, "> 0"), ("vllm_max_model_len", cfg.vllm_max_model_len >= 1, "at least 1"),
@@ -210,7 +233,8 @@ def build_models(cfg: Config, d: Dist, checkpoint: Path | None) -> Models:
         return lm.to(d.device).train(trained), tokenizer
 
     def adamw(module: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(module.parameters(), lr=lr, betas=cfg.adam_betas, eps=cfg.adam_eps,
+                                 weight_decay=cfg.weight_decay)
 
     model, tokenizer = base(str(checkpoint) if checkpoint else cfg.model)
     policy = distribute(TokenLogProbs(model, cfg.temperature, cfg.logprob_chunk_size, compute), cfg.shard, compute)
@@ -432,6 +456,10 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None) -> list[dict]:
             t2 = time.perf_counter()
             batch = prepare_batch(samples, [r.score for r in results], unwrap(m.policy), m.reference, m.value_model, cfg,
                                   pad, d)
+            factor = lr_factor(step, cfg)
+            for optimizer, lr in ((m.optimizer, cfg.lr), (m.critic_optimizer, cfg.critic_lr)):
+                for group in optimizer.param_groups if optimizer else ():
+                    group["lr"] = lr * factor
             policy_stats = learn(m.policy, m.optimizer, batch, cfg, d, pad)
             critic_stats = learn_critic(m.critic, m.critic_optimizer, batch, cfg, d, pad) if m.critic else None
             # sync the engine's weights (and probe them)
@@ -440,7 +468,7 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None) -> list[dict]:
             # log
             row = {"step": step + 1, **step_metrics(step_sums(batch, results, cfg.group_size), policy_stats, critic_stats,
                                                     batch.drift, d)}
-            row.update({"time_rollout": t1 - t0, "time_reward": t2 - t1, "time_learn": t3 - t2, "time_sync": sync_seconds,
+            row.update({"lr": cfg.lr * factor, "time_rollout": t1 - t0, "time_reward": t2 - t1, "time_learn": t3 - t2, "time_sync": sync_seconds,
                         "tokens_per_s": row["generated_tokens"] / max(t1 - t0, 1e-9),
                         "peak_memory_gb": peak_memory_gb(d.device), **probe})
             # eval

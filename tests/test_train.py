@@ -1,9 +1,11 @@
 """train_zero.py end to end with a tiny random model: a 2-step run, exact resume, DDP equivalence."""
 
 import json
+import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -334,3 +336,29 @@ def test_auto_template_and_eval_data_follow_the_training_set():
     assert (math.template, math.eval_data) == ("qwen_boxed", "arithmetic")  # never the toy one-shot template
     chosen = resolve_auto(Config(template="qwen_math", eval_data="gsm8k"))
     assert (chosen.template, chosen.eval_data) == ("qwen_math", "gsm8k")
+
+
+def test_lr_schedule_warmup_then_cosine_to_the_floor_and_adamw_settings(tiny_model_dir, tmp_path, parity_reward):
+    from train_zero import lr_factor
+
+    cfg = tiny_config(tiny_model_dir, tmp_path, steps=10, lr_schedule="cosine", warmup_ratio=0.2, min_lr_ratio=0.1)
+    factors = [lr_factor(step, cfg) for step in range(10)]
+    assert factors[:2] == [0.5, 1.0]  # warmup: 2 steps
+    assert factors[2] == 1.0 and factors[-1] == pytest.approx(0.1)  # cosine from the peak to the floor
+    assert factors[6] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 4 / 7)))
+    assert all(a >= b for a, b in zip(factors[1:], factors[2:]))
+    constant = replace(cfg, lr_schedule="constant", warmup_ratio=0.0)
+    assert {lr_factor(step, constant) for step in range(10)} == {1.0}
+    rows = main(replace(cfg, steps=4, warmup_ratio=0.5, eval_every=0, save_every=4, adam_betas=(0.8, 0.9), adam_eps=1e-6))
+    assert [r["lr"] for r in rows] == pytest.approx([cfg.lr / 2, cfg.lr, cfg.lr, cfg.lr * 0.1])
+    groups = torch.load(tmp_path / "checkpoints" / "step_000004" / "optimizer.pt", weights_only=False)["param_groups"]
+    assert [(tuple(g["betas"]), g["eps"]) for g in groups] == [((0.8, 0.9), 1e-6)] * len(groups)
+
+
+def test_bad_schedule_and_adamw_flags_are_refused(tiny_model_dir, tmp_path):
+    from train_zero import config_problems
+
+    cfg = tiny_config(tiny_model_dir, tmp_path, warmup_ratio=1.0, min_lr_ratio=2.0, adam_betas=(0.9, 1.0), adam_eps=0.0)
+    problems = "\n".join(config_problems(cfg, 1))
+    for flag in ("--warmup-ratio", "--min-lr-ratio", "--adam-betas", "--adam-eps"):
+        assert flag in problems
