@@ -47,7 +47,7 @@ import tyro
 from tqdm import tqdm
 
 from checkpoint import NonFiniteWeights, load_checkpoint, run_directory, save_checkpoint, truncate_logs
-from data import BENCHMARKS, PROCEDURAL_SETS, UsageError, load_train_data
+from data import BENCHMARKS, PROCEDURAL_SETS, ZOO_PRESETS, UsageError, load_train_data, train_data_files
 from distributed import Dist, print0, setup_distributed
 from evaluate import eval_metrics, load_eval_set
 from grader import Grader
@@ -70,9 +70,9 @@ class Config(LearnSettings):
     model: str = "smollm2-135m"  # HF hub id, local HF directory, or the embedded smollm2-135m
     template: str = "auto"  # prompt template (reward.TEMPLATES): qwen_math, qwen_boxed, r1, abel, no, chat_oneshot; auto: chat_oneshot for add_one, else qwen_boxed
     reward: str = "simplerl"  # reward rule: simplerl (+1/-0.5/-1) or correct (1/0)
-    train_data: str = "add_one"  # JSONL with problem/answer, or a built-in procedural set: add_one, arithmetic
+    train_data: str = "add_one"  # JSONL with problem/answer (several: a.jsonl:0.7,b.jsonl:0.3), a built-in set (add_one, arithmetic), or zoo-easy / zoo-medium / zoo-hard
     levels: tuple[int, ...] = ()  # keep only these MATH levels (e.g. 3 4 5); empty keeps all
-    data_dir: str = ""  # benchmark data directory (default: $ZERO_RL_DATA or ../shared/data)
+    data_dir: str = ""  # data directory of the benchmarks and the zoo-* presets (default: $ZERO_RL_DATA or ../shared/data)
     # --- sampling
     max_new_tokens: int = 20  # generation budget L_max (also Dr. GRPO's loss denominator); the default task needs ~15
     steps: int = 15  # optimiser rounds (rollout batches)
@@ -176,9 +176,10 @@ def config_problems(cfg: Config, world_size: int) -> list[str]:
     for flag, value, known in [("template", cfg.template, TEMPLATES), ("reward", cfg.reward, REWARD_RULES)]:
         if value not in known:
             out.append(f"--{flag} {value!r}: use one of {', '.join(sorted(known))}")
-    if cfg.train_data not in PROCEDURAL_SETS and not Path(cfg.train_data).is_file():
-        out.append(f"--train-data {cfg.train_data}: no such file (a JSONL with problem and answer, or a built-in set: "
-                   f"{', '.join(PROCEDURAL_SETS)})")
+    for path in train_data_files(cfg.train_data, cfg.data_dir or None):
+        if not path.is_file():
+            out.append(f"--train-data {cfg.train_data}: no such file {path} (JSONL files with problem and answer, "
+                       f"comma-separated with optional :weight, or a built-in set: {', '.join([*PROCEDURAL_SETS, *ZOO_PRESETS])})")
     if any(not 1 <= level <= 5 for level in cfg.levels):
         out.append(f"--levels {' '.join(map(str, cfg.levels))}: MATH levels are 1 to 5")
     unknown = [n for n in cfg.eval_data.split(",") if n not in (*BENCHMARKS, "minerva", *PROCEDURAL_SETS)]
@@ -409,7 +410,7 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None) -> list[dict]:
     random.seed(cfg.seed)
     print0(d, json.dumps(asdict(cfg), indent=1))
     # --- 2. data
-    train_set = load_train_data(cfg.train_data, cfg.levels or None, cfg.seed)
+    train_set = load_train_data(cfg.train_data, cfg.levels or None, cfg.seed, cfg.data_dir or None)
     print0(d, f"train data {train_set.path}: {len(train_set.problems)} problems "
               f"({train_set.skipped_empty} empty answers skipped)")
     eval_sets = {name: load_eval_set(name, cfg.data_dir or None, cfg.eval_limit) for name in cfg.eval_data.split(",")} \

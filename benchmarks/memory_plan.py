@@ -110,8 +110,9 @@ def activation_bytes_per_token(config, path: str) -> tuple[float, float]:
         small.num_hidden_layers, small.vocab_size = layers, 512
         if hasattr(small, "layer_types") and small.layer_types:
             small.layer_types = small.layer_types[:layers]
-        torch.manual_seed(0)
-        decoder = AutoModelForCausalLM.from_config(small).base_model
+        with torch.device("meta"):  # sizes are all that is measured: uninitialised weights, no random init
+            decoder = AutoModelForCausalLM.from_config(small).base_model
+        decoder = decoder.to_empty(device="cpu")
         decoder = decoder.to(torch.bfloat16) if path == "bfloat16" else decoder.float()
         storages: dict[int, int] = {}
 

@@ -266,26 +266,82 @@ def add_one_problems(n: int, seed: int = 0) -> list[Problem]:
 PROCEDURAL_SETS = {"arithmetic": arithmetic_problems, "add_one": add_one_problems}  # name -> (n, seed) -> problems
 
 
-def load_train_data(spec: str, levels: Iterable[int] | None = None, seed: int = 0) -> ProblemSet:
+ZOO_PRESETS: dict[str, list[tuple[str, tuple[int, ...] | None]]] = {
+    # SimpleRL-Zoo's difficulty levels (Zeng et al. 2025, "SimpleRL-Zoo", section 2.2): (file under <data_dir>/train, levels)
+    "zoo-easy": [("gsm8k_train.jsonl", None), ("math_12k_rebuilt.jsonl", (1,))],  # GSM8K + MATH level 1
+    "zoo-medium": [("math_12k_rebuilt.jsonl", (1, 2, 3, 4))],  # MATH levels 1-4
+    "zoo-hard": [("math_12k_rebuilt.jsonl", (3, 4, 5))],  # MATH levels 3-5
+}
+
+
+def _mix(parts: list[ProblemSet], weights: list[float] | None, name: str, seed: int) -> ProblemSet:
+    """One ProblemSet from several: concatenated, or (weights) a mixture as large as all parts together in which
+    part i holds round(w_i / sum(w) x total) rows, drawn by a seeded shuffle (cycled when the part is smaller)."""
+    if weights is None:
+        problems = [p for part in parts for p in part.problems]
+    else:
+        total, problems = sum(len(part.problems) for part in parts), []
+        for i, (part, weight) in enumerate(zip(parts, weights)):
+            order = list(range(len(part.problems)))
+            random.Random(seed * 1_000_003 + i).shuffle(order)
+            share = round(weight / sum(weights) * total)
+            problems += [part.problems[order[k % len(order)]] for k in range(share)] if order else []
+    return ProblemSet(problems, name, sum(p.skipped_empty for p in parts), sum(p.skipped_level for p in parts))
+
+
+def load_train_data(spec: str, levels: Iterable[int] | None = None, seed: int = 0,
+                    data_dir: str | Path | None = None) -> ProblemSet:
     """Training problems from a spec.
 
     Args:
-        spec: a PROCEDURAL_SETS name ("arithmetic", "add_one": 10,000 problems drawn with `seed`) or a JSONL
-            path (load_jsonl).
-        levels: level filter for JSONL files (see load_jsonl); must be empty for a procedural set.
-        seed: seed of the procedural draw (unused for files).
+        spec: a PROCEDURAL_SETS name ("arithmetic", "add_one": 10,000 problems drawn with `seed`); a ZOO_PRESETS
+            name ("zoo-easy", "zoo-medium", "zoo-hard": files under <data_dir>/train); a JSONL path (load_jsonl);
+            or several paths, comma-separated, each with an optional ":weight" ("a.jsonl:0.7,b.jsonl:0.3": a
+            mixture, see _mix; without weights the files are concatenated).
+        levels: level filter for JSONL files (see load_jsonl); must be empty for a procedural set or a preset.
+        seed: seed of the procedural draw and of a weighted mixture's draw.
+        data_dir: the presets' data directory (default: default_data_dir()).
     Returns:
         ProblemSet.
     Raises:
-        DataError: see load_jsonl.
-        ValueError: if levels are given with a procedural set (it has no levels).
+        DataError: see load_jsonl. FileNotFoundError: a file of the spec is missing.
+        ValueError: levels given with a procedural set or a preset; a weight that is not a number >= 0, or
+            weights on some files only.
     """
+    if levels and (spec in PROCEDURAL_SETS or spec in ZOO_PRESETS):
+        has = "has no levels" if spec in PROCEDURAL_SETS else "fixes its own levels"
+        raise ValueError(f"levels {list(levels)} given, but the {spec} set {has}; drop --levels or pass a MATH JSONL file")
     if spec in PROCEDURAL_SETS:
-        if levels:
-            raise ValueError(f"levels {list(levels)} given, but the {spec} set has no levels; "
-                             "drop --levels or pass a MATH JSONL file")
         return ProblemSet(PROCEDURAL_SETS[spec](10_000, seed), spec, 0, 0)
-    return load_jsonl(spec, levels)
+    if spec in ZOO_PRESETS:
+        root = Path(data_dir if data_dir is not None else default_data_dir()) / "train"
+        return _mix([load_jsonl(root / name, part_levels) for name, part_levels in ZOO_PRESETS[spec]], None, spec, seed)
+    items = [item.strip() for item in spec.split(",") if item.strip()]
+    if len(items) == 1 and not re.search(r":[0-9.]+$", items[0]):
+        return load_jsonl(spec, levels)
+    paths, weights = [], []
+    for item in items:
+        path, sep, weight = item.rpartition(":")
+        if sep and re.fullmatch(r"[0-9]*\.?[0-9]+", weight):
+            paths.append(path)
+            weights.append(float(weight))
+        else:
+            paths.append(item)
+    if weights and len(weights) != len(paths):
+        raise ValueError(f"--train-data {spec}: give a weight to every file or to none")
+    if weights and sum(weights) <= 0:
+        raise ValueError(f"--train-data {spec}: the weights must not all be 0")
+    return _mix([load_jsonl(path, levels) for path in paths], weights or None, spec, seed)
+
+
+def train_data_files(spec: str, data_dir: str | Path | None = None) -> list[Path]:
+    """The files a --train-data spec reads (none for a procedural set), for checking they exist before a run."""
+    if spec in PROCEDURAL_SETS:
+        return []
+    if spec in ZOO_PRESETS:
+        root = Path(data_dir if data_dir is not None else default_data_dir()) / "train"
+        return [root / name for name, _ in ZOO_PRESETS[spec]]
+    return [Path(re.sub(r":[0-9]*\.?[0-9]+$", "", item.strip())) for item in spec.split(",") if item.strip()]
 
 
 # ---------------------------------------------------------------------------------------------------

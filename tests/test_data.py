@@ -286,3 +286,42 @@ def test_prepare_cli_uses_fetch(tmp_path, monkeypatch, capsys):
     prepare_module.main(["--out", str(tmp_path)])
     assert "math_lvl3to5_rebuilt.jsonl" in capsys.readouterr().out
     assert (tmp_path / "eval" / "gsm8k.jsonl").is_file()
+
+
+def write_rows(path, n, source):
+    path.write_text("".join(json.dumps({"problem": f"{source} {i}", "answer": str(i), "source": source}) + "\n"
+                            for i in range(n)))
+    return str(path)
+
+
+def test_train_data_mixtures_concatenate_or_weight_files(tmp_path):
+    from data import train_data_files
+
+    a, b = write_rows(tmp_path / "a.jsonl", 10, "a"), write_rows(tmp_path / "b.jsonl", 30, "b")
+    plain = load_train_data(f"{a},{b}")
+    assert [p.problem for p in plain.problems] == [f"a {i}" for i in range(10)] + [f"b {i}" for i in range(30)]
+    mixed = load_train_data(f"{a}:0.5,{b}:0.5", seed=3)
+    sources = [p.source for p in mixed.problems]
+    assert len(sources) == 40 and sources.count("a") == 20 and sources.count("b") == 20
+    assert len({p.problem for p in mixed.problems if p.source == "a"}) == 10  # the small part is cycled, all rows used
+    assert [p.problem for p in load_train_data(f"{a}:0.5,{b}:0.5", seed=3).problems] == [p.problem for p in mixed.problems]
+    assert [p.problem for p in load_train_data(f"{a}:1,{b}:3", seed=3).problems][10:] != \
+        [p.problem for p in plain.problems][10:]  # shuffled draws
+    with pytest.raises(ValueError, match="every file or to none"):
+        load_train_data(f"{a}:0.5,{b}")
+    with pytest.raises(ValueError, match="drop --levels"):
+        load_train_data("zoo-hard", levels=[3])
+    assert train_data_files(f"{a}:0.5,{b}:2") == [Path(a), Path(b)] and train_data_files("add_one") == []
+    assert [f.name for f in train_data_files("zoo-easy", tmp_path)] == ["gsm8k_train.jsonl", "math_12k_rebuilt.jsonl"]
+
+
+@needs_shared_data
+def test_zoo_presets_row_counts():
+    """SimpleRL-Zoo's Easy (GSM8K train + MATH level 1), Medium (MATH 1-4) and Hard (MATH 3-5) from our files."""
+    easy = load_train_data("zoo-easy", data_dir=SHARED_DATA)
+    assert len(easy.problems) == 7_473 + 958 and sum(p.source == "gsm8k_train" for p in easy.problems) == 7_473
+    assert {p.level for p in easy.problems if p.source != "gsm8k_train"} == {1}
+    medium = load_train_data("zoo-medium", data_dir=SHARED_DATA)
+    assert len(medium.problems) == 8_504 and {p.level for p in medium.problems} == {1, 2, 3, 4}
+    hard = load_train_data("zoo-hard", data_dir=SHARED_DATA)
+    assert len(hard.problems) == 8_886 and hard.skipped_empty == 2  # math_lvl3to5_rebuilt's 8,888 less 2 empty answers
