@@ -221,3 +221,17 @@ def test_more_prompt_tokens_than_one_step_holds(engine):
     groups = engine.generate(prompts, SamplingParams(n=8, temperature=1.0, max_new_tokens=4, seed=2))
     assert sum(len(s.prompt_ids) for g in groups for s in g) > 8192  # vLLM on CPU schedules 4,096 tokens a step
     assert [len(g) for g in groups] == [8] * 8 and all(len(s.response_ids) >= 1 for g in groups for s in g)
+
+
+def test_evaluate_gives_the_same_greedy_answers_with_vllm_and_transformers(tmp_path):
+    """The engine seam of evaluate.py: --engine vllm and --engine hf decode the embedded model greedily to the same
+    responses and verdicts on a held-out add_one draw, and write the same summary numbers."""
+    flags = ["--benchmarks", "add_one", "--limit", "16", "--template", "chat_oneshot", "--max-new-tokens", "20"]
+    for engine in ("vllm", "hf"):
+        r = subprocess.run([sys.executable, "evaluate.py", *flags, "--engine", engine, "--out-dir", str(tmp_path / engine)],
+                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stderr[-3000:]
+    rows = {e: [json.loads(line) for line in (tmp_path / e / "add_one.jsonl").read_text().splitlines()] for e in ("vllm", "hf")}
+    assert [(r["response"], r["reason"]) for r in rows["vllm"]] == [(r["response"], r["reason"]) for r in rows["hf"]]
+    summaries = {e: json.loads((tmp_path / e / "summary.json").read_text())["benchmarks"]["add_one"] for e in rows}
+    assert summaries["vllm"]["avg@1"] == summaries["hf"]["avg@1"] and summaries["vllm"]["problems"] == 16
