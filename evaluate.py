@@ -22,9 +22,9 @@ summarize() recomputes the summary from those rows.
 Engines: `--engine vllm` (rollout.VLLMEngine; --dtype, --tensor-parallel-size, --gpu-memory-utilization),
 `--engine hf` (transformers: prompts go in longest first; `--hf-batching continuous`, the default on a GPU, uses
 transformers' continuous batching, where a finished sequence leaves the batch at once and the next prompt takes its
-place; `static`, the default on CPU where it is faster, batches of `generate`), `auto`: vLLM when it is installed,
-else transformers. The rank's GPU when there is one. Under torchrun the transformers engine splits the problems over
-ranks (data parallel); for vLLM use --tensor-parallel-size instead.
+place; `static`, the default on CPU where it is faster, batches of `generate`), `auto`: vLLM when it is installed
+and there is one process, else transformers. The rank's GPU when there is one. Under torchrun the transformers
+engine splits the problems over ranks (data parallel); for vLLM use --tensor-parallel-size instead.
 
 Gold answers: Minerva `--minerva-gold answer` (default) grades against the last \\boxed{} of the reference
 solution, as the Qwen2.5-Math / SimpleRL harness (`parser.parse_ground_truth`); `alternatives` counts a response
@@ -39,6 +39,7 @@ Deviations, one line each:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -57,7 +58,7 @@ from distributed import Dist, all_reduce, setup_distributed
 from grader import Grader
 from metrics import REFLECTION_WORDS, reflection_words
 from model import load_model, resolve_model
-from reward import apply_template, compute_rewards, stop_strings
+from reward import TEMPLATES, apply_template, compute_rewards, stop_strings
 from rollout import HFEngine, Sample, SamplingParams
 
 ARITHMETIC_EVAL_SEED = 1_000_000  # the procedural sets' eval draw: not training's seed-0 (or any small-seed) draw
@@ -94,13 +95,14 @@ class EvalConfig:
     top_p: float = 1.0
     pass_k: str = ""  # comma-separated k for pass@k, each <= n (default: 1, 2, 4, ... up to n, and n)
     seed: int = 0  # sampling seed
-    engine: Literal["auto", "vllm", "hf"] = "auto"  # auto: vllm when installed, else transformers
+    engine: Literal["auto", "vllm", "hf"] = "auto"  # auto: vllm when installed (one process), else transformers
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bfloat16 on a GPU, float32 on CPU
     tensor_parallel_size: int = 1  # vLLM: GPUs per engine
     gpu_memory_utilization: float = 0.9  # vLLM: share of the GPU for weights and KV cache
     batch_size: int = 64  # transformers engine: sequences decoded together
     hf_batching: Literal["auto", "continuous", "static"] = "auto"  # transformers engine; auto: continuous on a GPU, static (length-sorted generate) on CPU
     vllm_kv_cache_gb: float = 1.0  # vLLM on CPU: KV cache size (GiB)
+    vllm_cpu_bind: str = ""  # vLLM on CPU: cores for the engine's worker, e.g. 0-1 (VLLM_CPU_OMP_THREADS_BIND); "": vLLM's auto
     minerva_gold: Literal["answer", "alternatives"] = "answer"  # see the module docstring
     compare: str = ""  # published rows to add: names of evaluate.PUBLISHED, comma-separated, or auto (from --model)
     data_dir: str = ""  # benchmark files (default: $ZERO_RL_DATA or ../shared/data)
@@ -347,11 +349,8 @@ def format_table(model: str, summary: dict[str, dict], compare: list[str] = ()) 
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
-def build_engine(cfg: EvalConfig, path: str, device: torch.device, max_model_len: int):
-    """The --engine for `path` on `device` (see the module docstring); vLLM is imported only when chosen."""
-    import importlib.util
-
-    engine = cfg.engine if cfg.engine != "auto" else ("vllm" if importlib.util.find_spec("vllm") else "hf")
+def build_engine(cfg: EvalConfig, engine: str, path: str, device: torch.device, max_model_len: int):
+    """The engine ("vllm" or "hf") for `path` on `device` (see the module docstring); vLLM is imported only here."""
     dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
     if engine == "vllm":
         from rollout import VLLMEngine
@@ -359,7 +358,8 @@ def build_engine(cfg: EvalConfig, path: str, device: torch.device, max_model_len
         on_gpu = torch.cuda.is_available()
         return VLLMEngine(path, dtype=dtype, seed=cfg.seed, max_model_len=max_model_len,
                           gpu_memory_utilization=cfg.gpu_memory_utilization, tensor_parallel_size=cfg.tensor_parallel_size,
-                          kv_cache_gb=None if on_gpu else cfg.vllm_kv_cache_gb, enforce_eager=not on_gpu)
+                          kv_cache_gb=None if on_gpu else cfg.vllm_kv_cache_gb, enforce_eager=not on_gpu,
+                          cpu_threads_bind=cfg.vllm_cpu_bind or None)
     model, tokenizer = load_model(path, dtype=getattr(torch, dtype))
     continuous = cfg.hf_batching == "continuous" or (cfg.hf_batching == "auto" and device.type == "cuda")
     return EvalHFEngine(model.to(device), tokenizer, batch_size=cfg.batch_size, continuous=continuous)
@@ -381,6 +381,8 @@ def main(cfg: EvalConfig) -> dict[str, dict]:
     ks = pass_ks(cfg.pass_k, cfg.n)
     compare = published_rows(cfg.compare, cfg.model)
     template = cfg.template if cfg.template != "auto" else (checkpoint_template(cfg.model) or "qwen_math")
+    if template not in TEMPLATES:
+        raise UsageError(f"--template {template!r}: use one of {', '.join(sorted(TEMPLATES))}, or auto")
     problem_sets = {name: load_eval_set(name, cfg.data_dir or None, cfg.limit or None) for name in names}  # fail early
 
     from transformers import AutoConfig, AutoTokenizer
@@ -402,8 +404,10 @@ def main(cfg: EvalConfig) -> dict[str, dict]:
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     if world > 1 and cfg.engine == "vllm":
         raise UsageError("--engine vllm under torchrun: run one process with --tensor-parallel-size instead")
+    engine_name = cfg.engine if cfg.engine != "auto" else \
+        ("vllm" if world == 1 and importlib.util.find_spec("vllm") else "hf")
     device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}") if torch.cuda.is_available() else torch.device("cpu")
-    engine = build_engine(cfg, path, device, max_model_len=longest + cfg.max_new_tokens)
+    engine = build_engine(cfg, engine_name, path, device, max_model_len=longest + cfg.max_new_tokens)
     params = SamplingParams(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                             seed=cfg.seed + rank)
     out_dir = Path(cfg.out_dir)

@@ -332,6 +332,22 @@ class CriticStats:
     skipped_updates: float = 0.0  # as PolicyStats.skipped_updates
 
 
+def lr_factor(step: int, cfg) -> float:
+    """The learning-rate multiplier of step `step` (0-based; train_zero: a rollout batch, every optimiser step of it
+    uses it; sft.py: an optimiser step) for cfg's steps, warmup_ratio, lr_schedule and min_lr_ratio:
+    linear warmup over round(warmup_ratio x steps) steps ((step + 1) / warmup), then 1 (constant) or a cosine
+    from 1 down to min_lr_ratio at the last step, as OpenRLHF's cosine_with_min_lr (SimpleRL-Zero) and HF's
+    get_cosine_with_min_lr_schedule_with_warmup (train_zero counts rollout batches where they count optimiser
+    steps). A pure function of the step, so --resume continues it exactly (with the same --steps)."""
+    warmup = round(cfg.warmup_ratio * cfg.steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, cfg.steps - warmup - 1)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
 def _optimiser_steps(module, optimizer, active: list[bool], micro_loss, settings: LearnSettings,
                      d: Dist) -> tuple[float, int]:
     """settings.updates_per_batch optimiser steps over this rank's responses; returns (mean grad norm, skipped).

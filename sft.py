@@ -47,8 +47,8 @@ from grader import Grader
 from metrics import strict_json
 from model import (TokenLogProbs, distribute, enable_gradient_checkpointing, load_model, no_gradient_sync, reshard,
                    resolve_model, total_norm)
+from learn import lr_factor  # train_zero's warmup / constant / cosine schedule, a pure function of the step
 from reward import TEMPLATES, apply_template, compute_rewards
-from train_zero import lr_factor  # the same warmup / constant / cosine schedule, a pure function of the step
 
 
 @dataclass

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import os
 import random
 import sys
@@ -51,7 +50,7 @@ from data import BENCHMARKS, PROCEDURAL_SETS, ZOO_PRESETS, UsageError, load_trai
 from distributed import Dist, print0, setup_distributed
 from evaluate import eval_metrics, load_eval_set
 from grader import Grader
-from learn import ALGORITHMS, LearnSettings, learn, learn_critic, prepare_batch
+from learn import ALGORITHMS, LearnSettings, learn, learn_critic, lr_factor, prepare_batch
 from metrics import (ExternalLoggers, append_logs, collapse_warning, logger_problems, peak_memory_gb,
                      step_metrics, step_sums)
 from model import (TokenLogProbs, ValueModel, distribute, enable_gradient_checkpointing, frozen_copy, load_model,
@@ -131,21 +130,6 @@ def resolve_auto(cfg: Config) -> Config:
     eval_data = (cfg.train_data if cfg.train_data in PROCEDURAL_SETS else "arithmetic") if cfg.eval_data == "auto" \
         else cfg.eval_data
     return replace(cfg, template=template, eval_data=eval_data)
-
-
-def lr_factor(step: int, cfg: Config) -> float:
-    """The learning-rate multiplier of rollout step `step` (0-based; every optimiser step of its batch uses it):
-    linear warmup over round(warmup_ratio x steps) steps ((step + 1) / warmup), then 1 (constant) or a cosine
-    from 1 down to min_lr_ratio at the last step, as OpenRLHF's cosine_with_min_lr (SimpleRL-Zero) and HF's
-    get_cosine_with_min_lr_schedule_with_warmup, counted in rollout steps instead of optimiser steps. A pure
-    function of the step, so --resume continues it exactly (with the same --steps)."""
-    warmup = round(cfg.warmup_ratio * cfg.steps)
-    if step < warmup:
-        return (step + 1) / warmup
-    if cfg.lr_schedule == "constant":
-        return 1.0
-    progress = (step - warmup) / max(1, cfg.steps - warmup - 1)
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def config_problems(cfg: Config, world_size: int) -> list[str]:

@@ -10,7 +10,7 @@
 # Steps: 20 episodes over 8,523 prompts at 1,024 per rollout batch = 166 rollout batches; 64 optimiser steps each.
 # Deviations: SimpleRL's 8,523-row file is rebuilt here (8,886 rows); OpenRLHF normalises rewards
 # (--normalize_reward) and places actor, critic and vLLM on separate GPUs, this codebase colocates them on every
-# rank; the schedule advances per rollout batch, not per optimiser step (train_zero.lr_factor).
+# rank; the schedule advances per rollout batch, not per optimiser step (learn.lr_factor).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${ZERO_RL_DATA:-../shared/data}

@@ -339,7 +339,7 @@ def test_auto_template_and_eval_data_follow_the_training_set():
 
 
 def test_lr_schedule_warmup_then_cosine_to_the_floor_and_adamw_settings(tiny_model_dir, tmp_path, parity_reward):
-    from train_zero import lr_factor
+    from learn import lr_factor
 
     cfg = tiny_config(tiny_model_dir, tmp_path, steps=10, lr_schedule="cosine", warmup_ratio=0.2, min_lr_ratio=0.1)
     factors = [lr_factor(step, cfg) for step in range(10)]
