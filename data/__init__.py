@@ -314,19 +314,12 @@ def load_train_data(spec: str, levels: Iterable[int] | None = None, seed: int = 
     if spec in PROCEDURAL_SETS:
         return ProblemSet(PROCEDURAL_SETS[spec](10_000, seed), spec, 0, 0)
     if spec in ZOO_PRESETS:
-        root = Path(data_dir if data_dir is not None else default_data_dir()) / "train"
-        return _mix([load_jsonl(root / name, part_levels) for name, part_levels in ZOO_PRESETS[spec]], None, spec, seed)
-    items = [item.strip() for item in spec.split(",") if item.strip()]
-    if len(items) == 1 and not re.search(r":[0-9.]+$", items[0]):
+        parts = [load_jsonl(path, part_levels) for path, (_, part_levels) in zip(train_data_files(spec, data_dir),
+                                                                                   ZOO_PRESETS[spec])]
+        return _mix(parts, None, spec, seed)
+    paths, weights = _file_spec(spec)
+    if len(paths) == 1 and not weights:
         return load_jsonl(spec, levels)
-    paths, weights = [], []
-    for item in items:
-        path, sep, weight = item.rpartition(":")
-        if sep and re.fullmatch(r"[0-9]*\.?[0-9]+", weight):
-            paths.append(path)
-            weights.append(float(weight))
-        else:
-            paths.append(item)
     if weights and len(weights) != len(paths):
         raise ValueError(f"--train-data {spec}: give a weight to every file or to none")
     if weights and sum(weights) <= 0:
@@ -341,7 +334,20 @@ def train_data_files(spec: str, data_dir: str | Path | None = None) -> list[Path
     if spec in ZOO_PRESETS:
         root = Path(data_dir if data_dir is not None else default_data_dir()) / "train"
         return [root / name for name, _ in ZOO_PRESETS[spec]]
-    return [Path(re.sub(r":[0-9]*\.?[0-9]+$", "", item.strip())) for item in spec.split(",") if item.strip()]
+    return [Path(path) for path in _file_spec(spec)[0]]
+
+
+def _file_spec(spec: str) -> tuple[list[str], list[float]]:
+    """"a.jsonl:0.7,b.jsonl" -> (["a.jsonl", "b.jsonl"], [0.7]): the paths, and the weights of those that have one."""
+    paths, weights = [], []
+    for item in (item.strip() for item in spec.split(",") if item.strip()):
+        path, sep, weight = item.rpartition(":")
+        if sep and re.fullmatch(r"[0-9]*\.?[0-9]+", weight):
+            paths.append(path)
+            weights.append(float(weight))
+        else:
+            paths.append(item)
+    return paths, weights
 
 
 # ---------------------------------------------------------------------------------------------------
