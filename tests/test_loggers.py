@@ -5,7 +5,7 @@ logs; an unknown name or a missing package is a flag error. The library tests sk
 import importlib.util
 import json
 import math
-import re
+import time
 
 import pytest
 
@@ -67,16 +67,40 @@ def test_tensorboard_gets_every_finite_number_at_its_step_and_a_resume_replaces_
     assert tensorboard_scalars(tmp_path / "tensorboard")["reward_mean"] == [(1, -1.0), (2, 0.75)]
 
 
+def wandb_records(run_file, timeout_s=60.0):
+    """The records of an offline W&B run file (wandb's LevelDB-log format: a 7-byte file header, 32 KiB blocks,
+    each chunk a 7-byte header of CRC, little-endian length and type FULL=1 / FIRST=2 / MIDDLE=3 / LAST=4), read
+    once the run's `exit` record is there: wandb's writer may still be flushing when finish() returns."""
+    from wandb.proto import wandb_internal_pb2
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        data, records, chunk, pos = run_file.read_bytes(), [], b"", 7
+        assert data[:4] == b":W&B", f"{run_file}: not a W&B run file"
+        while pos + 7 <= len(data):
+            if 32768 - pos % 32768 < 7:  # a block's tail too short for a chunk header is padding
+                pos += 32768 - pos % 32768
+                continue
+            length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+            chunk += data[pos + 7:pos + 7 + length]
+            pos += 7 + length
+            if kind in (1, 4) and pos <= len(data):
+                records.append(wandb_internal_pb2.Record.FromString(chunk))
+                chunk = b""
+        kinds = [r.WhichOneof("record_type") for r in records]
+        if "exit" in kinds or time.monotonic() > deadline:
+            return records
+        time.sleep(0.5)
+
+
 def wandb_history(run_file):
-    """(key, value) pairs of the history records in an offline W&B run file: each item's key, then its value_json
-    (protobuf field 16, tag bytes 0x82 0x01, then a one-byte length)."""
-    data = run_file.read_bytes()
-    pairs = re.findall(rb"\x12.([a-z_/]+)\x82\x01(.)", data, re.DOTALL)
-    out = []
-    for key, length in pairs:
-        start = data.index(key + b"\x82\x01" + length) + len(key) + 3
-        out.append((key.decode(), json.loads(data[start:start + length[0]])))
-    return out
+    """(key, value) pairs of the history records in an offline W&B run file, wandb's own fields (_step,
+    _runtime, _timestamp) left out."""
+    records = wandb_records(run_file)
+    pairs = [(item.key or "/".join(item.nested_key), json.loads(item.value_json))
+             for r in records if r.HasField("history") for item in r.history.item]
+    assert pairs, f"{run_file}: no history records in {[r.WhichOneof('record_type') for r in records]}"
+    return [(key, value) for key, value in pairs if not key.startswith("_")]
 
 
 @pytest.mark.skipif(not HAS_WANDB, reason="wandb not installed (requirements-loggers.txt)")
