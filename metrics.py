@@ -185,10 +185,14 @@ ENTROPY_COLLAPSE = 1e-3  # nats per token: below this the policy samples (almost
 def collapse_warning(row: dict, group_size: int) -> str | None:
     """A one-line warning when the policy has collapsed (it then has nothing left to learn from), else None:
     the entropy over the tokens it learned from is below ENTROPY_COLLAPSE, or every group's group_size
-    responses are identical (then no token is learned from and the logged entropy means nothing)."""
+    responses are identical (then no token is learned from and the logged entropy means nothing). Identical
+    groups that are all correct (accuracy 1) are said to be solved prompts, not a collapse."""
     if row["loss_tokens"] and row["entropy"] < ENTROPY_COLLAPSE:
         return (f"step {row['step']}: policy entropy {row['entropy']:.1e} nats/token (< {ENTROPY_COLLAPSE:g}): the "
                 "policy has collapsed to near-greedy sampling; a too-high --lr is the usual cause")
+    if group_size > 1 and row["identical_group_frac"] == 1 and row.get("accuracy") == 1:
+        return (f"step {row['step']}: every group's {group_size} responses are identical and correct: the policy has "
+                "solved these prompts (no advantage is non-zero, nothing is learned); harder --train-data gives signal")
     if group_size > 1 and row["identical_group_frac"] == 1:
         return (f"step {row['step']}: every group's {group_size} responses are identical: the policy has collapsed "
                 "(no advantage is non-zero, nothing is learned); a too-high --lr is the usual cause")

@@ -191,7 +191,8 @@ class ValueModel(nn.Module):
     def forward(self, input_ids, attention_mask, score_mask=None):
         with _autocast(input_ids.device, self.compute_dtype):
             hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
-        return self.head(hidden[:, :-1].to(self.head.weight.dtype)).float().squeeze(-1)  # (B, T-1); fp32 but under FSDP
+        values = self.head(hidden[:, :-1].to(self.head.weight.dtype)).float().squeeze(-1)  # (B, T-1) fp32
+        return values.clone()  # not a view: FSDP2 warns that an in-place op on a returned view skips its backward hook
 
 
 def frozen_copy(lm: nn.Module, temperature: float = 1.0, chunk_size: int = 1024,

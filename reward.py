@@ -39,6 +39,11 @@ TEMPLATES: dict[str, str] = {
         "</answer>.\nUser: {q}\nAssistant: <think>"
     ),
     "abel": "Question:\n{q}\nAnswer:\nLet's think step by step.\n",
+    # SimpleRL's warm-started system (hkust-nlp/simpleRL-reason: PROMPT_TEMPLATES["o1_cot"] of its evaluation, the
+    # prompt its released SFT-then-RL model states); recipes/simplerl_7b.sh
+    "o1_cot": (
+        "[Round 0] USER:\n{q}\nPlease reason step by step, and put your final answer within \\boxed{}. ASSISTANT:\n"
+    ),
     # not a paper's: the embedded default's (README "The embedded default learns"). SmolLM2-Instruct's ChatML with
     # one worked example, so the 135M model answers in a box from step 1 and the reward grades its arithmetic.
     "chat_oneshot": (

@@ -1,7 +1,7 @@
 """Supervised fine-tuning: SimpleRL's warm start before RL (hkust-nlp/simpleRL-reason), one file for the stage.
 
-    python sft.py --train-data arithmetic --template chat_oneshot --steps 30 --out-dir runs/sft
-    python train_zero.py --model runs/sft/checkpoints/step_000030 ...            # RL from the warm start
+    python sft.py --train-data arithmetic --template chat_oneshot --steps 20 --batch-size 16 --lr 3e-5 --out-dir runs/sft
+    python train_zero.py --model runs/sft/checkpoints/step_000020 ...            # RL from the warm start
     torchrun --nproc_per_node 8 sft.py --model Qwen/Qwen2.5-Math-7B --train-data ../shared/data/train/math_lvl3to5_rebuilt.jsonl \
         --template qwen_math --shard fsdp --dtype bfloat16 --gradient-checkpointing --max-tokens 4096 ...
 

@@ -67,7 +67,7 @@ class Config(LearnSettings):
 
     # --- model and data
     model: str = "smollm2-135m"  # HF hub id, local HF directory, or the embedded smollm2-135m
-    template: str = "auto"  # prompt template (reward.TEMPLATES): qwen_math, qwen_boxed, r1, abel, no, chat_oneshot; auto: chat_oneshot for add_one, else qwen_boxed
+    template: str = "auto"  # prompt template (reward.TEMPLATES): qwen_math, qwen_boxed, r1, abel, o1_cot, no, chat_oneshot; auto: chat_oneshot for add_one, else qwen_boxed
     reward: str = "simplerl"  # reward rule: simplerl (+1/-0.5/-1) or correct (1/0)
     train_data: str = "add_one"  # JSONL with problem/answer (several: a.jsonl:0.7,b.jsonl:0.3), a built-in set (add_one, arithmetic), or zoo-easy / zoo-medium / zoo-hard
     levels: tuple[int, ...] = ()  # keep only these MATH levels (e.g. 3 4 5); empty keeps all

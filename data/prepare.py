@@ -3,6 +3,7 @@
 Usage (needs network and `pip install datasets`):
 
     python -m data.prepare --out DIR        # writes DIR/eval/*.jsonl and DIR/train/*.jsonl
+    python -m data.prepare --out DIR --sft  # and DIR/sft/simplerl_sft.jsonl, SimpleRL's warm-start set
     ZERO_RL_DATA=DIR python evaluate.py ... # then point the loaders at DIR (or pass --data-dir DIR)
 
 Writes eval/{aime24,amc23,math500,minerva_math,olympiadbench,gsm8k}.jsonl and
@@ -31,6 +32,7 @@ simpleRL eval files, the raw MATH release). Known differences:
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -63,6 +65,9 @@ HUB = {
     "gsm8k_train": HubSet("openai/gsm8k", "main", "train"),  # question answer
     # MATH: fetched once per (subject config in MATH_SUBJECTS) x (train, test); problem level type solution
     "math": HubSet("EleutherAI/hendrycks_math", None, "train"),
+    # --sft: SimpleRL's warm-start set, QwQ-32B-Preview long CoT on MATH questions; the id its authors give
+    # (hkust-nlp/simpleRL-reason issue #79). Columns not checked offline: convert_sft_pairs reads the usual names.
+    "simplerl_sft": HubSet("AndrewZeng/SimpleRL-SFT", None, "train"),
 }
 
 Fetch = Callable[[str, str | None, str], list[dict]]
@@ -179,22 +184,105 @@ def convert_math(rows_by_part: dict[tuple[str, str], list[dict]], math500: list[
     return out
 
 
+PROBLEM_COLUMNS = ("problem", "question", "query", "input", "instruction", "prompt")
+SOLUTION_COLUMNS = ("solution", "response", "output", "completion", "answer")
+GOLD_COLUMNS = ("gt_answer", "gold_answer", "ground_truth", "gt", "final_answer", "answer")
+PROMPT_WRAPPERS = (  # SimpleRL's o1_cot prompt and the Qwen chat turns, as they may be stored with the problem
+    re.compile(r"^\[Round 0\] USER:\n?(.*?)\n?Please reason step by step, and put your final answer within "
+               r"\\boxed\{\}\.? ?ASSISTANT:\s*$", re.DOTALL),
+    re.compile(r"^(?:<\|im_start\|>system\n.*?<\|im_end\|>\n)?<\|im_start\|>user\n(.*?)(?:\nPlease reason step by "
+               r"step, and put your final answer within \\boxed\{\}\.)?<\|im_end\|>\n<\|im_start\|>assistant\n?$",
+               re.DOTALL),
+)
+
+
+def strip_prompt(text: str) -> str:
+    """The bare problem of a stored prompt: SimpleRL's o1_cot wrapper or a Qwen chat turn removed, else as is."""
+    for wrapper in PROMPT_WRAPPERS:
+        match = wrapper.match(text.strip())
+        if match:
+            return match.group(1).strip()
+    return text.strip()
+
+
+def _pick(row: dict, names: tuple[str, ...], exclude: str | None = None) -> str | None:
+    return next((name for name in names if name != exclude and isinstance(row.get(name), str) and row[name].strip()),
+                None)
+
+
+def convert_sft_pairs(rows: list[dict], math_rows: list[dict], source: str) -> tuple[list[dict], dict[str, int]]:
+    """(problem, solution) rows of an SFT set for sft.py, with the gold answer each solution is checked against.
+
+    Reads, per row, either a chat list (`messages` / `conversations`: the first user turn and the last assistant
+    turn, `content` or `value`) or a problem column (PROBLEM_COLUMNS, first present) and a solution column
+    (SOLUTION_COLUMNS); a stored prompt wrapper is removed (strip_prompt). The gold answer is a gold column
+    (GOLD_COLUMNS, when it is not the solution column), else the answer of the same MATH problem (whitespace-
+    normalised text, `math_rows`), else the solution's own last \\boxed{} (then sft.py's check only drops a
+    solution without a box). `answer_from` says which.
+
+    Returns:
+        (rows with problem, answer, answer_from, solution, source; counts {"kept", "no_problem_or_solution",
+        "no_answer"}).
+    Raises:
+        ValueError: no row has a problem and a solution; the message names the columns the set has.
+    """
+    math_answers = {normalise_text(row["problem"]): row["answer"] for row in math_rows if row["answer"]}
+    out, counts = [], {"kept": 0, "no_problem_or_solution": 0, "no_answer": 0}
+    for i, row in enumerate(rows):
+        chat = row.get("messages") or row.get("conversations")
+        problem = solution = gold_column = None
+        if isinstance(chat, list) and chat:
+            turns = [(str(t.get("role") or t.get("from")), t.get("content") or t.get("value")) for t in chat]
+            problem = next((text for role, text in turns if role in ("user", "human")), None)
+            solution = next((text for role, text in reversed(turns) if role in ("assistant", "gpt")), None)
+        else:
+            problem_column = _pick(row, PROBLEM_COLUMNS)
+            solution_column = _pick(row, SOLUTION_COLUMNS, exclude=problem_column)
+            problem = row[problem_column] if problem_column else None
+            solution = row[solution_column] if solution_column else None
+            gold_column = _pick(row, GOLD_COLUMNS, exclude=solution_column)
+        if not (isinstance(problem, str) and isinstance(solution, str) and problem.strip() and solution.strip()):
+            counts["no_problem_or_solution"] += 1
+            continue
+        problem = strip_prompt(problem)
+        if gold_column:
+            answer, answer_from = row[gold_column].strip(), f"column {gold_column}"
+        elif normalise_text(problem) in math_answers:
+            answer, answer_from = math_answers[normalise_text(problem)], "math"
+        else:
+            answer, answer_from = (last_boxed(solution) or "").strip(), "solution"
+        if not answer:
+            counts["no_answer"] += 1
+            continue
+        out.append({"idx": i, "problem": problem, "answer": answer, "answer_from": answer_from,
+                    "solution": solution.strip(), "source": source})
+    counts["kept"] = len(out)
+    if rows and not out:
+        raise ValueError(f"{source}: no row has a problem and a solution; its columns are {sorted(rows[0])} "
+                         f"(expected messages/conversations, or one of {PROBLEM_COLUMNS} and one of "
+                         f"{SOLUTION_COLUMNS})")
+    return out, counts
+
+
 # ---------------------------------------------------------------------------------------------------
 # Writing
 
 
 
 
-def prepare(out: str | Path, fetch_rows: Fetch | None = None) -> dict[str, int]:
+def prepare(out: str | Path, fetch_rows: Fetch | None = None, sft: bool = False) -> dict[str, int]:
     """Download, normalise and write every eval and train file under `out`.
 
     Args:
         out: output directory (gets eval/ and train/).
         fetch_rows: (dataset_id, config, split) -> rows; default `fetch` (the hub). Tests pass a fake.
+        sft: also write sft/simplerl_sft.jsonl, SimpleRL's QwQ-distilled warm-start set (convert_sft_pairs), for
+            `sft.py --train-data DIR/sft/simplerl_sft.jsonl`.
     Returns:
         {relative file path: rows written}.
     Raises:
         ImportError: `datasets` missing (default fetch only). Hub errors propagate unchanged.
+        ValueError: the SFT set has no usable columns (convert_sft_pairs).
     """
     fetch_rows = fetch_rows or fetch
     out = Path(out)
@@ -218,6 +306,10 @@ def prepare(out: str | Path, fetch_rows: Fetch | None = None) -> dict[str, int]:
     files["train/math_12k_rebuilt.jsonl"] = convert_math(math_rows, math500)
     files["train/math_lvl3to5_rebuilt.jsonl"] = [row for row in files["train/math_12k_rebuilt.jsonl"]
                                                  if row["level"] in (3, 4, 5)]
+    if sft:
+        files["sft/simplerl_sft.jsonl"], counts = convert_sft_pairs(
+            get("simplerl_sft"), files["train/math_12k_rebuilt.jsonl"], "simplerl_sft")
+        print(f"simplerl_sft: {counts}")
     for name, rows in files.items():
         write_jsonl(out / name, rows)
     return {name: len(rows) for name, rows in files.items()}
@@ -227,8 +319,10 @@ def main(argv: list[str] | None = None) -> None:
     """CLI: python -m data.prepare --out DIR."""
     parser = argparse.ArgumentParser(prog="python -m data.prepare", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="output directory (gets eval/ and train/)")
+    parser.add_argument("--sft", action="store_true",
+                        help=f"also SimpleRL's QwQ-distilled SFT set ({HUB['simplerl_sft'].dataset_id}) -> sft/")
     args = parser.parse_args(argv)
-    for name, count in prepare(args.out).items():
+    for name, count in prepare(args.out, sft=args.sft).items():
         print(f"{count:6d} rows  {Path(args.out) / name}")
 
 

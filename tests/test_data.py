@@ -288,6 +288,49 @@ def test_prepare_cli_uses_fetch(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "eval" / "gsm8k.jsonl").is_file()
 
 
+SFT_ROWS = [  # the column layouts convert_sft_pairs reads (the hub set's own were not checked offline)
+    {"prompt": "[Round 0] USER:\nNested?\nPlease reason step by step, and put your final answer within \\boxed{}. "
+               "ASSISTANT:\n", "response": "Hmm, wait. Half. \\boxed{0.5}"},  # gold from MATH by problem text
+    {"messages": [{"role": "user", "content": "New problem?"},
+                  {"role": "assistant", "content": "Long thought. \\boxed{7}"}]},  # gold = its own box
+    {"question": "Counted?", "output": "So \\boxed{3}", "gt_answer": "4"},  # a gold column; it disagrees
+    {"problem": " ", "solution": "no problem text"},
+    {"problem": "No box?", "solution": "never boxed"},
+]
+
+
+def test_sft_pairs_read_columns_chats_and_prompt_wrappers():
+    from data.prepare import convert_sft_pairs, strip_prompt
+    from reward import TEMPLATES, apply_template
+
+    math_rows = [{"problem": "Nested?", "answer": "\\frac{1}{2}"}]
+    rows, counts = convert_sft_pairs(SFT_ROWS, math_rows, "simplerl_sft")
+    assert counts == {"kept": 3, "no_problem_or_solution": 1, "no_answer": 1}
+    assert [(r["problem"], r["answer"], r["answer_from"]) for r in rows] == [
+        ("Nested?", "\\frac{1}{2}", "math"), ("New problem?", "7", "solution"), ("Counted?", "4", "column gt_answer")]
+    assert rows[0]["solution"] == "Hmm, wait. Half. \\boxed{0.5}" and rows[0]["idx"] == 0
+    for template in ("o1_cot", "qwen_math", "qwen_boxed"):  # the prompts a distilled set may store
+        assert strip_prompt(apply_template(template, "Two\nlines?")) == "Two\nlines?", template
+    assert strip_prompt(apply_template("abel", "Two?")) == TEMPLATES["abel"].replace("{q}", "Two?").strip()
+    with pytest.raises(ValueError, match=r"columns are \['text'\]"):
+        convert_sft_pairs([{"text": "a"}], [], "simplerl_sft")
+
+
+def test_prepare_sft_writes_the_warm_start_set_that_sft_reads(tmp_path, monkeypatch, tokenizer):
+    from grader import Grader
+    from sft import build_pairs
+
+    monkeypatch.setitem(FAKE_HUB, "AndrewZeng/SimpleRL-SFT", SFT_ROWS)
+    monkeypatch.setattr(prepare_module, "fetch", fake_fetch)
+    prepare_module.main(["--out", str(tmp_path), "--sft"])
+    problems = load_jsonl(tmp_path / "sft" / "simplerl_sft.jsonl").problems
+    assert [p.answer for p in problems] == ["\\frac{1}{2}", "7", "4"]  # "Nested?" is a MATH train problem
+    with Grader(workers=1) as grader:
+        pairs, dropped = build_pairs(problems, "o1_cot", tokenizer, 256, grader)
+    assert len(pairs) == 2 and dropped == {"no_solution": 0, "answer_mismatch": 1, "too_long": 0}  # 3 != 4
+    assert "sft/simplerl_sft.jsonl" not in prepare_module.prepare(tmp_path / "plain")  # opt-in
+
+
 def write_rows(path, n, source):
     path.write_text("".join(json.dumps({"problem": f"{source} {i}", "answer": str(i), "source": source}) + "\n"
                             for i in range(n)))

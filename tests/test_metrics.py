@@ -71,6 +71,9 @@ def test_collapse_warns_on_near_zero_entropy_or_identical_groups():
     collapsed = {"step": 5, "loss_tokens": 0, "entropy": 0.0, "identical_group_frac": 1.0}
     assert "step 5: every group's 4 responses are identical" in collapse_warning(collapsed, group_size=4)
     assert collapse_warning({**collapsed, "identical_group_frac": 0.5}, group_size=4) is None
+    assert "has collapsed" in collapse_warning({**collapsed, "accuracy": 0.25}, group_size=4)
+    solved = collapse_warning({**collapsed, "accuracy": 1.0}, group_size=4)  # all right: nothing to learn, no collapse
+    assert "identical and correct: the policy has solved these prompts" in solved and "collapsed" not in solved
 
 
 def test_identical_groups_are_counted_by_token_ids(group):

@@ -22,7 +22,9 @@ def grader():
 
 
 def test_templates_match_reference_text():
-    assert set(TEMPLATES) == {"qwen_math", "qwen_boxed", "r1", "abel", "no", "chat_oneshot"}
+    assert set(TEMPLATES) == {"qwen_math", "qwen_boxed", "r1", "abel", "o1_cot", "no", "chat_oneshot"}
+    assert TEMPLATES["o1_cot"] == ("[Round 0] USER:\n{q}\nPlease reason step by step, and put your final answer "
+                                   "within \\boxed{}. ASSISTANT:\n")
     assert TEMPLATES["qwen_math"] == (
         "<|im_start|>system\nPlease reason step by step, and put your final answer within \\boxed{}.<|im_end|>\n"
         "<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n")
