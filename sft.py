@@ -231,7 +231,7 @@ def train(cfg: SFTConfig, d: Dist) -> list[dict]:
         lm = lm.to(d.device).train()
         policy = distribute(TokenLogProbs(lm, 1.0, cfg.logprob_chunk_size, compute), cfg.shard, compute)
         optimizer = torch.optim.AdamW(lm.parameters(), lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps,
-                                      weight_decay=cfg.weight_decay)
+                                      weight_decay=cfg.weight_decay, fused=True)
         start = load_checkpoint(checkpoint, config, d, lm, optimizer) if checkpoint is not None else 0
         if checkpoint is not None and d.is_main:
             truncate_logs(out_dir, start)

@@ -219,7 +219,7 @@ def build_models(cfg: Config, d: Dist, checkpoint: Path | None) -> Models:
 
     def adamw(module: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
         return torch.optim.AdamW(module.parameters(), lr=lr, betas=cfg.adam_betas, eps=cfg.adam_eps,
-                                 weight_decay=cfg.weight_decay)
+                                 weight_decay=cfg.weight_decay, fused=True)  # one kernel per tensor: no temporaries
 
     model, tokenizer = base(str(checkpoint) if checkpoint else cfg.model)
     policy = distribute(TokenLogProbs(model, cfg.temperature, cfg.logprob_chunk_size, compute), cfg.shard, compute)

@@ -24,7 +24,7 @@ start=$SECONDS
 python3 benchmarks/random_model.py --model "$MODEL" --tokenizer "$TOKENIZER" --out "$out/model" --device "$DEVICE" "${sets[@]}"
 echo "random model: $((SECONDS - start)) s"
 
-flags=(--algo drgrpo --dtype bfloat16 --shard fsdp --gradient-checkpointing --prompts-per-step "$PROMPTS"
+flags=(--train-data arithmetic --template qwen_boxed --algo drgrpo --dtype bfloat16 --shard fsdp --gradient-checkpointing --prompts-per-step "$PROMPTS"
        --group-size "$GROUP" --max-new-tokens "$NEW_TOKENS" --micro-batch-size "$MICRO")
 start=$SECONDS
 # tests/parity_run.py is train_zero.py with a reward that has variance (+1 / -0.5 by index): a random model's

@@ -20,7 +20,9 @@ or hub id, or smollm2-135m. It works offline for the shipped configs.
   (vLLM: --vllm-gpu-memory-utilization of the GPU, by default what the trainer leaves free while sampling
   (rollout.vllm_memory_share, as train_zero), freed while learning with sleep mode; transformers:
   KV cache and last-step logits, plus an unsharded copy in --dtype under FSDP).
---measure N (CPU) runs `train_zero.py` for N steps with the same flags and prints its peak RSS beside the plan.
+--measure N (CPU) runs `train_zero.py` for N steps with the same flags, twice: its peak of live tensor bytes
+(profiler memory events, the counterpart of the GPU check's torch.cuda.max_memory_allocated) against the plan
+without the runtime, and its peak RSS against the whole plan.
 
 Assumptions, one line each:
 - Attention keeps O(tokens) state (flash / memory-efficient SDPA), as on GPU; no T x T matrix.
@@ -195,8 +197,41 @@ def runtime_bytes(args) -> float:
     return float(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout) * 1024
 
 
-def measure_peak(args, steps: int) -> float:
-    """Peak RSS (bytes) of train_zero.py run for `steps` steps with the plan's flags (the largest child process)."""
+def peak_live_bytes(prof) -> int:
+    """The most CPU tensor bytes live at once while `prof` (a torch.profiler.profile run with profile_memory=True)
+    recorded: its "[memory]" events (one per allocation, +bytes, and per free, -bytes) summed in time order.
+    Counts only what was allocated and freed inside the profile; the CPU analogue of max_memory_allocated."""
+    import torch
+
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU)
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
+# The child of measure_peak's tensor count: train_zero.main under the profiler's memory events.
+TENSOR_PEAK_CHILD = """
+import sys
+import tyro
+import train_zero
+from torch.profiler import ProfilerActivity, profile
+sys.path.insert(0, "benchmarks")
+from memory_plan import peak_live_bytes
+cfg = tyro.cli(train_zero.Config, args=sys.argv[1:])
+with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    train_zero.main(cfg)
+print(peak_live_bytes(prof))
+"""
+
+
+def measure_peak(args, steps: int) -> tuple[float, float]:
+    """(peak RSS, peak of live tensor bytes), in bytes, of train_zero.py run for `steps` steps with the plan's
+    flags: the RSS from an unprofiled run (getrusage of the largest child process: the interpreter, libraries,
+    tensors, and the freed memory the C allocator keeps), the tensors from a second run under the profiler's
+    memory events (the CPU analogue of torch.cuda.max_memory_allocated, which the GPU check compares with)."""
     with tempfile.TemporaryDirectory() as out:
         flags = ["--model", args.model, "--steps", str(steps), "--eval-every", "0", "--save-every", "0", "--out-dir", out,
                  "--algo", args.algo, "--dtype", args.dtype, "--micro-batch-size", str(args.micro_batch_size),
@@ -205,7 +240,10 @@ def measure_peak(args, steps: int) -> float:
                  "--logprob-chunk-size", str(args.logprob_chunk_size)] + \
             (["--gradient-checkpointing"] if args.gradient_checkpointing else [])
         subprocess.run([sys.executable, "train_zero.py", *flags], cwd=ROOT, check=True, capture_output=True)
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+        child = subprocess.run([sys.executable, "-c", TENSOR_PEAK_CHILD, *flags, "--overwrite"], cwd=ROOT, check=True,
+                               capture_output=True, text=True)
+    return rss, float(child.stdout.split()[-1])
 
 
 def longest_prompt(args) -> int:
@@ -247,7 +285,7 @@ def main(argv=None) -> dict:
     p.add_argument("--template", default="qwen_boxed")
     p.add_argument("--train-data", default="arithmetic")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (JSON value)")
-    p.add_argument("--measure", type=int, default=0, help="CPU: run train_zero.py for N steps and compare peak RSS")
+    p.add_argument("--measure", type=int, default=0, help="CPU: run train_zero.py for N steps; compare its tensor peak and peak RSS")
     args = p.parse_args(argv)
     if args.engine == "vllm" and not args.vllm_sleep and not args.vllm_gpu_memory_utilization:
         p.error("--no-vllm-sleep: give --vllm-gpu-memory-utilization (train_zero asks for it too)")
@@ -276,10 +314,11 @@ def main(argv=None) -> dict:
     print(f"peak per rank: {peak / GB:.2f} GB of {args.gpu_gb:g} GB: {'fits' if peak <= capacity else 'does NOT fit'}")
     result = {"parameters": counts, "phases": phases, "runtime": runtime, "peak": peak, "fits": peak <= capacity}
     if args.measure:
-        measured = measure_peak(args, args.measure)
-        result["measured_peak"] = measured
-        print(f"measured peak RSS of train_zero.py ({args.measure} steps): {measured / GB:.2f} GB; "
-              f"plan / measured = {peak / measured:.2f}")
+        rss, tensors = measure_peak(args, args.measure)
+        result.update(measured_peak=rss, measured_tensor_peak=tensors)
+        print(f"train_zero.py, {args.measure} steps: peak of live tensors {tensors / GB:.2f} GB against the plan's "
+              f"{(peak - runtime) / GB:.2f} without the runtime: plan / measured = {(peak - runtime) / tensors:.2f}; "
+              f"peak RSS {rss / GB:.2f} GB against the plan's {peak / GB:.2f}: {peak / rss:.2f}")
     return result
 
 

@@ -30,8 +30,8 @@ reward reward.compute_rewards(rule "simplerl": +1 / -0.5 / -1); --prompts-per-st
 samples, at most --max-new-tokens 48 new tokens, temperature 1, top_p 1, no top_k; Dr. GRPO (advantage
 r - mean(r) of the group, no std scaling; token losses summed and divided by L_max = max_new_tokens):
 ours --algo drgrpo, TRL loss_type="dr_grpo", scale_rewards="none"; beta 0 (no KL, no reference model);
-clip eps 0.2; AdamW (torch.optim.AdamW, default implementation: TRL optim="adamw_torch", not its default
-fused kernel) lr 3e-5 constant, weight decay 0, grad-norm clip 1.0; one optimiser step per rollout batch
+clip eps 0.2; AdamW (torch.optim.AdamW with fused=True, one kernel per parameter: ours always, TRL
+optim="adamw_torch_fused") lr 3e-5 constant, weight decay 0, grad-norm clip 1.0; one optimiser step per rollout batch
 of 32 responses, in micro-batches of --micro-batch-size 8 (ours --micro-batch-size 8; TRL
 per_device_train_batch_size=8, gradient_accumulation_steps=4, hence steps_per_generation=4 and
 generation_batch_size=32: one generate call of 32 sequences per step, as our HF engine); no gradient
@@ -189,7 +189,7 @@ def run_trl(args, model_path: str, out_dir: str) -> dict:
         num_generations=args.group_size, max_completion_length=args.max_new_tokens, shuffle_dataset=False,
         temperature=1.0, top_p=1.0, top_k=0, loss_type="dr_grpo", scale_rewards="none", beta=0.0, epsilon=0.2,
         num_iterations=1, learning_rate=args.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
-        optim="adamw_torch", max_grad_norm=1.0, eval_strategy="no", save_strategy="no", report_to="none",
+        optim="adamw_torch_fused", max_grad_norm=1.0, eval_strategy="no", save_strategy="no", report_to="none",
         logging_steps=1, disable_tqdm=True, dataloader_num_workers=0)
     assert config.generation_batch_size == args.prompts_per_step * args.group_size and config.steps_per_generation \
         == config.gradient_accumulation_steps, "one generation batch per optimiser step"
@@ -271,7 +271,7 @@ def main():
     print("trl: GRPOTrainer, GRPOConfig(loss_type='dr_grpo', scale_rewards='none', beta=0.0, "
           f"per_device_train_batch_size={args.micro_batch_size}, gradient_accumulation_steps="
           f"{args.prompts_per_step * args.group_size // args.micro_batch_size}, num_generations={args.group_size}, "
-          f"max_completion_length={args.max_new_tokens}, optim='adamw_torch', bf16=False, "
+          f"max_completion_length={args.max_new_tokens}, optim='adamw_torch_fused', bf16=False, "
           "gradient_checkpointing=False, shuffle_dataset=False, ...)")
     print("versions: " + ", ".join(f"{k} {versions.get(k, 'n/a')}" for k in ("torch", "transformers", "trl")))
     if "trl" in results:

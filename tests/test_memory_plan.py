@@ -109,3 +109,16 @@ def test_the_vllm_share_default_is_what_the_trainer_leaves_free():
     held = 12 * 10 * GB / 8  # fp32 weights + AdamW moments, sharded over 8
     assert rollout["policy weights + AdamW (gradients freed)"] == held
     assert rollout["vLLM weights + KV cache (--vllm-gpu-memory-utilization)"] == pytest.approx(80 * GB - held - 2 * GB)
+
+
+def test_peak_live_bytes_sums_the_profilers_allocations_and_frees_in_time_order():
+    from torch.profiler import ProfilerActivity, profile
+    from memory_plan import peak_live_bytes
+    mb = 1 << 20
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        a = torch.empty(8 * mb, dtype=torch.uint8)
+        b = torch.empty(4 * mb, dtype=torch.uint8)
+        del a  # 12 MB were live together; after this at most 4 + 6
+        c = torch.empty(6 * mb, dtype=torch.uint8)
+        del b, c
+    assert 12 * mb <= peak_live_bytes(prof) < 12 * mb + mb // 4
