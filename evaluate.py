@@ -61,7 +61,7 @@ from model import load_model, resolve_model
 from reward import TEMPLATES, apply_template, compute_rewards, stop_strings
 from rollout import HFEngine, Sample, SamplingParams
 
-ARITHMETIC_EVAL_SEED = 1_000_000  # the procedural sets' eval draw: not training's seed-0 (or any small-seed) draw
+PROCEDURAL_EVAL_SEED = 1_000_000  # the procedural sets' eval draw: not training's seed-0 (or any small-seed) draw
 PAPER_BENCHMARKS = ("aime24", "amc23", "math500", "minerva_math", "olympiadbench", "gsm8k")  # --benchmarks all
 
 # REFERENCE §5: published greedy pass@1 (%), qwen_math template: name -> (row label, scores, their average, caveat)
@@ -283,7 +283,7 @@ def eval_metrics(engine, eval_sets: dict, template: str, grader: Grader, max_new
 def load_eval_set(name: str, data_dir: str | None, limit: int | None) -> ProblemSet:
     """A benchmark by name (data.load_benchmark), or a procedural set ("arithmetic", "add_one": a held-out draw)."""
     if name in PROCEDURAL_SETS:
-        return ProblemSet(PROCEDURAL_SETS[name](limit or 500, seed=ARITHMETIC_EVAL_SEED), name, 0, 0)
+        return ProblemSet(PROCEDURAL_SETS[name](limit or 500, seed=PROCEDURAL_EVAL_SEED), name, 0, 0)
     return load_benchmark(name, data_dir, limit or None)
 
 
