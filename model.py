@@ -243,6 +243,14 @@ def distribute(module: nn.Module, shard: str = "ddp", compute_dtype: torch.dtype
     return module
 
 
+def adamw(module: nn.Module, lr: float, cfg) -> torch.optim.AdamW:
+    """torch.optim.AdamW over `module`'s parameters (plain, DDP- or FSDP2-wrapped) with cfg's adam_betas, adam_eps
+    and weight_decay, for train_zero.py and sft.py alike. fused=True: one kernel per parameter, so no
+    multi-tensor temporaries (2.5 GB less peak at 1.5B on an H200; README, Scaling up); also on CPU and DTensor."""
+    return torch.optim.AdamW(module.parameters(), lr=lr, betas=cfg.adam_betas, eps=cfg.adam_eps,
+                             weight_decay=cfg.weight_decay, fused=True)
+
+
 def unwrap(module: nn.Module) -> nn.Module:
     """The module to call outside training steps (no-grad passes): DDP's `.module`; an FSDP module itself
     (its forward all-gathers, so every rank must make the same calls)."""

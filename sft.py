@@ -45,8 +45,8 @@ from data import Problem, UsageError, load_train_data, train_data_files
 from distributed import Dist, all_reduce, print0, setup_distributed
 from grader import Grader
 from metrics import strict_json
-from model import (TokenLogProbs, distribute, enable_gradient_checkpointing, load_model, no_gradient_sync, reshard,
-                   resolve_model, total_norm)
+from model import (TokenLogProbs, adamw, distribute, enable_gradient_checkpointing, load_model, no_gradient_sync,
+                   reshard, resolve_model, total_norm)
 from learn import lr_factor  # train_zero's warmup / constant / cosine schedule, a pure function of the step
 from reward import TEMPLATES, apply_template, compute_rewards
 
@@ -230,8 +230,7 @@ def train(cfg: SFTConfig, d: Dist) -> list[dict]:
             enable_gradient_checkpointing(lm)
         lm = lm.to(d.device).train()
         policy = distribute(TokenLogProbs(lm, 1.0, cfg.logprob_chunk_size, compute), cfg.shard, compute)
-        optimizer = torch.optim.AdamW(lm.parameters(), lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps,
-                                      weight_decay=cfg.weight_decay, fused=True)
+        optimizer = adamw(lm, cfg.lr, cfg)
         start = load_checkpoint(checkpoint, config, d, lm, optimizer) if checkpoint is not None else 0
         if checkpoint is not None and d.is_main:
             truncate_logs(out_dir, start)

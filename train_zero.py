@@ -53,8 +53,8 @@ from grader import Grader
 from learn import ALGORITHMS, LearnSettings, learn, learn_critic, lr_factor, prepare_batch
 from metrics import (ExternalLoggers, append_logs, collapse_warning, logger_problems, peak_memory_gb,
                      step_metrics, step_sums)
-from model import (TokenLogProbs, ValueModel, distribute, enable_gradient_checkpointing, frozen_copy, load_model,
-                   local_shard, model_problem, resolve_model, unwrap)
+from model import (TokenLogProbs, ValueModel, adamw, distribute, enable_gradient_checkpointing, frozen_copy,
+                   load_model, local_shard, model_problem, resolve_model, unwrap)
 from plot import write_run_figure
 from reward import REWARD_RULES, TEMPLATES, apply_template, compute_rewards, stop_strings
 from rollout import (PROBE_TOLERANCE, HFEngine, NonFiniteLogits, Sample, SamplingParams, VLLMEngine,
@@ -217,16 +217,12 @@ def build_models(cfg: Config, d: Dist, checkpoint: Path | None) -> Models:
             enable_gradient_checkpointing(lm)
         return lm.to(d.device).train(trained), tokenizer
 
-    def adamw(module: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(module.parameters(), lr=lr, betas=cfg.adam_betas, eps=cfg.adam_eps,
-                                 weight_decay=cfg.weight_decay, fused=True)  # one kernel per tensor: no temporaries
-
     model, tokenizer = base(str(checkpoint) if checkpoint else cfg.model)
     policy = distribute(TokenLogProbs(model, cfg.temperature, cfg.logprob_chunk_size, compute), cfg.shard, compute)
-    m = Models(model, tokenizer, policy, adamw(model, cfg.lr))
+    m = Models(model, tokenizer, policy, adamw(model, cfg.lr, cfg))
     if ALGORITHMS[cfg.algo].critic:  # a value head on a copy of the base model (SimpleRL-Zero), its own optimiser
         m.critic = distribute(ValueModel(base(cfg.model)[0], compute).to(d.device), cfg.shard, compute)
-        m.critic_optimizer = adamw(m.critic, cfg.critic_lr)
+        m.critic_optimizer = adamw(m.critic, cfg.critic_lr, cfg)
     if cfg.kl_coef > 0:  # the starting policy (the base model, also after a resume), frozen
         reference = frozen_copy(base(cfg.model, trained=False)[0], cfg.temperature, cfg.logprob_chunk_size, compute)
         m.reference = distribute(reference, cfg.shard, compute, offload=cfg.ref_offload)
