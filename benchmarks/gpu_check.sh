@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 out=${1:-runs/gpu_check}
 MODEL=${MODEL:-qwen2.5-math-1.5b} STEPS=${STEPS:-3} PROMPTS=${PROMPTS:-8} GROUP=${GROUP:-8}
 NEW_TOKENS=${NEW_TOKENS:-1024} MICRO=${MICRO:-8} TOKENIZER=${TOKENIZER:-smollm2-135m}
+DATA=arithmetic TEMPLATE=qwen_boxed  # the run's prompts, and the plan's prompt length below
 sets=(); for kv in ${SET:-}; do sets+=(--set "$kv"); done  # SET="KEY=VALUE ...": config overrides (a smaller model)
 DEVICE=$(python3 -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
 mkdir -p "$out"
@@ -24,7 +25,7 @@ start=$SECONDS
 python3 benchmarks/random_model.py --model "$MODEL" --tokenizer "$TOKENIZER" --out "$out/model" --device "$DEVICE" "${sets[@]}"
 echo "random model: $((SECONDS - start)) s"
 
-flags=(--train-data arithmetic --template qwen_boxed --algo drgrpo --dtype bfloat16 --shard fsdp --gradient-checkpointing --prompts-per-step "$PROMPTS"
+flags=(--train-data "$DATA" --template "$TEMPLATE" --algo drgrpo --dtype bfloat16 --shard fsdp --gradient-checkpointing --prompts-per-step "$PROMPTS"
        --group-size "$GROUP" --max-new-tokens "$NEW_TOKENS" --micro-batch-size "$MICRO")
 start=$SECONDS
 # tests/parity_run.py is train_zero.py with a reward that has variance (+1 / -0.5 by index): a random model's
@@ -43,14 +44,14 @@ for r in rows:
           f"{r['generated_tokens']:.0f} | {r['tokens_per_s']:.0f} | {r['peak_memory_gb']:.2f} |")
 EOF
 # The plan for the same run; it counts a runtime (CUDA context, allocator slack) that peak_memory_gb leaves out.
-python3 - "$out/run/metrics.jsonl" "$out/model" "$MODEL" "$MICRO" "$NEW_TOKENS" "$PROMPTS" "$GROUP" ${SET:-} <<'EOF'
+python3 - "$out/run/metrics.jsonl" "$out/model" "$MODEL" "$MICRO" "$NEW_TOKENS" "$PROMPTS" "$GROUP" "$DATA" "$TEMPLATE" ${SET:-} <<'EOF'
 import json, sys
 from types import SimpleNamespace
 import torch
 sys.path.insert(0, "benchmarks")
 import memory_plan
-metrics, model_dir, model, micro, new, prompts, group, *sets = sys.argv[1:]
-prompt = memory_plan.longest_prompt(SimpleNamespace(model=model_dir, template="qwen_boxed", train_data="arithmetic"))
+metrics, model_dir, model, micro, new, prompts, group, data, template, *sets = sys.argv[1:]
+prompt = memory_plan.longest_prompt(SimpleNamespace(model=model_dir, template=template, train_data=data))
 gpu_gb = torch.cuda.get_device_properties(0).total_memory / 1e9 if torch.cuda.is_available() else 80.0
 sets = [arg for kv in sets for arg in ("--set", kv)]
 result = memory_plan.main(["--model", model, "--gpus", "1", "--algo", "drgrpo", "--shard", "fsdp", "--dtype", "bfloat16",
