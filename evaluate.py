@@ -55,7 +55,7 @@ import torch.distributed as dist
 
 from data import BENCHMARKS, PROCEDURAL_SETS, Problem, ProblemSet, UsageError, load_benchmark, write_atomic, write_jsonl
 from distributed import Dist, all_reduce, setup_distributed
-from grader import Grader
+from grader_pool import Grader
 from metrics import REFLECTION_WORDS, reflection_words
 from model import load_model, resolve_model
 from reward import TEMPLATES, apply_template, compute_rewards, stop_strings

@@ -2,7 +2,7 @@
 
     equivalence(pred, gold) -> "correct" | "wrong" | "parse_error"   pure, in-process, no timeout
     is_equiv(pred, gold) -> bool                                      equivalence(...) == "correct"
-    Grader(timeout, workers).grade_many(pairs) -> list[verdict]       the same, batched over killable workers
+    grader_pool.Grader(timeout, workers).grade_many(pairs)           the same, batched over killable workers
 
 Layers, in order (the first that decides wins; REFERENCE.md section 2):
 1. Hendrycks MATH normalisation (Hendrycks et al. 2021, strip_string), then string equality.
@@ -12,8 +12,8 @@ Layers, in order (the first that decides wins; REFERENCE.md section 2):
 4. Symbolic: latex2sympy2_extended parses both sides; constant expressions compare by value at rel. tol. 1e-4;
    others by simplify(a - b) == 0 (Qwen2.5-Math, oat), skipped when the two differ at a sample point (a proof
    that they differ, and much cheaper); equations up to a constant factor; matrices entry-wise.
-Layers 1-3 run in the calling process; layer 4 runs in a pool of worker processes that are KILLED when a
-sample exceeds its timeout (oat: 1 s, SimpleRL: 10 s), then replaced.
+grader_pool.Grader runs layers 1-3 in the calling process and layer 4 in a pool of worker processes that are
+KILLED when a sample exceeds its timeout (oat: 1 s, SimpleRL: 10 s), then replaced.
 
 Deviations from the anchors (Hendrycks strip_string, Qwen2.5-Math math_equal, oat's math_grader), one line each:
 - Percent forms (x/100, 100x) are accepted only when pred or gold carries a "%": Qwen accepts 1 for 100.
@@ -39,12 +39,7 @@ Deviations from the anchors (Hendrycks strip_string, Qwen2.5-Math math_equal, oa
 """
 
 import math
-import multiprocessing
 import re
-import time
-import warnings
-from collections import deque
-from multiprocessing.connection import wait as wait_for_connections
 
 VERDICTS = ("correct", "wrong", "parse_error", "timeout")
 NUMERIC_REL_TOL = 1e-4  # Qwen2.5-Math math_equal
@@ -372,155 +367,3 @@ def cheap_verdict(pred: str, gold: str) -> str | None:
     except Exception:  # a bug in the cheap layers: let the worker decide (it reports "parse_error")
         return None
     return None if trace.needs_symbolic else "wrong"
-
-
-# ---------------------------------------------------------------------------------------------
-# Grader: the layers with a hard per-sample timeout, layer 4 in a pool of killable worker processes
-
-_WORKER_STARTUP_TIMEOUT = 120.0  # seconds for a spawned worker to import sympy (and the parent's __main__)
-
-
-def _worker_loop(conn) -> None:
-    """Worker process body: answer (pred, gold) requests with equivalence() until None or the pipe closes."""
-    import latex2sympy2_extended  # noqa: F401
-    import sympy  # noqa: F401  (imported before "ready" so start-up time never counts against a sample)
-
-    conn.send("ready")
-    while True:
-        try:
-            request = conn.recv()
-        except (EOFError, OSError):  # the parent is gone: nothing left to serve
-            return
-        if request is None:
-            return
-        conn.send(equivalence(*request))
-
-
-class _Worker:
-    """One spawned worker process and its pipe; state "starting" | "idle" | "busy"."""
-
-    def __init__(self):
-        context = multiprocessing.get_context("spawn")  # safe under torchrun and threads
-        self.conn, child_conn = context.Pipe()
-        self.process = context.Process(target=_worker_loop, args=(child_conn,), daemon=True, name="grader-worker")
-        self.process.start()
-        child_conn.close()
-        self.state, self.deadline, self.index = "starting", time.monotonic() + _WORKER_STARTUP_TIMEOUT, -1
-
-    def kill(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()  # SIGKILL: sympy cannot ignore it, unlike thread or alarm timeouts
-        self.process.join(timeout=5)
-        self.conn.close()
-
-
-class Grader:
-    """Grades (pred, gold) pairs with a hard per-sample timeout; never hangs or raises.
-
-    Layers 1-3 run in the calling process. Pairs they cannot decide go to a pool of `workers` persistent
-    worker processes (spawned lazily, one request in flight each). A sample that runs longer than `timeout`
-    seconds gets its worker KILLED and replaced, and the verdict "timeout"; the other workers go on.
-    Not thread-safe: one Grader per thread/rank. Use as a context manager, or call close().
-    Source: oat (1 s) / SimpleRL (10 s) grading timeouts; REFERENCE.md section 2 step 4.
-    """
-
-    def __init__(self, timeout: float = 5.0, workers: int = 2):
-        """Args: timeout, seconds one sample may spend in a worker (start-up not counted); workers, pool size."""
-        if workers < 1:
-            raise ValueError(f"workers={workers}: the grader needs at least 1 worker process")
-        self.timeout = timeout
-        self.workers = workers
-        self._workers: list[_Worker] = []
-
-    def grade(self, pred: str | None, gold: str) -> str:
-        """Verdict for one answer: "correct" | "wrong" | "parse_error" | "timeout" ("wrong" when pred is None)."""
-        return self.grade_many([(pred, gold)])[0]
-
-    def grade_many(self, pairs: list[tuple[str | None, str]]) -> list[str]:
-        """Verdicts for (pred, gold) pairs, in order; as grade() for each, with layer 4 spread over the pool."""
-        verdicts: list[str | None] = [None] * len(pairs)
-        pending = deque()
-        for i, (pred, gold) in enumerate(pairs):
-            verdicts[i] = "wrong" if pred is None else cheap_verdict(pred, gold)
-            if verdicts[i] is None:
-                pending.append(i)
-        if pending:
-            self._run_pool(pairs, pending, verdicts)
-        return verdicts
-
-    def _start_worker(self) -> _Worker | None:
-        try:
-            return _Worker()
-        except Exception:  # any start failure (pipe, process limits, a daemonic parent): no worker this time
-            return None
-
-    def _run_pool(self, pairs: list, pending: deque, verdicts: list) -> None:
-        """Feed the pending indices to the workers; fill verdicts; kill and replace workers that time out."""
-        self._workers = [w for w in self._workers if w.process.is_alive()]
-        while len(self._workers) < min(self.workers, len(pending)):
-            worker = self._start_worker()
-            if worker is None:
-                break
-            self._workers.append(worker)
-        retried = set()
-
-        def retire(worker: _Worker, replace: bool) -> None:
-            worker.kill()
-            self._workers.remove(worker)
-            if replace and (new := self._start_worker()) is not None:
-                self._workers.append(new)
-
-        while pending or any(w.state == "busy" for w in self._workers):
-            for worker in self._workers:
-                if worker.state == "idle" and pending:
-                    worker.index = pending.popleft()
-                    try:
-                        worker.conn.send(pairs[worker.index])
-                        worker.state, worker.deadline = "busy", time.monotonic() + self.timeout
-                    except (OSError, ValueError):  # the worker died between requests: replace it, re-queue
-                        pending.appendleft(worker.index)
-                        retire(worker, replace=True)
-                        break
-            if not self._workers:
-                warnings.warn("grader.Grader: the worker processes did not start (is the main script importable, with "
-                              "an `if __name__ == '__main__':` guard?); grading the remaining samples as 'timeout'")
-                for i in pending:
-                    verdicts[i] = "timeout"
-                return
-            if not any(w.state != "idle" for w in self._workers):
-                continue
-            next_deadline = min(w.deadline for w in self._workers if w.state != "idle")
-            ready = wait_for_connections([w.conn for w in self._workers if w.state != "idle"],
-                                         timeout=max(0.0, next_deadline - time.monotonic()))
-            for worker in [w for w in self._workers if w.conn in ready]:
-                try:
-                    message = worker.conn.recv()
-                except (EOFError, OSError):  # died (killed from outside, out of memory): replace, retry once
-                    if worker.state == "busy":
-                        if worker.index in retried:
-                            verdicts[worker.index] = "timeout"
-                        else:
-                            retried.add(worker.index)
-                            pending.appendleft(worker.index)
-                    retire(worker, replace=worker.state == "busy")
-                    continue
-                if worker.state == "busy":
-                    verdicts[worker.index] = message
-                worker.state = "idle"
-            now = time.monotonic()
-            for worker in [w for w in self._workers if w.state != "idle" and w.deadline <= now]:
-                if worker.state == "busy":
-                    verdicts[worker.index] = "timeout"
-                retire(worker, replace=worker.state == "busy")  # a worker that cannot start is not retried
-
-    def close(self) -> None:
-        """Kill the workers (if any). Safe to call twice or on a Grader that never started one."""
-        for worker in self._workers:
-            worker.kill()
-        self._workers = []
-
-    def __enter__(self) -> "Grader":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()

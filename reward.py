@@ -17,7 +17,8 @@ Deviations, one line each:
 from dataclasses import dataclass
 
 from data import BOXED, last_boxed
-from grader import VERDICTS, Grader
+from grader import VERDICTS
+from grader_pool import Grader
 
 # ---------------------------------------------------------------------------------------------
 # Prompt templates (REFERENCE.md section 1): the single source for training and evaluation

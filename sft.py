@@ -43,7 +43,7 @@ from tqdm import tqdm
 from checkpoint import load_checkpoint, run_directory, save_checkpoint, truncate_logs
 from data import Problem, UsageError, load_train_data, train_data_files
 from distributed import Dist, all_reduce, print0, setup_distributed
-from grader import Grader
+from grader_pool import Grader
 from metrics import strict_json
 from model import (TokenLogProbs, adamw, distribute, enable_gradient_checkpointing, load_model, no_gradient_sync,
                    reshard, resolve_model, total_norm)

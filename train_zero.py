@@ -49,7 +49,7 @@ from checkpoint import NonFiniteWeights, load_checkpoint, run_directory, save_ch
 from data import BENCHMARKS, PROCEDURAL_SETS, ZOO_PRESETS, UsageError, load_train_data, train_data_files
 from distributed import Dist, print0, setup_distributed
 from evaluate import eval_metrics, load_eval_set
-from grader import Grader
+from grader_pool import Grader
 from learn import ALGORITHMS, LearnSettings, learn, learn_critic, lr_factor, prepare_batch
 from metrics import (ExternalLoggers, append_logs, collapse_warning, logger_problems, peak_memory_gb,
                      step_metrics, step_sums)

@@ -68,7 +68,8 @@ def build_batch(golds: list[str], n: int) -> tuple[list[str], list[str]]:
 
 def main() -> None:
     from data import default_data_dir, load_benchmark
-    from grader import Grader, cheap_verdict
+    from grader import cheap_verdict
+    from grader_pool import Grader
     from reward import compute_rewards, extract_answer
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

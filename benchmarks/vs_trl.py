@@ -144,7 +144,7 @@ def run_trl(args, model_path: str, out_dir: str) -> dict:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from grader import Grader
+    from grader_pool import Grader
     from reward import apply_template, compute_rewards
 
     torch.set_num_threads(args.threads)

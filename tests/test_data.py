@@ -317,7 +317,7 @@ def test_sft_pairs_read_columns_chats_and_prompt_wrappers():
 
 
 def test_prepare_sft_writes_the_warm_start_set_that_sft_reads(tmp_path, monkeypatch, tokenizer):
-    from grader import Grader
+    from grader_pool import Grader
     from sft import build_pairs
 
     monkeypatch.setitem(FAKE_HUB, "AndrewZeng/SimpleRL-SFT", SFT_ROWS)

@@ -11,7 +11,7 @@ import pytest
 from data import Problem, UsageError, default_data_dir, read_log
 from evaluate import (EvalHFEngine, EvalConfig, checkpoint_template, evaluate_problems, format_table, main,
                       pass_at_k, pass_ks, published_rows, summarize)
-from grader import Grader
+from grader_pool import Grader
 from rollout import HFEngine, Sample, SamplingParams
 
 needs_data = pytest.mark.skipif(not (default_data_dir() / "eval" / "gsm8k.jsonl").exists(), reason="no ../shared/data")

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from grader import Grader, is_equiv
+from grader import is_equiv
+from grader_pool import Grader
 from reward import (REWARD_RULES, STOP_TOKENS, TEMPLATES, RewardResult, apply_template, compute_rewards, extract_answer,
                     stop_strings)
 

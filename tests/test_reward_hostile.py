@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from grader import Grader
+from grader_pool import Grader
 from reward import compute_rewards
 
 TIMEOUT = 2.0

@@ -10,7 +10,7 @@ import torch
 
 from data import Problem, UsageError, add_one_problems, arithmetic_problems
 from evaluate import checkpoint_template
-from grader import Grader
+from grader_pool import Grader
 from sft import SFTConfig, build_pairs, collate, main, sft_target, target_nll
 
 GSM8K_SOLUTION = "She eats 3 + 4 = <<3+4=7>>7 eggs.\nShe sells 16 - 7 = <<16-7=9>>9 for $2 each: 9 * 2 = $<<9*2=18>>18.\n#### 1,018"

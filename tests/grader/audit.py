@@ -84,11 +84,12 @@ def run_audit(data_dir: Path | None) -> tuple[Counter, list[tuple[str, str, bool
     from cases import CASES
 
     import grader
+    import grader_pool
 
     truth = {(pred, gold): expected for _, pred, gold, expected in CASES}
     policy = {(pred, gold) for topic, pred, gold, _ in CASES if topic.startswith("policy")}
     pairs = audit_pairs(data_dir)
-    with grader.Grader(timeout=10.0) as pool:
+    with grader_pool.Grader(timeout=10.0) as pool:
         ours = [v == "correct" for v in pool.grade_many(pairs)]
     theirs = math_verify_verdicts(pairs)
     counts, disagreements = Counter(pairs=len(pairs), agree=0), []

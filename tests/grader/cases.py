@@ -2,7 +2,7 @@ r"""The grader's case table: (model answer, gold answer, equal?) decided by the 
 
 CASES holds every row as (topic, pred, gold, expected). Rows under "math-verify audit" come from the
 disagreements between our grader and math-verify (tests/grader/test_grader_audit.py); each is decided by the
-mathematics, not by either grader. test_grader_cases.py runs them all through grader.Grader.
+mathematics, not by either grader. test_grader_cases.py runs them all through grader_pool.Grader.
 """
 
 T, F = True, False

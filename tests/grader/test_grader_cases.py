@@ -5,7 +5,8 @@ from collections import Counter
 import pytest
 from cases import CASES
 
-from grader import Grader, equivalence
+from grader import equivalence
+from grader_pool import Grader
 
 
 @pytest.fixture(scope="module")

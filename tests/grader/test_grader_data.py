@@ -13,7 +13,7 @@ from known_failures import SELF_CONSISTENCY_EXPECTED
 from real_data import self_consistency_pairs
 
 from data import default_data_dir
-from grader import Grader
+from grader_pool import Grader
 
 DATA_DIR = default_data_dir()
 needs_data = pytest.mark.skipif(not (DATA_DIR / "eval" / "minerva_math.jsonl").exists(), reason="no ../shared/data")
