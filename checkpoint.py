@@ -1,15 +1,8 @@
-"""The run directory and its checkpoints: one run per directory, and a crash never leaves half a checkpoint.
+"""Checkpoints: a crash never leaves half of one, and loading one executes nothing.
 
-    with run_directory(out_dir, config, d, resume, overwrite) as checkpoint:  # lock; flags checked; config.json
-        save_checkpoint(out_dir, step, ...)    # out_dir/checkpoints/step_NNNNNN, then `latest` points at it
-        step = load_checkpoint(checkpoint, ...)    # --resume: optimiser, critic and RNG state
-        truncate_logs(out_dir, step)           # metrics.jsonl / samples.jsonl cut back to the checkpoint
-
-A run directory belongs to one run at a time: `run.lock` (the owner's pid and host, made with an atomic
-hard link) refuses a second run into it, and a lock whose process is gone (kill -9) is taken over. A run
-without --resume refuses a directory that holds an earlier run's files unless --overwrite (which deletes
-them). Everything that can refuse (the lock, --resume's checkpoint and flags, the overwrite rule) runs
-before anything is written, so a refused run changes nothing on disk.
+    save_checkpoint(out_dir, step, ...)        # out_dir/checkpoints/step_NNNNNN, then `latest` points at it
+    checkpoint = latest_checkpoint(out_dir)    # --resume: the directory `latest` names
+    step = load_checkpoint(checkpoint, ...)    # optimiser, critic and RNG state
 
 A checkpoint directory holds the policy as an HF model directory in fp32 (evaluate.py, vLLM and
 `from_pretrained` load it as is), `rng_rank{r}.pt` per rank, `trainer_state.json` (step, world size,
@@ -18,151 +11,44 @@ the run's config), and the optimiser state:
 - FSDP (sharded): `optimizer/` and, for PPO, `critic/` (weights and optimiser) in torch.distributed.checkpoint
   format, each rank writing its own shards; the HF export is gathered one parameter at a time to rank 0.
 It is written into `.tmp_step_NNNNNN` and renamed; `latest` is replaced atomically (data.write_atomic).
-Every torch file is read with `weights_only=True` (tensors and plain containers only, no code).
-Deviation: a torch.distributed.checkpoint directory's `.metadata` is read by PyTorch's own loader (pickle).
+Loading executes nothing, FSDP included: every torch file is read with `weights_only=True` (tensors and
+plain containers only), also the non-tensor entries of a `.distcp` file (DCP's own planner would unpickle them
+in full), and a DCP `.metadata` by an unpickler that admits only DCP's metadata records, torch.Size, torch's
+dtypes / layouts / memory formats and a path (METADATA_GLOBALS). A file that names anything else, or is
+damaged, or is missing, stops the load with a one-line UsageError naming it.
+The run directory around the checkpoints (lock, --overwrite, config.json) is rundir.py's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import pickle
 import random
 import re
 import shutil
-import socket
-import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from data import UsageError, read_log, write_atomic
+from data import UsageError, write_atomic
 from distributed import Dist, all_reduce
 from model import full_parameters, is_sharded, local_shard
 
-# Flags that do not change the training trajectory: --resume accepts new values for them.
+# Flags that do not change the training trajectory: --resume accepts new values for them (--steps only under a
+# constant learning rate without warmup: the schedule's horizon is --steps).
 RESUME_MAY_CHANGE = {"steps", "resume", "out_dir", "eval_every", "eval_data", "eval_limit", "save_every", "log_samples",
                      "grader_timeout", "grader_workers", "data_dir", "probe_every", "probe_tolerance", "vllm_sleep",
                      "vllm_kv_cache_gb", "vllm_gpu_memory_utilization", "vllm_cpu_bind",
                      "gradient_checkpointing", "ref_offload", "overwrite", "max_bad_steps", "log_with", "wandb_project",
                      "wandb_mode"}
-LOCK = "run.lock"  # out_dir/run.lock: {"pid", "host", "started"} of the run that owns the directory
-# what a run writes (--overwrite deletes them)
-RUN_FILES = ("config.json", "metrics.jsonl", "samples.jsonl", "checkpoints", "tensorboard", "wandb")
 
 
 class NonFiniteWeights(RuntimeError):
     """The weights hold NaN or inf: the run has diverged and its checkpoint is not written."""
-
-
-# ---------------------------------------------------------------------------------------------
-# The run directory: one run at a time, refusals before any write
-
-
-def _owner(lock: Path) -> dict:
-    try:
-        return json.loads(lock.read_text())
-    except (OSError, ValueError):
-        return {}  # gone meanwhile, or unreadable: nobody's
-
-
-def _alive(owner: dict) -> bool:
-    """Whether the lock's owner may still run: a live pid on this host, or any pid on another (cannot tell)."""
-    if owner.get("host") != socket.gethostname():
-        return bool(owner)
-    try:
-        os.kill(int(owner["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's live process
-    return True
-
-
-def acquire_lock(out_dir: Path) -> Path:
-    """Make out_dir/run.lock for this process (pid, host, start time); returns its path.
-
-    The lock is published complete, with an atomic hard link. A lock left by a process that is gone (same
-    host, pid not running) is taken over with a warning on stderr. Raises UsageError while another run
-    holds it (its pid, host and start time in the message).
-    """
-    lock = out_dir / LOCK
-    mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    tmp = out_dir / f".{LOCK}.{os.getpid()}"
-    tmp.write_text(json.dumps(mine))
-    try:
-        for _ in range(3):
-            try:
-                os.link(tmp, lock)
-                return lock
-            except FileExistsError:
-                owner = _owner(lock)
-                if _alive(owner):
-                    raise UsageError(f"{out_dir} is in use by another run (pid {owner.get('pid')} on "
-                                     f"{owner.get('host')}, started {owner.get('started')}): wait for it to end, "
-                                     f"use another --out-dir, or delete {lock} if that run is gone") from None
-                print(f"warning: taking over {lock} from a run that is gone ({owner or 'unreadable lock'})",
-                      file=sys.stderr, flush=True)
-                lock.unlink(missing_ok=True)
-        raise UsageError(f"{lock}: could not take the lock (other runs start in this directory at the same time)")
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def release_lock(lock: Path) -> None:
-    """Delete the lock if this process still owns it."""
-    owner = _owner(lock)
-    if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
-        lock.unlink(missing_ok=True)
-
-
-@contextmanager
-def run_directory(out_dir: Path, config: dict, d: Dist, resume: bool, overwrite: bool):
-    """Own `out_dir` for one run; yields the checkpoint to resume from (None for a fresh run). Collective.
-
-    Rank 0, before writing anything: takes the lock (acquire_lock); with `resume`, finds the checkpoint
-    (latest_checkpoint) and checks `config` against its run's (check_resume_config); without, refuses a
-    directory holding RUN_FILES of an earlier run unless `overwrite`, which deletes them. Then it writes
-    config.json. The verdict is broadcast, so every rank raises the same UsageError on a refusal (only
-    rank 0 holds the reason; the others say so). The lock is released when the block ends, also on error.
-    """
-    lock, error, checkpoint = None, None, None
-    if d.is_main:
-        try:
-            if resume and not out_dir.is_dir():
-                latest_checkpoint(out_dir)  # raises: nothing to resume (and no directory is made)
-            out_dir.mkdir(parents=True, exist_ok=True)
-            lock = acquire_lock(out_dir)  # first: another run's files are its own business, even its checkpoints
-            checkpoint = latest_checkpoint(out_dir) if resume else None
-            if checkpoint is not None:
-                state = json.loads((checkpoint / "trainer_state.json").read_text())
-                check_resume_config(state["config"], config, checkpoint)
-            else:
-                held = [name for name in RUN_FILES if (out_dir / name).exists()]
-                if held and not overwrite:
-                    raise UsageError(f"{out_dir} holds an earlier run ({', '.join(held)}): pass --resume to continue "
-                                     f"it, --overwrite to delete it and start again, or use another --out-dir")
-                for name in held:
-                    shutil.rmtree(out_dir / name) if (out_dir / name).is_dir() else (out_dir / name).unlink()
-            write_atomic(out_dir / "config.json", json.dumps(config, indent=1))
-        except UsageError as e:
-            error = e
-            if lock is not None:
-                release_lock(lock)
-                lock = None
-    verdict = [None if error is None else str(error), None if checkpoint is None else str(checkpoint)]
-    dist.broadcast_object_list(verdict, src=0)
-    if error is not None:
-        raise error
-    if verdict[0] is not None:
-        raise UsageError(f"rank 0 refused {out_dir}: {verdict[0]}")
-    try:
-        yield None if verdict[1] is None else Path(verdict[1])
-    finally:
-        if lock is not None:
-            release_lock(lock)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,15 +136,16 @@ def _save_sharded(path: Path, module, optimizer, with_weights: bool = False) -> 
 
 
 def _load_sharded(path: Path, module, optimizer, with_weights: bool = False) -> None:
-    """Inverse of _save_sharded, into the (already sharded) module and its optimiser, in place."""
-    import torch.distributed.checkpoint as dcp
+    """Inverse of _save_sharded, into the (already sharded) module and its optimiser, in place; nothing in the
+    directory executes (_dcp_load). Collective. Raises UsageError naming the file at fault."""
     from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
     state = _sharded_state(module, optimizer, with_weights)  # the layout to load into
-    dcp.load(state, checkpoint_id=str(path))
-    if with_weights:
-        set_model_state_dict(module, state["model"])
-    set_optimizer_state_dict(module, optimizer, state["optimizer"])
+    _dcp_load(state, path)
+    with _reading(path):  # loaded, but not this model's state
+        if with_weights:
+            set_model_state_dict(module, state["model"])
+        set_optimizer_state_dict(module, optimizer, state["optimizer"])
 
 
 def latest_checkpoint(out_dir: Path) -> Path:
@@ -280,10 +167,36 @@ def latest_checkpoint(out_dir: Path) -> Path:
     return root / name
 
 
+def read_trainer_state(checkpoint: Path) -> dict:
+    """checkpoint/trainer_state.json: {"step", "world_size", "config"}. Raises UsageError naming the file when it is
+    missing or damaged (not a JSON object with those fields)."""
+    path = checkpoint / "trainer_state.json"
+    try:
+        state = json.loads(path.read_text())
+    except OSError as e:
+        raise UsageError(f"{path}: cannot be read ({e.strerror}); the checkpoint is incomplete") from None
+    except ValueError as e:
+        raise UsageError(f"{path}: not valid JSON ({e}); the checkpoint is damaged: point {checkpoint.parent / 'latest'} "
+                         f"at an earlier step_NNNNNN, or start afresh") from None
+    if not (isinstance(state, dict) and isinstance(state.get("step"), int) and isinstance(state.get("config"), dict)):
+        raise UsageError(f"{path}: not a trainer state (needs an integer step and a config object); the checkpoint "
+                         f"is damaged")
+    return state
+
+
 def check_resume_config(saved: dict, current: dict, checkpoint: Path) -> None:
-    """Raise UsageError naming every flag that shapes training and differs from the checkpoint's run."""
+    """Raise UsageError naming every flag that shapes training and differs from the checkpoint's run.
+
+    --steps may change only under a constant learning rate without warmup: --lr-schedule cosine and
+    --warmup-ratio measure their course in --steps, so a new horizon would bend the schedule mid-run.
+    """
     changed = [f"--{k.replace('_', '-')}: checkpoint {saved[k]!r}, now {current[k]!r}" for k in current
                if k in saved and k not in RESUME_MAY_CHANGE and _jsonable(saved[k]) != _jsonable(current[k])]
+    stepwise = saved.get("lr_schedule", "constant") != "constant" or saved.get("warmup_ratio", 0) > 0
+    if stepwise and "steps" in saved and saved["steps"] != current.get("steps", saved["steps"]):
+        changed.append(f"--steps: checkpoint {saved['steps']!r}, now {current['steps']!r} (the learning-rate schedule "
+                       f"--lr-schedule {saved.get('lr_schedule')} --warmup-ratio {saved.get('warmup_ratio')} runs over "
+                       f"--steps; a new horizon would bend it: start a new run for more steps)")
     if changed:
         raise UsageError(f"--resume from {checkpoint}: these flags differ from the run that wrote it "
                          f"(pass the same values to continue exactly): " + "; ".join(changed))
@@ -300,32 +213,156 @@ def load_checkpoint(checkpoint: Path, config: dict, d: Dist, model, optimizer, c
     Checks `config` against the checkpoint's run first (check_resume_config), then loads the optimiser
     of `model` (the policy's HF module), the critic and its optimiser (PPO), and this rank's RNG state;
     sharded (FSDP) state with torch.distributed.checkpoint, a collective. Returns the number of steps done.
-    Raises ValueError for changed flags; FileNotFoundError for a missing file.
+    Nothing in the checkpoint executes (module docstring). Raises UsageError (a ValueError) for changed flags, and
+    one naming the file for a file that is missing, damaged, or would run code on load.
     """
-    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    state = read_trainer_state(checkpoint)
     check_resume_config(state["config"], config, checkpoint)
     if is_sharded(model):
         _load_sharded(checkpoint / "optimizer", model, optimizer)
         if critic is not None:
             _load_sharded(checkpoint / "critic", critic, critic_optimizer, with_weights=True)
     else:
-        optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
+        _restore(checkpoint / "optimizer.pt", optimizer.load_state_dict)
         if critic is not None:
-            critic.load_state_dict(torch.load(checkpoint / "critic.pt", weights_only=True))
-            critic_optimizer.load_state_dict(torch.load(checkpoint / "critic_optimizer.pt", weights_only=True))
-    rng = torch.load(checkpoint / f"rng_rank{d.rank}.pt", weights_only=True)
-    torch.set_rng_state(rng["torch"])
-    random.setstate(rng["python"])
+            _restore(checkpoint / "critic.pt", critic.load_state_dict)
+            _restore(checkpoint / "critic_optimizer.pt", critic_optimizer.load_state_dict)
+    _restore(checkpoint / f"rng_rank{d.rank}.pt", _set_rng_state)
     return state["step"]
 
 
-def truncate_logs(out_dir: Path, step: int) -> None:
-    """Keep only the rows of metrics.jsonl and samples.jsonl up to `step` (a resumed run rewrites the rest).
+def _set_rng_state(rng: dict) -> None:
+    torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
 
-    A last line cut short by a kill mid-write is dropped with a warning; a bad line elsewhere raises
-    UsageError naming file and line (data.read_log).
+
+# ---------------------------------------------------------------------------------------------
+# Reading checkpoint files without running code
+
+# The globals a torch.distributed.checkpoint `.metadata` may name: what torch 2.13 pickles for FSDP2 policy and
+# critic checkpoints (found by saving them, 1 and 2 ranks): DCP's metadata records, torch.Size, torch's dtype /
+# layout / memory-format constants (a layout pickles as torch.serialization._get_layout, a table lookup) and the
+# checkpoint's path. Each builds a value; none runs a command, opens a file or imports a module. Names are listed
+# one by one: admitting a whole module would admit everything it imports.
+METADATA_GLOBALS = {
+    "torch.distributed.checkpoint.metadata": {"Metadata", "StorageMeta", "MetadataIndex", "TensorStorageMetadata",
+                                              "BytesStorageMetadata", "ChunkStorageMetadata", "TensorProperties",
+                                              "_MEM_FORMAT_ENCODING"},
+    "torch.distributed.checkpoint.filesystem": {"_StorageInfo"},
+    "torch": {"Size"} | {name for name, value in vars(torch).items()
+                         if isinstance(value, (torch.dtype, torch.layout, torch.memory_format))},
+    "torch.serialization": {"_get_layout"},
+    "pathlib": {"PosixPath"},
+}
+
+
+@contextmanager
+def _reading(path: Path):
+    """Make any failure inside the block (loading `path`, or applying what it holds) a one-line UsageError naming
+    `path`: "refused" when it names a global that could run code, "cannot be read" when it is missing, else
+    "damaged". torch.load alone raises UnpicklingError, RuntimeError, EOFError or ValueError for a damaged file."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except OSError as e:
+        raise UsageError(f"{path}: cannot be read ({e.strerror or e}); the checkpoint is incomplete") from None
+    except Exception as e:
+        culprit = re.search(r"GLOBAL (\S+)", str(e)) if isinstance(e, pickle.UnpicklingError) else None
+        if culprit:
+            raise UsageError(f"{path}: refused: it would run code on load (pickled global {culprit[1]})") from None
+        raise UsageError(f"{path}: damaged ({_gist(e)}); resume from an earlier checkpoint (point checkpoints/latest "
+                         f"at it) or start afresh") from None
+
+
+def _gist(error: BaseException) -> str:
+    """`error` on one line: its type and the first line of its message that is not torch.load's boilerplate."""
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [line.strip() for line in str(error).splitlines() if line.strip() and not line.startswith(boilerplate)]
+    return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
+
+
+def _restore(path: Path, load_state) -> None:
+    """load_state(torch.load(path, weights_only=True)); any failure is a UsageError naming `path` (_reading)."""
+    with _reading(path):
+        load_state(torch.load(path, weights_only=True))
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only METADATA_GLOBALS; any other global raises UnpicklingError naming it."""
+
+    def find_class(self, module: str, name: str):
+        if name not in METADATA_GLOBALS.get(module, ()):
+            raise pickle.UnpicklingError(f"unsupported GLOBAL {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _read_dcp_metadata(path: Path):
+    """The torch.distributed.checkpoint Metadata in `path` (a directory's `.metadata`), by _MetadataUnpickler.
+
+    Raises UsageError naming `path`: missing, damaged, naming a global outside METADATA_GLOBALS, or pointing at
+    data files outside its directory.
     """
-    for path in (out_dir / "metrics.jsonl", out_dir / "samples.jsonl"):
-        if path.exists():
-            kept = [row for row in read_log(path) if row.get("step", step + 1) <= step]
-            write_atomic(path, "".join(json.dumps(row) + "\n" for row in kept))
+    from torch.distributed.checkpoint.metadata import Metadata
+
+    with _reading(path), open(path, "rb") as f:
+        metadata = _MetadataUnpickler(f).load()
+        if not isinstance(metadata, Metadata):
+            raise UsageError(f"{path}: not torch.distributed.checkpoint metadata; the checkpoint is damaged")
+        files = {info.relative_path for info in metadata.storage_data.values()}
+        if not all(isinstance(name, str) and name == Path(name).name and name not in ("", ".", "..") for name in files):
+            raise UsageError(f"{path}: names data files outside {path.parent} ({sorted(map(str, files))}); refused")
+    return metadata
+
+
+def _dcp_load(state: dict, path: Path) -> None:
+    """dcp.load(state) from the directory `path`, in place, executing nothing. Collective.
+
+    Follows dcp.FileSystemReader and DefaultLoadPlanner with three changes: `.metadata` is read by
+    _read_dcp_metadata (DCP unpickles it in full); the non-tensor entries of the `.distcp` files (the optimiser's
+    param_groups) are loaded with weights_only=True (DefaultLoadPlanner.load_bytes uses weights_only=False; the
+    tensors already load weights-only); each data file's failure names it. The classes are made here so that
+    `import checkpoint` does not import torch.distributed.checkpoint (0.7 s).
+    Raises UsageError naming the file at fault (the directory when DCP cannot tell which).
+    """
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint._traverse import set_element
+    from torch.distributed.checkpoint.metadata import StorageMeta
+    from torch.futures import Future
+
+    metadata = _read_dcp_metadata(path / ".metadata")  # before any collective: every rank refuses alike
+
+    class Reader(dcp.FileSystemReader):
+        def read_metadata(self):
+            metadata.storage_meta = metadata.storage_meta or StorageMeta()
+            metadata.storage_meta.load_id = self.load_id  # as FileSystemReader.read_metadata
+            return metadata
+
+        def read_data(self, plan, planner):
+            by_file = {}
+            for item in plan.items:
+                by_file.setdefault(self.storage_data[item.storage_index].relative_path, []).append(item)
+            for name, items in by_file.items():
+                with _reading(path / name):
+                    super().read_data(dataclasses.replace(plan, items=items), planner).wait()
+            done = Future()
+            done.set_result(None)
+            return done
+
+    class WeightsOnlyPlanner(dcp.DefaultLoadPlanner):
+        def load_bytes(self, read_item, value):
+            loaded = torch.load(value, weights_only=True)
+            if self.flatten_state_dict:
+                set_element(self.original_state_dict, self.mappings[read_item.dest_index.fqn], loaded)
+            else:
+                self.state_dict[read_item.dest_index.fqn] = loaded
+
+    try:
+        dcp.load(state, storage_reader=Reader(path), planner=WeightsOnlyPlanner())
+    except dcp.CheckpointException as e:  # every rank's failures, on every rank
+        errors = [error for error, _ in e.failures.values()]
+        named = next((error for error in errors if isinstance(error, UsageError)), None)
+        if named is not None:
+            raise named from None
+        with _reading(path):  # DCP could not tell which file: the first failure, as a UsageError naming the directory
+            raise errors[0] from None

@@ -6,7 +6,7 @@
     torchrun --nproc_per_node 8 evaluate.py --engine hf --model ...   # transformers engine, problems split over ranks
 
 Benchmarks (files under --data-dir, default $ZERO_RL_DATA or ../shared/data): aime24, amc23, math500,
-minerva_math, olympiadbench, gsm8k (REFERENCE §5; `all` is the six), plus "arithmetic" and "add_one", held-out
+minerva_math, olympiadbench, gsm8k (docs/papers.md §5; `all` is the six), plus "arithmetic" and "add_one", held-out
 draws of the built-in procedural sets. Greedy decoding is the default (--n 1 --temperature 0), the papers'
 protocol. Per benchmark, written to `--out-dir`/summary.json and printed as one markdown table (benchmarks as
 columns, then their unweighted average, as the papers print them):
@@ -15,7 +15,7 @@ columns, then their unweighted average, as the papers print them):
 - pass@k for each k of --pass-k: the unbiased estimator 1 - C(n-c, k) / C(n, k) (Chen et al. 2021, "Evaluating
   Large Language Models Trained on Code", with c correct of n samples), averaged over problems;
 - the answer-extracted rate, truncation rate, mean response length (tokens) of all, correct and wrong responses,
-  the verdict counts, and the reflection keyword rates (REFERENCE §6, any keyword and each one).
+  the verdict counts, and the reflection keyword rates (docs/papers.md §6, any keyword and each one).
 Every sample is one row of `--out-dir`/<benchmark>.jsonl (problem index, sample index, response, verdict), and
 summarize() recomputes the summary from those rows.
 
@@ -42,8 +42,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
-import sys
 import time
 from contextlib import closing
 from dataclasses import asdict, dataclass
@@ -53,18 +51,20 @@ from typing import Literal
 import torch
 import torch.distributed as dist
 
-from data import BENCHMARKS, PROCEDURAL_SETS, Problem, ProblemSet, UsageError, load_benchmark, write_atomic, write_jsonl
+from checkpoint import read_trainer_state
+from data import (BENCHMARKS, PROCEDURAL_SETS, DataSettings, Problem, ProblemSet, UsageError, load_benchmark,
+                  range_problems, write_atomic, write_jsonl)
 from distributed import Dist, all_reduce, setup_distributed
-from grader_pool import Grader
-from metrics import REFLECTION_WORDS, reflection_words
-from model import load_model, resolve_model
-from reward import TEMPLATES, apply_template, compute_rewards, stop_strings
-from rollout import HFEngine, Sample, SamplingParams
+from grader_pool import Grader, GraderSettings
+from model import ModelSettings, load_model, load_model_config, resolve_dtype, resolve_model
+from reward import REFLECTION_WORDS, TEMPLATES, apply_template, compute_rewards, reflection_words, stop_strings
+from rollout import HFEngine, Sample, SamplingParams, VLLMSettings, check_context, vllm_engine
+from rundir import RunSettings, cli, run_directory, settings_problems
 
 PROCEDURAL_EVAL_SEED = 1_000_000  # the procedural sets' eval draw: not training's seed-0 (or any small-seed) draw
 PAPER_BENCHMARKS = ("aime24", "amc23", "math500", "minerva_math", "olympiadbench", "gsm8k")  # --benchmarks all
 
-# REFERENCE §5: published greedy pass@1 (%), qwen_math template: name -> (row label, scores, their average, caveat)
+# docs/papers.md §5: published greedy pass@1 (%), qwen_math template: name -> (row label, scores, their average, caveat)
 PUBLISHED = {
     "qwen2.5-math-7b": ("Qwen2.5-Math-7B base (published)",
                         {"aime24": 16.7, "amc23": 52.5, "math500": 52.4, "minerva_math": 12.9, "olympiadbench": 16.4},
@@ -84,31 +84,59 @@ HUB_IDS = {"qwen/qwen2.5-math-7b": "qwen2.5-math-7b", "hkust-nlp/qwen-2.5-math-7
 
 
 @dataclass
-class EvalConfig:
-    model: str = "smollm2-135m"  # HF hub id, local HF directory, checkpoint directory, or smollm2-135m
+class EvalSettings:
+    """Benchmarks, prompt and sampling."""
+
     benchmarks: str = "math500,gsm8k"  # comma-separated: aime24, amc23, math500, minerva_math, olympiadbench, gsm8k, arithmetic, add_one; or all
     limit: int = 0  # first N problems of each benchmark (0: all)
     template: str = "auto"  # prompt template; auto: the one recorded in our checkpoint, else qwen_math
-    max_new_tokens: int = 3000  # generation budget (REFERENCE §5: 3,000)
+    max_new_tokens: int = 3000  # generation budget (docs/papers.md §5: 3,000)
     n: int = 1  # samples per problem
     temperature: float = 0.0  # 0: greedy (the papers' pass@1); avg@k uses 1.0 with --top-p 0.95
-    top_p: float = 1.0
+    top_p: float = 1.0  # nucleus sampling (with --temperature > 0)
     pass_k: str = ""  # comma-separated k for pass@k, each <= n (default: 1, 2, 4, ... up to n, and n)
-    seed: int = 0  # sampling seed
     engine: Literal["auto", "vllm", "hf"] = "auto"  # auto: vllm when installed (one process), else transformers
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bfloat16 on a GPU, float32 on CPU
     tensor_parallel_size: int = 1  # vLLM: GPUs per engine
-    gpu_memory_utilization: float = 0.9  # vLLM: share of the GPU for weights and KV cache
     batch_size: int = 64  # transformers engine: sequences decoded together
     hf_batching: Literal["auto", "continuous", "static"] = "auto"  # transformers engine; auto: continuous on a GPU, static (length-sorted generate) on CPU
-    vllm_kv_cache_gb: float = 1.0  # vLLM on CPU: KV cache size (GiB)
-    vllm_cpu_bind: str = ""  # vLLM on CPU: cores for the engine's worker, e.g. 0-1 (VLLM_CPU_OMP_THREADS_BIND); "": vLLM's auto
     minerva_gold: Literal["answer", "alternatives"] = "answer"  # see the module docstring
     compare: str = ""  # published rows to add: names of evaluate.PUBLISHED, comma-separated, or auto (from --model)
-    data_dir: str = ""  # benchmark files (default: $ZERO_RL_DATA or ../shared/data)
-    out_dir: str = "runs/eval"  # summary.json and one per-sample JSONL per benchmark
-    grader_timeout: float = 5.0  # seconds per sample before the grader's worker is killed
-    grader_workers: int = 2  # grader worker processes (sympy runs there)
+
+    def problems(self) -> list[str]:
+        out = range_problems(self, [
+            ("limit", self.limit >= 0, ">= 0 (0: all)"), ("max_new_tokens", self.max_new_tokens >= 1, "at least 1"),
+            ("n", self.n >= 1, "at least 1"), ("temperature", self.temperature >= 0, ">= 0 (0: greedy)"),
+            ("top_p", 0 < self.top_p <= 1, "in (0, 1]"), ("batch_size", self.batch_size >= 1, "at least 1"),
+            ("tensor_parallel_size", self.tensor_parallel_size >= 1, "at least 1")])
+        if self.n > 1 and self.temperature <= 0:
+            out.append(f"--n {self.n}: above 1 only with --temperature > 0 (greedy samples are all the same, so avg@n "
+                       "and pass@n would repeat pass@1)")
+        unknown = [b for b in benchmark_names(self.benchmarks) if b not in (*BENCHMARKS, "minerva", *PROCEDURAL_SETS)]
+        if unknown or not benchmark_names(self.benchmarks):
+            out.append(f"--benchmarks {self.benchmarks!r}: unknown {', '.join(unknown) or '(none given)'}; known: "
+                       f"{', '.join([*BENCHMARKS, *PROCEDURAL_SETS])}, all")
+        if self.template != "auto" and self.template not in TEMPLATES:
+            out.append(f"--template {self.template!r}: use one of {', '.join(sorted(TEMPLATES))}, or auto")
+        try:
+            pass_ks(self.pass_k, self.n)
+        except UsageError as error:
+            out.append(str(error))
+        return out
+
+
+@dataclass
+class EvalConfig(ModelSettings, DataSettings, EvalSettings, VLLMSettings, RunSettings, GraderSettings):
+    """Every knob of an evaluation, by settings group."""
+
+    out_dir: str = "runs/eval"
+
+
+def benchmark_names(spec: str) -> list[str]:
+    """--benchmarks as names: "all" is the six paper benchmarks."""
+    return list(PAPER_BENCHMARKS) if spec.strip() == "all" else [n.strip() for n in spec.split(",") if n.strip()]
+
+
+EVAL_WRITES = ("summary.json", *(f"{name}.jsonl" for name in (*BENCHMARKS, "minerva", *PROCEDURAL_SETS)))  # in out_dir
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,7 +207,7 @@ class EvalHFEngine(HFEngine):
     """HFEngine for evaluation: prompts go in longest first (little padding), and with `continuous` through
     transformers continuous batching (`model.generate_batch`): a sequence that finishes leaves the batch at once and
     the next prompt takes its place, so a batch never runs to its longest answer. Without it, length-sorted batches
-    of `generate` (on this 2-core CPU continuous batching decoded 34 tok/s against generate's 64: README). At most
+    of `generate` (on this 2-core CPU continuous batching decoded 34 tok/s against generate's 64: docs/evaluation.md). At most
     batch_size sequences decode together; greedy answers are the same either way (tests/test_evaluate.py)."""
 
     def __init__(self, model, tokenizer, batch_size: int = 64, continuous: bool = True):
@@ -288,19 +316,23 @@ def load_eval_set(name: str, data_dir: str | None, limit: int | None) -> Problem
 
 
 def checkpoint_template(model: str) -> str | None:
-    """The template a checkpoint of ours was trained with (its trainer_state.json's config), else None."""
-    state = Path(model) / "trainer_state.json"
-    if not state.is_file():
+    """The template a checkpoint of ours was trained with (its trainer_state.json's config), else None. Raises
+    UsageError naming the file when it is damaged (checkpoint.read_trainer_state)."""
+    if not (Path(model) / "trainer_state.json").is_file():
         return None
-    return json.loads(state.read_text()).get("config", {}).get("template")
+    return read_trainer_state(Path(model))["config"].get("template")
 
 
 def pass_ks(spec: str, n: int) -> list[int]:
-    """--pass-k as a sorted list (default: the powers of two below n, and n). Raises UsageError for k outside 1..n."""
-    ks = sorted({int(k) for k in spec.split(",") if k.strip()}) if spec.strip() else \
-        sorted({2**i for i in range(n.bit_length()) if 2**i < n} | {n})
+    """--pass-k as a sorted list (default: the powers of two below n, and n). Raises UsageError for a k that is not
+    an integer in 1..n."""
+    try:
+        ks = sorted({int(k) for k in spec.split(",") if k.strip()}) if spec.strip() else \
+            sorted({2**i for i in range(n.bit_length()) if 2**i < n} | {n})
+    except ValueError:
+        ks = []
     if not ks or ks[0] < 1 or ks[-1] > n:
-        raise UsageError(f"--pass-k {spec!r}: each k must be in 1..--n ({n})")
+        raise UsageError(f"--pass-k {spec!r}: each k must be an integer in 1..--n ({n})")
     return ks
 
 
@@ -349,94 +381,103 @@ def format_table(model: str, summary: dict[str, dict], compare: list[str] = ()) 
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
-def build_engine(cfg: EvalConfig, engine: str, path: str, device: torch.device, max_model_len: int):
-    """The engine ("vllm" or "hf") for `path` on `device` (see the module docstring); vLLM is imported only here."""
-    dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
-    if engine == "vllm":
-        from rollout import VLLMEngine
+def config_problems(cfg: EvalConfig) -> list[str]:
+    """Everything wrong with the flags, one line each, before anything loads: every settings group's checks, then
+    the ones that span groups (--compare auto needs --model's published row; the checkpoint's template)."""
+    out = settings_problems(cfg)
+    try:
+        published_rows(cfg.compare, cfg.model)
+        if cfg.template == "auto" and not out:
+            checkpoint_template(cfg.model)
+    except UsageError as error:
+        out.append(str(error))
+    if cfg.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        out.append("--engine vllm needs vllm: pip install -r requirements-vllm.txt (CPU) or requirements-gpu.txt (GPU)")
+    return out
 
-        on_gpu = torch.cuda.is_available()
-        return VLLMEngine(path, dtype=dtype, seed=cfg.seed, max_model_len=max_model_len,
-                          gpu_memory_utilization=cfg.gpu_memory_utilization, tensor_parallel_size=cfg.tensor_parallel_size,
-                          kv_cache_gb=None if on_gpu else cfg.vllm_kv_cache_gb, enforce_eager=not on_gpu,
-                          cpu_threads_bind=cfg.vllm_cpu_bind or None)
-    model, tokenizer = load_model(path, dtype=getattr(torch, dtype))
-    continuous = cfg.hf_batching == "continuous" or (cfg.hf_batching == "auto" and device.type == "cuda")
-    return EvalHFEngine(model.to(device), tokenizer, batch_size=cfg.batch_size, continuous=continuous)
+
+def build_engine(cfg: EvalConfig, engine: str, path: str, d: Dist, max_model_len: int):
+    """The engine ("vllm" or "hf") for `path` on the rank's device (see the module docstring), in --dtype
+    (model.resolve_dtype); vLLM is imported only here, with 0.9 of the GPU unless --vllm-gpu-memory-utilization."""
+    dtype = resolve_dtype(cfg.dtype, d.device)
+    if engine == "vllm":
+        return vllm_engine(path, cfg, d.device, dtype, cfg.seed, max_model_len, gpu_share=0.9,
+                           tensor_parallel_size=cfg.tensor_parallel_size)
+    model, tokenizer = load_model(path, dtype=dtype, attn_implementation=cfg.attn_implementation)
+    continuous = cfg.hf_batching == "continuous" or (cfg.hf_batching == "auto" and d.device.type == "cuda")
+    return EvalHFEngine(model.to(d.device), tokenizer, batch_size=cfg.batch_size, continuous=continuous)
 
 
 def main(cfg: EvalConfig) -> dict[str, dict]:
-    """Evaluate cfg.model on each benchmark; writes the per-sample JSONL and summary.json, prints the table.
+    """Evaluate cfg.model on each benchmark; writes the per-sample JSONL and summary.json into the run directory
+    --out-dir (rundir.run_directory: locked, config.json, refused when it holds anything but an earlier
+    evaluation, which --overwrite deletes), prints the table.
 
-    Returns {benchmark: summarize() dict} (and "average"). Raises UsageError for a bad flag or a prompt that
-    does not fit the model's context, before any generation.
+    Returns {benchmark: summarize() dict} (and "average"). Raises UsageError, before any model weights load and
+    anything is written, for a bad flag, a missing or malformed benchmark file, a model config that does not load,
+    a prompt that does not fit the model's context, or a refused --out-dir.
     """
-    names = list(PAPER_BENCHMARKS) if cfg.benchmarks.strip() == "all" else \
-        [n.strip() for n in cfg.benchmarks.split(",") if n.strip()]
-    unknown = [n for n in names if n not in BENCHMARKS and n not in PROCEDURAL_SETS and n != "minerva"]
-    if unknown:
-        raise UsageError(f"--benchmarks: unknown {', '.join(unknown)}; known: {', '.join([*BENCHMARKS, *PROCEDURAL_SETS])}, all")
-    if cfg.n < 1 or (cfg.n > 1 and cfg.temperature == 0):
-        raise UsageError(f"--n {cfg.n}: must be >= 1, and above 1 only with --temperature > 0 (greedy samples are equal)")
+    if problems := config_problems(cfg):
+        raise UsageError("\n".join(problems))
+    names = benchmark_names(cfg.benchmarks)
     ks = pass_ks(cfg.pass_k, cfg.n)
     compare = published_rows(cfg.compare, cfg.model)
     template = cfg.template if cfg.template != "auto" else (checkpoint_template(cfg.model) or "qwen_math")
-    if template not in TEMPLATES:
-        raise UsageError(f"--template {template!r}: use one of {', '.join(sorted(TEMPLATES))}, or auto")
-    problem_sets = {name: load_eval_set(name, cfg.data_dir or None, cfg.limit or None) for name in names}  # fail early
+    problem_sets = {name: load_eval_set(name, cfg.data_dir or None, cfg.limit or None) for name in names}
 
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoTokenizer
 
+    context = getattr(load_model_config(cfg.model), "max_position_embeddings", None)
     path = resolve_model(cfg.model)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    context = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
-    longest = 0
-    for name, problem_set in problem_sets.items():
-        for i, p in enumerate(problem_set.problems):
-            tokens = len(tokenizer(apply_template(template, p.problem), add_special_tokens=False).input_ids)
-            if context and tokens + cfg.max_new_tokens > context:
-                raise UsageError(f"{name} problem {i}: {tokens} prompt tokens + --max-new-tokens {cfg.max_new_tokens} "
-                                 f"exceed the model's context of {context} tokens; lower --max-new-tokens")
-            longest = max(longest, tokens)
+    longest = check_context({name: [apply_template(template, p.problem) for p in s.problems] for name, s in
+                             problem_sets.items()}, AutoTokenizer.from_pretrained(path), cfg.max_new_tokens, context,
+                            "the model's context of")
+    d = setup_distributed()  # torchrun: the transformers engine is data parallel; one process: a world of one
+    try:
+        if d.world_size > 1 and cfg.engine == "vllm":
+            raise UsageError("--engine vllm under torchrun: run one process with --tensor-parallel-size instead")
+        config = {**asdict(cfg), "template": template, "world_size": d.world_size}
+        with run_directory(Path(cfg.out_dir), config, d, overwrite=cfg.overwrite, writes=EVAL_WRITES):
+            return evaluate(cfg, d, path, template, problem_sets, ks, compare, longest)
+    finally:
+        dist.destroy_process_group()
 
-    if "RANK" in os.environ and not dist.is_initialized():  # torchrun: the transformers engine is data parallel
-        setup_distributed()
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    if world > 1 and cfg.engine == "vllm":
-        raise UsageError("--engine vllm under torchrun: run one process with --tensor-parallel-size instead")
+
+def evaluate(cfg: EvalConfig, d: Dist, path: str, template: str, problem_sets: dict[str, ProblemSet], ks: list[int],
+             compare: list[str], longest: int) -> dict[str, dict]:
+    """The evaluation in cfg.out_dir (claimed by main): each rank generates and grades its share of each
+    benchmark, rank 0 gathers the records, writes them and the summary, and prints the table."""
     engine_name = cfg.engine if cfg.engine != "auto" else \
-        ("vllm" if world == 1 and importlib.util.find_spec("vllm") else "hf")
-    device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}") if torch.cuda.is_available() else torch.device("cpu")
-    engine = build_engine(cfg, engine_name, path, device, max_model_len=longest + cfg.max_new_tokens)
+        ("vllm" if d.world_size == 1 and importlib.util.find_spec("vllm") else "hf")
+    engine = build_engine(cfg, engine_name, path, d, max_model_len=longest + cfg.max_new_tokens)
     params = SamplingParams(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-                            seed=cfg.seed + rank)
-    out_dir = Path(cfg.out_dir)
+                            seed=cfg.seed + d.rank)
+    out_dir, names = Path(cfg.out_dir), list(problem_sets)
     summary: dict[str, dict] = {}
     with Grader(cfg.grader_timeout, cfg.grader_workers) as grader, closing(engine):
         for name, problem_set in problem_sets.items():
             start = time.perf_counter()
-            problems = problem_set.problems[rank::world]
+            problems = problem_set.problems[d.rank :: d.world_size]
             golds = [(p.meta.get("answer_alternatives") or [p.answer]) if name in ("minerva_math", "minerva")
                      and cfg.minerva_gold == "alternatives" else [p.answer] for p in problems]
             records = evaluate_problems(engine, problems, template, grader, params, golds)
             for r in records:
-                r["index"] = rank + world * r["index"]  # the problem's position in the benchmark file
-            if world > 1:
-                gathered = [None] * world
+                r["index"] = d.rank + d.world_size * r["index"]  # the problem's position in the benchmark file
+            if d.world_size > 1:
+                gathered = [None] * d.world_size
                 dist.all_gather_object(gathered, records)
                 records = sorted((r for part in gathered for r in part), key=lambda r: (r["index"], r["sample"]))
             seconds = time.perf_counter() - start
             summary[name] = {**summarize(records, ks), "seconds": seconds,
                              "problems_per_s": len(problem_set.problems) / seconds if seconds else None}
-            if rank == 0:
+            if d.is_main:
                 write_jsonl(out_dir / f"{name}.jsonl", records)
                 s, key = summary[name], f"avg@{cfg.n}"
                 print(f"{name}: {key} {100 * s[key]:.1f} % of {s['problems']} problems, answer rate "
                       f"{100 * s['answer_rate']:.1f} %, {seconds:.0f} s; samples in {out_dir / name}.jsonl", flush=True)
     summary["average"] = {key: _mean([summary[b][key] for b in names]) for key in
                           [f"avg@{cfg.n}", *[f"pass@{k}" for k in ks]]}
-    if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    if d.is_main:
         write_atomic(out_dir / "summary.json", json.dumps(
             {"model": cfg.model, "template": template, "config": asdict(cfg), "benchmarks": summary}, indent=1))
         print(format_table(cfg.model, {b: summary[b] for b in names}, compare))
@@ -444,11 +485,4 @@ def main(cfg: EvalConfig) -> dict[str, dict]:
 
 
 if __name__ == "__main__":
-    import tyro
-
-    try:
-        main(tyro.cli(EvalConfig))
-    except UsageError as error:  # the user's input: one line per problem, no traceback
-        if int(os.environ.get("RANK", 0)) == 0:
-            print("\n".join(f"evaluate.py: error: {line}" for line in str(error).splitlines()), file=sys.stderr)
-        sys.exit(2)
+    cli("evaluate.py", EvalConfig, main)

@@ -4,7 +4,7 @@
     is_equiv(pred, gold) -> bool                                      equivalence(...) == "correct"
     grader_pool.Grader(timeout, workers).grade_many(pairs)           the same, batched over killable workers
 
-Layers, in order (the first that decides wins; REFERENCE.md section 2):
+Layers, in order (the first that decides wins; docs/papers.md §2):
 1. Hendrycks MATH normalisation (Hendrycks et al. 2021, strip_string), then string equality.
 2. Structures: tuples and intervals element-wise in order (brackets must match), sets, \\cup unions and
    bare comma lists order-free (each gold element matched by a distinct predicted one); recursive.

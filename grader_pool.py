@@ -10,9 +10,23 @@ import multiprocessing
 import time
 import warnings
 from collections import deque
+from dataclasses import dataclass
 from multiprocessing.connection import wait as wait_for_connections
 
+from data import range_problems
 from grader import cheap_verdict, equivalence
+
+
+@dataclass
+class GraderSettings:
+    """Grader (docs/grader.md)."""
+
+    grader_timeout: float = 5.0  # seconds per sample before its grader worker is killed (verdict "timeout")
+    grader_workers: int = 2  # grader worker processes per rank (sympy runs there)
+
+    def problems(self) -> list[str]:
+        return range_problems(self, [("grader_timeout", self.grader_timeout > 0, "> 0 seconds"),
+                                     ("grader_workers", self.grader_workers >= 1, "at least 1")])
 
 _WORKER_STARTUP_TIMEOUT = 120.0  # seconds for a spawned worker to import sympy (and the parent's __main__)
 
@@ -58,7 +72,7 @@ class Grader:
     worker processes (spawned lazily, one request in flight each). A sample that runs longer than `timeout`
     seconds gets its worker KILLED and replaced, and the verdict "timeout"; the other workers go on.
     Not thread-safe: one Grader per thread/rank. Use as a context manager, or call close().
-    Source: oat (1 s) / SimpleRL (10 s) grading timeouts; REFERENCE.md section 2 step 4.
+    Source: oat (1 s) / SimpleRL (10 s) grading timeouts; docs/papers.md §2 step 4.
     """
 
     def __init__(self, timeout: float = 5.0, workers: int = 2):

@@ -13,10 +13,11 @@ train_zero.py calls, each step:
                              sampler drift, and the advantages (and PPO returns)
     learn(...)            -> PolicyStats: the clipped policy loss over mini- and micro-batches (losses.policy_loss)
     learn_critic(...)     -> CriticStats: the clipped value loss, same batching (losses.value_loss), PPO only
-Their knobs are `LearnSettings` (train_zero's Config extends it, so each knob has one default, here).
+Their knobs are `LearnSettings` (a settings group of train_zero's Config, so each knob has one default, here); the
+optimiser step itself (clipping, the divergence guard) is optim.clipped_step.
 
 Per-response quantities travel as "rows": one 1-D float tensor per response with one entry per
-response token (len(sample.response_ids)). `collate` lays samples out right-padded; `place_rows`
+response token (len(sample.response_ids)). model.collate lays samples out right-padded; `place_rows`
 puts rows back at their response positions, so a row does not depend on the micro-batch it lands in.
 
 Every micro-batch loss is divided by the global number of responses in its optimiser step and
@@ -43,9 +44,11 @@ import torch
 import tyro
 from torch.nn.utils.rnn import pad_sequence
 
+from data import range_problems
 from distributed import Dist, all_reduce
 from losses import gae_advantages, group_advantages, kl_estimate, policy_loss, value_loss, whiten
-from model import no_gradient_sync, reshard, total_norm
+from model import collate, no_gradient_sync, score
+from optim import clipped_step
 from rollout import Sample
 
 # ---------------------------------------------------------------------------------------------
@@ -72,15 +75,14 @@ assert set(get_args(AlgoName)) == set(ALGORITHMS), "every --algo choice has a ro
 
 @dataclass
 class LearnSettings:
-    """The knobs of the learn stage; train_zero.Config extends this class (its CLI flags are these fields)."""
+    """Algorithm, KL and PPO: the learn stage."""
 
     # --- algorithm
     algo: AlgoName = "drgrpo"  # GRPO (std, 1/|o|), Dr. GRPO (no std, 1/L_max), or PPO (critic, GAE): ALGORITHMS
     group_size: int = 8  # samples per prompt (G)
-    max_new_tokens: int = 32  # generation budget L_max (also Dr. GRPO's loss denominator)
+    max_new_tokens: int = 20  # generation budget L_max (also Dr. GRPO's loss denominator); the default task needs ~15
     micro_batch_size: int = 8  # responses per forward/backward
     updates_per_batch: int = 1  # optimiser steps per rollout batch (mini-batches)
-    max_grad_norm: float = 1.0  # gradient clipping (global L2 norm)
     clip_eps: Annotated[float, tyro.conf.arg(aliases=("--clip-eps-low",))] = 0.2  # ratio clip range (the lower one with clip_eps_high)
     clip_eps_high: float = 0.0  # DAPO clip-higher upper range, e.g. 0.28 (0: same as clip_eps)
     entropy_coef: float = 0.0  # entropy bonus coefficient (subtracted from the loss)
@@ -90,28 +92,26 @@ class LearnSettings:
     kl_coef: float = 0.0  # KL-to-reference coefficient beta (0: no reference model is loaded)
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"  # per-token KL estimator (k3 = "low_var_kl")
     kl_in: Literal["loss", "reward"] = "loss"  # KL as a loss term (GRPO style) or a per-token reward penalty (PPO style)
+    ref_offload: bool = False  # FSDP: keep the KL reference's parameters on the CPU, copied to the device per layer
     # --- PPO
     gamma: float = 1.0  # PPO discount
     gae_lambda: float = 0.95  # PPO GAE lambda
     value_clip: float = 0.2  # PPO value clipping range (0: no clipping)
     whiten_advantages: bool = True  # PPO: whiten GAE advantages over the batch (all ranks)
     ppo_skip_uniform_batches: bool = True  # PPO: no policy update from a batch whose rewards are all equal
+    critic_lr: float = 5e-5  # PPO critic AdamW learning rate, on the policy's schedule (SimpleRL-Zero: 9e-6, 18x the actor's)
 
     def problems(self) -> list[str]:
         """What is wrong with these knobs, one line per flag (empty when nothing is): ranges, and settings that
         cannot learn (a group of one sample has only zero group-relative advantages)."""
-        out = []
-        for name, ok, rule in [
+        out = range_problems(self, [
             ("group_size", self.group_size >= 1, "at least 1"), ("max_new_tokens", self.max_new_tokens >= 1, "at least 1"),
             ("micro_batch_size", self.micro_batch_size >= 1, "at least 1"),
-            ("updates_per_batch", self.updates_per_batch >= 1, "at least 1"),
-            ("max_grad_norm", self.max_grad_norm > 0, "> 0"), ("clip_eps", self.clip_eps > 0, "> 0"),
+            ("updates_per_batch", self.updates_per_batch >= 1, "at least 1"), ("clip_eps", self.clip_eps > 0, "> 0"),
             ("clip_eps_high", self.clip_eps_high >= 0, ">= 0 (0: same as --clip-eps)"),
             ("tis_cap", self.tis_cap >= 0, ">= 0 (0: off)"), ("kl_coef", self.kl_coef >= 0, ">= 0 (0: off)"),
             ("gamma", 0 <= self.gamma <= 1, "in [0, 1]"), ("gae_lambda", 0 <= self.gae_lambda <= 1, "in [0, 1]"),
-            ("value_clip", self.value_clip >= 0, ">= 0 (0: no clipping)")]:
-            if not ok:
-                out.append(f"--{name.replace('_', '-')} {getattr(self, name)}: must be {rule}")
+            ("value_clip", self.value_clip >= 0, ">= 0 (0: no clipping)"), ("critic_lr", self.critic_lr > 0, "> 0")])
         if self.group_size == 1 and ALGORITHMS[self.algo].advantages == "group":
             out.append(f"--group-size 1 with --algo {self.algo}: a group of one sample has advantage r - mean(r) = 0, "
                        "so nothing is learned; use --group-size 2 or more (the papers: 8)")
@@ -122,22 +122,9 @@ class LearnSettings:
 # Layout: samples -> padded tensors, per-response rows <-> (B, T-1) positions
 
 
-def collate(samples: list[Sample], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded prompt+response ids (B, T), attention_mask (B, T), response_mask (B, T-1).
-
-    response_mask[b, t] = 1 when token t+1 of row b is a response token (it is scored at position t).
-    """
-    lengths = [len(s.prompt_ids) + len(s.response_ids) for s in samples]
-    T = max(lengths)
-    input_ids = torch.full((len(samples), T), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(samples), T), dtype=torch.long)
-    response_mask = torch.zeros((len(samples), T - 1), dtype=torch.float32)
-    for b, s in enumerate(samples):
-        P, R = len(s.prompt_ids), len(s.response_ids)
-        input_ids[b, : P + R] = torch.tensor(s.prompt_ids + s.response_ids)
-        attention_mask[b, : P + R] = 1
-        response_mask[b, P - 1 : P + R - 1] = 1
-    return input_ids.to(device), attention_mask.to(device), response_mask.to(device)
+def pairs(samples: list[Sample]) -> list[tuple[list[int], list[int]]]:
+    """(prompt_ids, response_ids) of each sample: what model.collate and model.score lay out."""
+    return [(s.prompt_ids, s.response_ids) for s in samples]
 
 
 def response_rows(x: torch.Tensor, samples: list[Sample]) -> list[torch.Tensor]:
@@ -152,25 +139,6 @@ def place_rows(rows: list[torch.Tensor], samples: list[Sample], width: int, devi
         start = len(s.prompt_ids) - 1
         out[b, start : start + row.shape[0]] = row.to(device)
     return out
-
-
-@torch.no_grad()
-def score(module, samples: list[Sample], pad_id: int, device, micro_batch_size: int) -> list[torch.Tensor]:
-    """One no-grad pass of a TokenLogProbs (log-probs) or ValueModel (values) over the samples.
-
-    Returns one (R_i,) float32 row per sample, on the CPU. An FSDP module (model.distribute) is called on
-    every rank alike (same sample count per rank) and resharded afterwards: FSDP2 keeps the root's
-    parameters gathered after a forward, and gathered outside autograd they would take no gradient.
-    """
-    rows: list[torch.Tensor] = []
-    for start in range(0, len(samples), micro_batch_size):
-        batch = samples[start : start + micro_batch_size]
-        ids, attn, rmask = collate(batch, pad_id, device)
-        out = module(ids, attn, rmask)
-        out = out[0] if isinstance(out, tuple) else out  # TokenLogProbs returns (logp, entropy)
-        rows.extend(row.float().cpu() for row in response_rows(out, batch))
-    reshard(module)
-    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,12 +261,12 @@ def prepare_batch(samples: list[Sample], scores: list[float], policy, reference,
     in_loss = ~truncated if settings.truncated == "drop" else torch.ones_like(truncated)
     mb = settings.micro_batch_size
     need_old, from_sampler = settings.updates_per_batch > 1 or reference is not None, samples[0].logprobs is not None
-    logp_old = score(policy, samples, pad_id, d.device, mb) if need_old or from_sampler else None
+    logp_old = score(policy, pairs(samples), pad_id, d.device, mb) if need_old or from_sampler else None
     drift = sampler_drift(logp_old, samples) if from_sampler else None  # trainer vs sampler on the same tokens
     importance = tis_weights(logp_old, samples, settings.tis_cap) if settings.tis_cap > 0 else None
-    logp_ref = score(reference, samples, pad_id, d.device, mb) if reference is not None else None
+    logp_ref = score(reference, pairs(samples), pad_id, d.device, mb) if reference is not None else None
     kl_rows = None if logp_ref is None else [kl_estimate(a, b, settings.kl_estimator) for a, b in zip(logp_old, logp_ref)]
-    values = score(critic, samples, pad_id, d.device, mb) if critic is not None else None
+    values = score(critic, pairs(samples), pad_id, d.device, mb) if critic is not None else None
     advantages, returns = advantage_rows(samples, rewards, settings, kl_rows, values, all_reduce)
     return Batch(samples, rewards, in_loss, advantages, returns, values, logp_old if need_old else None, logp_ref,
                  kl_rows, importance, drift)
@@ -332,24 +300,8 @@ class CriticStats:
     skipped_updates: float = 0.0  # as PolicyStats.skipped_updates
 
 
-def lr_factor(step: int, cfg) -> float:
-    """The learning-rate multiplier of step `step` (0-based; train_zero: a rollout batch, every optimiser step of it
-    uses it; sft.py: an optimiser step) for cfg's steps, warmup_ratio, lr_schedule and min_lr_ratio:
-    linear warmup over round(warmup_ratio x steps) steps ((step + 1) / warmup), then 1 (constant) or a cosine
-    from 1 down to min_lr_ratio at the last step, as OpenRLHF's cosine_with_min_lr (SimpleRL-Zero) and HF's
-    get_cosine_with_min_lr_schedule_with_warmup (train_zero counts rollout batches where they count optimiser
-    steps). A pure function of the step, so --resume continues it exactly (with the same --steps)."""
-    warmup = round(cfg.warmup_ratio * cfg.steps)
-    if step < warmup:
-        return (step + 1) / warmup
-    if cfg.lr_schedule == "constant":
-        return 1.0
-    progress = (step - warmup) / max(1, cfg.steps - warmup - 1)
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def _optimiser_steps(module, optimizer, active: list[bool], micro_loss, settings: LearnSettings,
-                     d: Dist) -> tuple[float, int]:
+def _optimiser_steps(module, optimizer, active: list[bool], micro_loss, settings: LearnSettings, d: Dist,
+                     max_grad_norm: float) -> tuple[float, int]:
     """settings.updates_per_batch optimiser steps over this rank's responses; returns (mean grad norm, skipped).
 
     micro_loss(indices, learned (b,) float, num_responses) -> the micro-batch's loss (already divided
@@ -358,9 +310,10 @@ def _optimiser_steps(module, optimizer, active: list[bool], micro_loss, settings
     responses whose loss mask is zeroed (learned = 0). A mini-batch with nothing to run on any rank
     makes no optimiser step.
 
-    Divergence guard: a mini-batch whose loss (on any rank) or global gradient norm is not finite makes no
-    optimiser step (its gradients are dropped, the weights and AdamW state stay as they were); it is counted
-    in `skipped` and its NaN / inf norm enters the mean, so the logged grad_norm shows it.
+    Each optimiser step is optim.clipped_step (gradients clipped to max_grad_norm): a mini-batch whose loss (on
+    any rank) or global gradient norm is not finite makes no optimiser step (its gradients are dropped, the
+    weights and AdamW state stay as they were); it is counted in `skipped` and its NaN / inf norm enters the
+    mean, so the logged grad_norm shows it.
     """
     parameters = [p for p in module.parameters() if p.requires_grad]
     n = len(active)
@@ -382,18 +335,16 @@ def _optimiser_steps(module, optimizer, active: list[bool], micro_loss, settings
                 loss = micro_loss(micro, weight, len(mini) * d.world_size)
                 finite = finite and math.isfinite(loss.item())
                 (loss * d.world_size).backward()
-        norm = total_norm(torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm))  # equal on every rank
+        norm, bad = clipped_step(parameters, optimizer, max_grad_norm, finite)  # norm equal on every rank
         grad_norm += norm / len(minis)
-        if all_reduce(torch.tensor([float(not (finite and math.isfinite(norm)))]), op="max").item():
-            skipped += 1  # the divergence guard: this step would write NaN / inf into the weights
-        else:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        skipped += bad
     return grad_norm, skipped
 
 
-def learn(policy, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad_id: int) -> PolicyStats:
-    """Policy update: settings.updates_per_batch optimiser steps on this rank's batch.
+def learn(policy, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad_id: int,
+          max_grad_norm: float) -> PolicyStats:
+    """Policy update: settings.updates_per_batch optimiser steps on this rank's batch, gradients clipped to
+    max_grad_norm (optim.OptimSettings).
 
     policy: TokenLogProbs wrapped by model.distribute (DDP or FSDP). Uses batch.advantages, batch.in_loss, batch.logp_old (None: the
     current log-probs, detached; exact when the batch makes one optimiser step), batch.logp_ref (the KL
@@ -410,7 +361,7 @@ def learn(policy, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad
 
     def micro_loss(micro, weight, num_responses):
         part = [samples[i] for i in micro]
-        ids, attn, rmask = collate(part, pad_id, d.device)
+        ids, attn, rmask = collate(pairs(part), pad_id, d.device)
         rmask = rmask * weight.to(d.device)[:, None]
         logp, entropy = policy(ids, attn, rmask)  # (b, T-1) each
         rows = lambda per_response: place_rows([per_response[i] for i in micro], part, logp.shape[1], d.device)
@@ -427,11 +378,13 @@ def learn(policy, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad
         stats.entropy_sum += (entropy.detach() * rmask).sum().item()
         return loss
 
-    stats.grad_norm, stats.skipped_updates = _optimiser_steps(policy, optimizer, active, micro_loss, settings, d)
+    stats.grad_norm, stats.skipped_updates = _optimiser_steps(policy, optimizer, active, micro_loss, settings, d,
+                                                              max_grad_norm)
     return stats
 
 
-def learn_critic(critic, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad_id: int) -> CriticStats:
+def learn_critic(critic, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad_id: int,
+                 max_grad_norm: float) -> CriticStats:
     """Critic update (PPO): the clipped value loss toward batch.returns around batch.values, batched like `learn`.
 
     critic: ValueModel wrapped by model.distribute. Every response in the loss (batch.in_loss) is run.
@@ -441,7 +394,7 @@ def learn_critic(critic, optimizer, batch: Batch, settings: LearnSettings, d: Di
 
     def micro_loss(micro, weight, num_responses):
         part = [samples[i] for i in micro]
-        ids, attn, rmask = collate(part, pad_id, d.device)
+        ids, attn, rmask = collate(pairs(part), pad_id, d.device)
         rmask = rmask * weight.to(d.device)[:, None]
         values = critic(ids, attn)  # (b, T-1)
         rows = lambda per_response: place_rows([per_response[i] for i in micro], part, values.shape[1], d.device)
@@ -453,5 +406,5 @@ def learn_critic(critic, optimizer, batch: Batch, settings: LearnSettings, d: Di
         return loss
 
     stats.grad_norm, stats.skipped_updates = _optimiser_steps(critic, optimizer, [bool(x) for x in batch.in_loss],
-                                                              micro_loss, settings, d)
+                                                              micro_loss, settings, d, max_grad_norm)
     return stats

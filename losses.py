@@ -1,6 +1,6 @@
 """Advantages, policy and value losses, KL estimators, and the memory-light per-token log-prob kernel.
 
-What this file computes (the notation of ../shared/REFERENCE.md §3): a prompt has G = group_size
+What this file computes (the notation of docs/papers.md §3): a prompt has G = group_size
 sampled responses with scalar rewards r_i; every token of response i gets the same advantage A_i;
 ratio = exp(logp - logp_old) per token; eps = clip_eps.
 
@@ -24,7 +24,7 @@ ratio = exp(logp - logp_old) per token; eps = clip_eps.
 Deviations, one line each:
 - std in the GRPO advantage is the unbiased (Bessel-corrected) group std, as TRL and verl compute it.
 - The GRPO per-response mean divides by the masked response length, which includes the EOS token.
-- Log-probs are taken at the sampling temperature (logits / T), so the ratio is on-policy (REFERENCE §3).
+- Log-probs are taken at the sampling temperature (logits / T), so the ratio is on-policy (docs/papers.md §3).
 - Clip fraction counts tokens whose ratio is outside [1 - eps_low, 1 + eps_high], whatever the sign of A.
 """
 
@@ -281,7 +281,7 @@ def policy_loss(
         and detached sums for logging: "clipped_tokens", "tokens".
     Raises:
         ValueError: unknown aggregation, or "max_tokens" without max_new_tokens.
-    Follows REFERENCE §3 (GRPO, Dr. GRPO losses).
+    Follows docs/papers.md §3 (GRPO, Dr. GRPO losses).
     """
     mask = response_mask.float()
     ratio = torch.exp(logp - logp_old)  # (B, T)

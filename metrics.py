@@ -4,19 +4,14 @@
     row = step_metrics(sums, policy_stats, critic_stats, batch.drift)  # one reduction over ranks, then ratios
     append_logs(out_dir, row, problems, samples, results, log_samples, group_size)
 
-Every metric's meaning is in README "Metrics". The records that travel here are typed: StepSums
+Every metric's meaning is in the README's Metrics table. The records that travel here are typed: StepSums
 (below), learn.PolicyStats, learn.CriticStats and learn.DriftSums; `sum_over_ranks` sums all their
 fields in one all_reduce, so one process and N ranks log the same numbers for the same batch.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import math
-import re
 import resource
-import uuid
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -24,18 +19,8 @@ import torch
 
 from distributed import Dist, all_reduce
 from learn import Batch, CriticStats, DriftSums, PolicyStats
-from reward import OUTCOMES, RewardResult
-
-REFLECTION_WORDS = ("recheck", "rethink", "reassess", "reevaluate", "re-evaluate", "re-examine", "reconsider",
-                    "double-check", "check again", "think again", "verify", "wait", "try again", "alternatively",
-                    "however")  # the "aha moment" keywords of REFERENCE §6
-_KEYWORDS = {w: re.compile(rf"\b{re.escape(w)}\b", re.IGNORECASE) for w in REFLECTION_WORDS}  # whole words: not "await"
-
-
-def reflection_words(text: str) -> set[str]:
-    """The REFLECTION_WORDS that occur in `text` as whole words, any case ("Wait," counts, "await" does not)."""
-    return {w for w, pattern in _KEYWORDS.items() if pattern.search(text)}
-
+from reward import OUTCOMES, REFLECTION_WORDS, RewardResult, reflection_words
+from rundir import append_row
 
 def repeats_until_truncated(response_ids: list[int], finish_reason: str) -> bool:
     """Whether a response ran to the token budget repeating itself: it was truncated, and its last quarter
@@ -199,100 +184,14 @@ def collapse_warning(row: dict, group_size: int) -> str | None:
     return None
 
 
-def strict_json(row: dict) -> str:
-    """`row` as one line of strict JSON: a NaN or infinite number becomes null and its key is listed in
-    row["nonfinite"] (Python's json would write a bare NaN, which strict parsers reject)."""
-    bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
-    if bad:
-        row = {**{k: None if k in bad else v for k, v in row.items()}, "nonfinite": bad}
-    return json.dumps(row, allow_nan=False)
-
-
 def append_logs(out_dir: Path, row: dict, problems: list = (), samples: list = (), results: list[RewardResult] = (),
                 log_samples: int = 0, group_size: int = 1) -> None:
     """One metrics.jsonl row, and the first `log_samples` rollouts of rank 0 to samples.jsonl (none for the
     step-0 row, which holds only the eval before training)."""
-    with open(out_dir / "metrics.jsonl", "a") as f:
-        f.write(strict_json(row) + "\n")
+    append_row(out_dir / "metrics.jsonl", row)
     if not samples:
         return
-    with open(out_dir / "samples.jsonl", "a") as f:
-        for i, (s, r) in enumerate(list(zip(samples, results))[:log_samples]):
-            problem = problems[i // group_size]
-            record = {"step": row["step"], "problem": problem.problem, "response": s.text, "answer": r.answer,
-                      "gold": problem.answer, "reward": r.score, "reason": r.reason, "finish_reason": s.finish_reason}
-            f.write(strict_json(record) + "\n")
-
-
-# ---------------------------------------------------------------------------------------------------
-# Mirrors for the loggers people already use (--log-with); metrics.jsonl stays the source of truth
-
-LOGGERS = ("tensorboard", "wandb")  # --log-with names, each also the package it needs
-
-
-def logger_problems(kinds: tuple[str, ...]) -> list[str]:
-    """What stops `--log-with kinds`, one line each: an unknown name, or its package not installed."""
-    out = [f"--log-with {k}: unknown; use {' or '.join(LOGGERS)}" for k in kinds if k not in LOGGERS]
-    missing = [k for k in kinds if k in LOGGERS and importlib.util.find_spec(k) is None]
-    if missing:
-        out.append(f"--log-with {' '.join(kinds)}: pip install {' '.join(missing)} (optional: requirements-loggers.txt)")
-    return out
-
-
-class ExternalLoggers:
-    """Each metrics row's numbers, also as TensorBoard and/or Weights & Biases scalars at the row's step.
-
-    TensorBoard: event files in out_dir/tensorboard (torch.utils.tensorboard.SummaryWriter); a resumed run
-    purges the events after its checkpoint's step, as truncate_logs does for metrics.jsonl. W&B: a run under
-    out_dir/wandb, offline by default (`wandb sync out_dir/wandb/offline-run-*` uploads it later); its id is
-    kept in out_dir/wandb/run_id, so a resumed run continues the same W&B run. Only finite numbers are sent
-    (a null of strict_json and the `nonfinite` list are not); keys keep their names ("eval/gsm8k").
-    Use as a context manager (rank 0 only); with kinds empty it does nothing.
-
-    Raises: UsageError (data.UsageError) when a logger's package is not installed.
-    """
-
-    def __init__(self, kinds: tuple[str, ...], out_dir: Path, config: dict, start_step: int = 0,
-                 wandb_project: str = "zero-rl", wandb_mode: str = "offline"):
-        from data import UsageError
-
-        if problems := logger_problems(kinds):
-            raise UsageError("\n".join(problems))
-        self.tensorboard = self.wandb = None
-        if "tensorboard" in kinds:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tensorboard = SummaryWriter(str(out_dir / "tensorboard"), purge_step=start_step + 1 if start_step else None)
-        if "wandb" in kinds:
-            import wandb
-
-            id_file = out_dir / "wandb" / "run_id"
-            id_file.parent.mkdir(parents=True, exist_ok=True)
-            run_id = id_file.read_text().strip() if start_step and id_file.is_file() else uuid.uuid4().hex[:8]
-            id_file.write_text(run_id + "\n")
-            self.wandb = wandb.init(project=wandb_project, name=out_dir.name, id=run_id, resume="allow",
-                                    dir=str(out_dir), mode=wandb_mode, config=config)
-
-    def log(self, row: dict) -> None:
-        """Send the finite numbers of one metrics row at step row["step"]."""
-        scalars = {k: float(v) for k, v in row.items() if k != "step" and isinstance(v, (int, float))
-                   and not isinstance(v, bool) and math.isfinite(v)}
-        if self.tensorboard:
-            for key, value in scalars.items():
-                self.tensorboard.add_scalar(key, value, row["step"])
-            self.tensorboard.flush()
-        if self.wandb:
-            self.wandb.log(scalars, step=row["step"])
-
-    def close(self) -> None:
-        if self.tensorboard:
-            self.tensorboard.close()
-        if self.wandb:
-            self.wandb.finish()
-        self.tensorboard = self.wandb = None
-
-    def __enter__(self) -> "ExternalLoggers":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    records = [{"step": row["step"], "problem": problems[i // group_size].problem, "response": s.text, "answer": r.answer,
+                "gold": problems[i // group_size].answer, "reward": r.score, "reason": r.reason,
+                "finish_reason": s.finish_reason} for i, (s, r) in enumerate(list(zip(samples, results))[:log_samples])]
+    append_row(out_dir / "samples.jsonl", *records)

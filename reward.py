@@ -1,7 +1,7 @@
 """Rule-based math reward: prompt templates, answer extraction, reward rules.
 
 Per response: cut at the first stop token, extract the final answer (last \\boxed{}; <answer> for r1),
-grade it against the gold answer (grader.py), map the verdict to a score (REFERENCE.md sections 1 and 2).
+grade it against the gold answer (grader.py), map the verdict to a score (docs/papers.md §1 and §2).
 
 Sources followed:
 - SimpleRL-Zero reward (hkust-nlp, Zeng et al. 2025): +1 correct, -0.5 wrong, -1 no answer; timeout = wrong.
@@ -14,6 +14,7 @@ Deviations, one line each:
 - Every grader deviation is listed in grader.py's docstring.
 """
 
+import re
 from dataclasses import dataclass
 
 from data import BOXED, last_boxed
@@ -21,7 +22,7 @@ from grader import VERDICTS
 from grader_pool import Grader
 
 # ---------------------------------------------------------------------------------------------
-# Prompt templates (REFERENCE.md section 1): the single source for training and evaluation
+# Prompt templates (docs/papers.md §1): the single source for training and evaluation
 
 TEMPLATES: dict[str, str] = {
     "qwen_math": (
@@ -45,7 +46,7 @@ TEMPLATES: dict[str, str] = {
     "o1_cot": (
         "[Round 0] USER:\n{q}\nPlease reason step by step, and put your final answer within \\boxed{}. ASSISTANT:\n"
     ),
-    # not a paper's: the embedded default's (README "The embedded default learns"). SmolLM2-Instruct's ChatML with
+    # not a paper's: the embedded default's (docs/results.md). SmolLM2-Instruct's ChatML with
     # one worked example, so the 135M model answers in a box from step 1 and the reward grades its arithmetic.
     "chat_oneshot": (
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n"
@@ -66,7 +67,7 @@ def apply_template(template: str, problem: str) -> str:
 
     Args: template, a key of TEMPLATES; problem, the raw problem text (may contain braces).
     Returns: the prompt string. Raises: ValueError for an unknown template.
-    Source: REFERENCE.md section 1 (SimpleRL-Zero / Dr. GRPO templates).
+    Source: docs/papers.md §1 (SimpleRL-Zero / Dr. GRPO templates).
     """
     _check_template(template)
     return TEMPLATES[template].replace("{q}", problem)  # not .format: problems contain LaTeX braces
@@ -75,14 +76,14 @@ def apply_template(template: str, problem: str) -> str:
 def stop_strings(template: str) -> list[str]:
     """Stop strings for generation besides EOS: ["</answer>"] for r1, [] otherwise.
 
-    Raises: ValueError for an unknown template. Source: REFERENCE.md section 1 (r1 stops at </answer>).
+    Raises: ValueError for an unknown template. Source: docs/papers.md §1 (r1 stops at </answer>).
     """
     _check_template(template)
     return ["</answer>"] if template == "r1" else []
 
 
 # ---------------------------------------------------------------------------------------------
-# Answer extraction (REFERENCE.md section 2, steps 1-2)
+# Answer extraction (docs/papers.md §2, steps 1-2)
 
 def _last_boxed(text: str) -> str | None:
     """The gold-answer rule of data.last_boxed, stripped; None for no box, an unbalanced one, or an empty one."""
@@ -115,7 +116,7 @@ def extract_answer(response: str, template: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reward rules (REFERENCE.md section 2)
+# Reward rules (docs/papers.md §2)
 
 
 @dataclass(frozen=True)
@@ -155,3 +156,17 @@ def compute_rewards(responses: list[str], golds: list[str], template: str, rule:
     verdicts = iter(grader.grade_many([(answer, gold) for answer, gold in zip(answers, golds) if answer is not None]))
     reasons = ["no_answer" if answer is None else next(verdicts) for answer in answers]
     return [RewardResult(REWARD_RULES[rule][reason], reason, answer) for reason, answer in zip(reasons, answers)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reflection ("aha moment") keywords in responses: training metrics and evaluation both count them
+
+REFLECTION_WORDS = ("recheck", "rethink", "reassess", "reevaluate", "re-evaluate", "re-examine", "reconsider",
+                    "double-check", "check again", "think again", "verify", "wait", "try again", "alternatively",
+                    "however")  # the "aha moment" keywords of docs/papers.md §6
+_KEYWORDS = {w: re.compile(rf"\b{re.escape(w)}\b", re.IGNORECASE) for w in REFLECTION_WORDS}  # whole words: not "await"
+
+
+def reflection_words(text: str) -> set[str]:
+    """The REFLECTION_WORDS that occur in `text` as whole words, any case ("Wait," counts, "await" does not)."""
+    return {w for w, pattern in _KEYWORDS.items() if pattern.search(text)}

@@ -39,11 +39,13 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
-
+import tyro
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from data import UsageError, range_problems
 from model import TokenLogProbs, full_parameters, reshard
 from reward import STOP_TOKENS
 from weight_sync import pack_bucket
@@ -248,6 +250,51 @@ def vllm_memory_share(total_bytes: float, trainer_bytes: float, runtime_bytes: f
                          f"leaves {max(share, 0):.0%} for the engine; shard the trainer (--shard fsdp, more GPUs) or "
                          f"set --vllm-gpu-memory-utilization")
     return share
+
+
+@dataclass
+class VLLMSettings:
+    """vLLM engine (--rollout-engine vllm, evaluate.py --engine vllm; docs/vllm.md)."""
+
+    vllm_gpu_memory_utilization: Annotated[float, tyro.conf.arg(aliases=("--gpu-memory-utilization",))] = 0.0  # GPU share for the engine's weights + KV cache; 0: training, what the trainer leaves free (vllm_memory_share); evaluation, 0.9
+    vllm_kv_cache_gb: float = 1.0  # CPU: the engine's KV cache in GiB (VLLM_CPU_KVCACHE_SPACE); GPU: unused
+    vllm_cpu_bind: str = ""  # CPU: cores for the engine's worker, e.g. 0-1 (VLLM_CPU_OMP_THREADS_BIND); "": vLLM's auto
+
+    def problems(self) -> list[str]:
+        return range_problems(self, [
+            ("vllm_gpu_memory_utilization", 0 <= self.vllm_gpu_memory_utilization < 1, "in [0, 1) (0: the default share)"),
+            ("vllm_kv_cache_gb", self.vllm_kv_cache_gb > 0, "> 0")])
+
+
+def vllm_engine(path: str, settings: VLLMSettings, device: torch.device, dtype: torch.dtype, seed: int,
+                max_model_len: int, gpu_share: float, **options) -> "VLLMEngine":
+    """A VLLMEngine for `path` on `device` with the settings' memory and CPU options: CUDA graphs on a GPU (on CPU
+    torch.compile would take minutes), the KV cache in GiB on CPU. gpu_share: the GPU fraction (the caller's
+    default when the settings give 0). options: VLLMEngine's others (enable_sleep_mode, tensor_parallel_size)."""
+    on_gpu = device.type == "cuda"
+    return VLLMEngine(path, dtype=str(dtype).removeprefix("torch."), seed=seed, max_model_len=max_model_len,
+                      gpu_memory_utilization=settings.vllm_gpu_memory_utilization or gpu_share,
+                      kv_cache_gb=None if on_gpu else settings.vllm_kv_cache_gb, enforce_eager=not on_gpu,
+                      cpu_threads_bind=settings.vllm_cpu_bind or None, **options)
+
+
+def check_context(prompt_sets: dict[str, list[str]], tokenizer, max_new_tokens: int, limit: int | None,
+                  what: str) -> int:
+    """The longest prompt's token count, after checking that every prompt plus max_new_tokens fits `limit` tokens
+    (the engine's context: the model's max_position_embeddings, or vLLM's --vllm-max-model-len; None: no limit).
+
+    prompt_sets: name -> templated prompts. Raises UsageError naming the set, the problem index and the sizes,
+    before any generation."""
+    longest = 0
+    for name, prompts in prompt_sets.items():
+        lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False).input_ids] if prompts else []
+        for i, n in enumerate(lengths):
+            if limit and n + max_new_tokens > limit:
+                raise UsageError(f"{name} problem {i}: its prompt ({n} tokens) plus --max-new-tokens {max_new_tokens} "
+                                 f"is {n + max_new_tokens} tokens, more than {what} {limit}: lower --max-new-tokens or "
+                                 f"raise the limit")
+        longest = max([longest, *lengths])
+    return longest
 
 
 class VLLMEngine:

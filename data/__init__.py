@@ -26,6 +26,7 @@ import os
 import random
 import re
 import sys
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,17 @@ class Problem:
 class UsageError(ValueError):
     """The user's input is wrong (a flag, a file, a run directory): the command line prints the message as
     one line per problem, without a traceback, and exits with status 2."""
+
+
+def flag(name: str) -> str:
+    """A settings field's command-line flag: out_dir -> --out-dir."""
+    return "--" + name.replace("_", "-")
+
+
+def range_problems(settings, rules: list[tuple[str, bool, str]]) -> list[str]:
+    """One line "--flag value: must be rule" per (field name, ok, rule) of `settings` that is not ok: the range
+    checks of every settings group (their problems() methods)."""
+    return [f"{flag(name)} {getattr(settings, name)}: must be {rule}" for name, ok, rule in rules if not ok]
 
 
 class DataError(UsageError):
@@ -166,14 +178,20 @@ def load_jsonl(path: str | Path, levels: Iterable[int] | None = None) -> Problem
 
 
 def write_atomic(path: str | Path, text: str) -> None:
-    """Write `text` (UTF-8) to `path` atomically: a sibling .tmp file, then os.replace, so a reader or a crash
-    sees the old file or the new one, never half of one. Creates parent directories. The one atomic-write
-    helper of the project (metrics rewrites, config.json, the checkpoint `latest` pointer, data files)."""
+    """Write `text` (UTF-8) to `path` atomically: a sibling temporary file with a unique name (.<name>.<random>.tmp,
+    so two writers never share one), then os.replace, so a reader or a crash sees the old file or a new one, never
+    half of one. Creates parent directories. The one atomic-write helper of the project (metrics rewrites,
+    config.json, summary.json, the checkpoint `latest` pointer, data files)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:  # "x": never another writer's file
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_log(path: str | Path) -> list[dict]:
@@ -244,7 +262,7 @@ def arithmetic_problems(n: int, seed: int = 0) -> list[Problem]:
 def add_one_problems(n: int, seed: int = 0) -> list[Problem]:
     """Counting on by one: "What is 57 + 1?" (a uniform in 10..99; 19 + 1, 99 + 1 and the like carry).
 
-    The embedded default's task (README "The embedded default learns"): the Q4-quantised 135M model gets 4 of 64
+    The embedded default's task (docs/results.md): the Q4-quantised 135M model gets 4 of 64
     held-out problems right before training (greedy, `chat_oneshot` template; it writes `2 + 71 = \\boxed{15}`),
     so the reward has something to reinforce, and in two of three seeds RL finds the rule within 15 steps (72 %
     and 95 %). Adding 1..5 instead stayed at 0 correct for 9 steps: the model never sampled a right sum.
@@ -289,6 +307,55 @@ def _mix(parts: list[ProblemSet], weights: list[float] | None, name: str, seed: 
     return ProblemSet(problems, name, sum(p.skipped_empty for p in parts), sum(p.skipped_level for p in parts))
 
 
+def train_data_problems(spec: str, levels: Iterable[int] | None = None, data_dir: str | Path | None = None) -> list[str]:
+    """What is wrong with a --train-data spec (and --levels, --data-dir), one line each, without reading a file: a
+    missing file, --levels with a built-in set or out of 1..5, weights on some files only or all 0."""
+    levels = list(levels or ())
+    out = []
+    if levels and (spec in PROCEDURAL_SETS or spec in ZOO_PRESETS):
+        has = "has no levels" if spec in PROCEDURAL_SETS else "fixes its own levels"
+        out.append(f"--levels {' '.join(map(str, levels))} given, but the {spec} set {has}; drop --levels or pass a "
+                   "MATH JSONL file")
+    if any(not 1 <= level <= 5 for level in levels):
+        out.append(f"--levels {' '.join(map(str, levels))}: MATH levels are 1 to 5")
+    if spec not in PROCEDURAL_SETS and spec not in ZOO_PRESETS:
+        paths, weights = _file_spec(spec)
+        if not paths:
+            out.append("--train-data '': name a JSONL file or a built-in set")
+        if weights and len(weights) != len(paths):
+            out.append(f"--train-data {spec}: give a weight to every file or to none")
+        if weights and sum(weights) <= 0:
+            out.append(f"--train-data {spec}: the weights must not all be 0")
+    for path in train_data_files(spec, data_dir):
+        if not path.is_file():
+            out.append(f"--train-data {spec}: no such file {path} (JSONL files with problem and answer, comma-separated "
+                       f"with optional :weight, or a built-in set: {', '.join([*PROCEDURAL_SETS, *ZOO_PRESETS])})")
+    return out
+
+
+@dataclass
+class DataSettings:
+    """Data directory."""
+
+    data_dir: str = ""  # the benchmarks' and the zoo-* presets' data directory (default: $ZERO_RL_DATA or ../shared/data)
+
+    def problems(self) -> list[str]:
+        if self.data_dir and not Path(self.data_dir).is_dir():
+            return [f"--data-dir {self.data_dir}: no such directory (it holds train/ and eval/; see ../shared/data/README.md)"]
+        return []
+
+
+@dataclass
+class TrainDataSettings(DataSettings):
+    """Training data."""
+
+    train_data: str = "add_one"  # JSONL with problem/answer (several: a.jsonl:0.7,b.jsonl:0.3), a built-in set (add_one, arithmetic), or zoo-easy / zoo-medium / zoo-hard
+    levels: tuple[int, ...] = ()  # keep only these MATH levels (e.g. 3 4 5); empty keeps all
+
+    def problems(self) -> list[str]:
+        return train_data_problems(self.train_data, self.levels, self.data_dir or None)
+
+
 def load_train_data(spec: str, levels: Iterable[int] | None = None, seed: int = 0,
                     data_dir: str | Path | None = None) -> ProblemSet:
     """Training problems from a spec.
@@ -304,13 +371,11 @@ def load_train_data(spec: str, levels: Iterable[int] | None = None, seed: int = 
     Returns:
         ProblemSet.
     Raises:
-        DataError: see load_jsonl. FileNotFoundError: a file of the spec is missing.
-        ValueError: levels given with a procedural set or a preset; a weight that is not a number >= 0, or
-            weights on some files only.
+        UsageError: what train_data_problems finds (a missing file, levels with a procedural set or a preset,
+            weights on some files only); DataError: a malformed file (see load_jsonl).
     """
-    if levels and (spec in PROCEDURAL_SETS or spec in ZOO_PRESETS):
-        has = "has no levels" if spec in PROCEDURAL_SETS else "fixes its own levels"
-        raise ValueError(f"levels {list(levels)} given, but the {spec} set {has}; drop --levels or pass a MATH JSONL file")
+    if problems := train_data_problems(spec, levels, data_dir):
+        raise UsageError("\n".join(problems))
     if spec in PROCEDURAL_SETS:
         return ProblemSet(PROCEDURAL_SETS[spec](10_000, seed), spec, 0, 0)
     if spec in ZOO_PRESETS:
@@ -320,11 +385,23 @@ def load_train_data(spec: str, levels: Iterable[int] | None = None, seed: int = 
     paths, weights = _file_spec(spec)
     if len(paths) == 1 and not weights:
         return load_jsonl(spec, levels)
-    if weights and len(weights) != len(paths):
-        raise ValueError(f"--train-data {spec}: give a weight to every file or to none")
-    if weights and sum(weights) <= 0:
-        raise ValueError(f"--train-data {spec}: the weights must not all be 0")
     return _mix([load_jsonl(path, levels) for path in paths], weights or None, spec, seed)
+
+
+def step_indices(n: int, step: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> list[int]:
+    """Indices into n items of the rank's share of step `step`'s batch (batch_size items over all ranks, each rank
+    batch_size / world_size in a row): the items in a fresh seeded shuffle of range(n) each epoch. A pure function
+    of (seed, step), so a resumed run sees the same items; train_zero's prompts and sft.py's pairs."""
+    per_rank = batch_size // world_size
+    orders: dict[int, list[int]] = {}  # epoch -> its shuffle (a step spans at most a few epochs)
+    picked = []
+    for position in range(step * batch_size + rank * per_rank, step * batch_size + (rank + 1) * per_rank):
+        epoch, index = divmod(position, n)
+        if epoch not in orders:
+            orders[epoch] = list(range(n))
+            random.Random(seed * 1_000_003 + epoch).shuffle(orders[epoch])
+        picked.append(orders[epoch][index])
+    return picked
 
 
 def train_data_files(spec: str, data_dir: str | Path | None = None) -> list[Path]:
@@ -382,16 +459,15 @@ def load_benchmark(name: str, data_dir: str | Path | None = None, limit: int | N
     Returns:
         ProblemSet in file order.
     Raises:
-        ValueError: unknown name (the message lists the known ones).
-        FileNotFoundError: the file is missing (the message says where and how to get it).
-        DataError: the file is malformed (see load_jsonl).
+        UsageError: unknown name (the message lists the known ones); the file is missing (the message says
+            where and how to get it). DataError: the file is malformed (see load_jsonl).
     """
     key = _ALIASES.get(name, name)
     if key not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)} (alias: minerva)")
+        raise UsageError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)} (alias: minerva)")
     path = Path(data_dir if data_dir is not None else default_data_dir()) / "eval" / BENCHMARKS[key]
     if not path.is_file():
-        raise FileNotFoundError(f"benchmark {key!r}: {path} does not exist. Point ZERO_RL_DATA or --data-dir "
+        raise UsageError(f"benchmark {key!r}: {path} does not exist. Point ZERO_RL_DATA or --data-dir "
                                 "at a data directory, or build one with `python -m data.prepare --out DIR`")
     problem_set = load_jsonl(path)
     if limit is not None:

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Oat-Zero-1.5B: Dr. GRPO from Qwen2.5-Math-1.5B (Liu et al. 2025; sail-sg/understand-r1-zero
-# examples/qwen2.5-math-1.5b.sh, which trains on math_12k; REFERENCE §4).
+# examples/qwen2.5-math-1.5b.sh, which trains on math_12k; docs/papers.md §4).
 # gpus: 8
 # gpu-hours: 44 (estimated: the 7B's 216 A100-hours x 1.54B / 7.62B parameters, assuming step time scales with
 #   the parameter count at the same tokens; the paper gives no wall time for 1.5B)
 # plan-model: qwen2.5-math-1.5b
-# Published: AIME24 20.0, AMC 53.0 (83 problems), MATH500 74.2, Minerva 25.7, OlympiadBench 37.6 (REFERENCE §5).
+# Published: AIME24 20.0, AMC 53.0 (83 problems), MATH500 74.2, Minerva 25.7, OlympiadBench 37.6 (docs/papers.md §5).
 # Deviations: MATH 12k is rebuilt here (12,000 rows, ../shared/data/README.md); --steps 500 is an upper bound,
 # as for the 7B.
 set -euo pipefail

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Oat-Zero-7B: Dr. GRPO from Qwen2.5-Math-7B on MATH level 3-5 (Liu et al. 2025, "Understanding R1-Zero-Like
-# Training"; sail-sg/understand-r1-zero examples/qwen2.5-math-7b.sh and train_zero_math.py; REFERENCE §4).
+# Training"; sail-sg/understand-r1-zero examples/qwen2.5-math-7b.sh and train_zero_math.py; docs/papers.md §4).
 # gpus: 8
 # gpu-hours: 216 (the paper: 27 hours on 8 A100s)
 # plan-model: qwen2.5-math-7b
-# Published: AIME24 43.3, AMC 62.7 (83 problems), MATH500 80.0, Minerva 30.1, OlympiadBench 41.0 (REFERENCE §5).
+# Published: AIME24 43.3, AMC 62.7 (83 problems), MATH500 80.0, Minerva 30.1, OlympiadBench 41.0 (docs/papers.md §5).
 # Deviations: oat's 8K level 3-5 file is rebuilt here (8,886 rows, ../shared/data/README.md); --steps 500 is an
 # upper bound (the paper's runs were stopped early, the released checkpoint's step is not stated); oat grades
 # with math_verify and a 1 s timeout, this codebase with grader.py.

@@ -8,7 +8,7 @@
 # gpu-hours: 1154 (RL as simplerl_zero_7b.sh, 1,152; SFT estimated at 2: about 50M target tokens, 2 epochs of
 #   ~8K pairs of up to 4,096 tokens, at 6 x 7.6B FLOPs per token and 40 % of an H100's bf16 peak)
 # plan-model: qwen2.5-math-7b
-# Published: not in REFERENCE §5 (its numbers are SimpleRL-Zero's).
+# Published: not in docs/papers.md §5 (its numbers are SimpleRL-Zero's).
 # SFT settings are not published: the ones below are ours (lr 1e-5 cosine after a 3 % warmup, 64 pairs per step,
 #   2 epochs, pairs over 4,096 tokens dropped and counted, as are answers that do not grade equal to MATH's gold).
 # Deviations: as simplerl_zero_7b.sh; the SFT set's columns were not inspected offline (data.prepare reads the usual

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # SimpleRL-Zero-7B: PPO from Qwen2.5-Math-7B on MATH level 3-5 with the +1 / -0.5 / -1 reward and a k1 KL
 # penalty in the reward (hkust-nlp/simpleRL-reason v0, OpenRLHF: train/examples/script/
-# train_ppo_qwen_base_math_lv35_new.sh; REFERENCE §4). Four nodes of 8 GPUs: run this on each node with the same
+# train_ppo_qwen_base_math_lv35_new.sh; docs/papers.md §4). Four nodes of 8 GPUs: run this on each node with the same
 # MASTER_ADDR (the first node's address); torchrun's c10d rendezvous assigns the ranks.
 # gpus: 32
-# gpu-hours: 1152 (REFERENCE §4: about 1.5 days on 32 GPUs; a maintainer gives 2 days on 4 x 8 H100, 1,536)
+# gpu-hours: 1152 (docs/papers.md §4: about 1.5 days on 32 GPUs; a maintainer gives 2 days on 4 x 8 H100, 1,536)
 # plan-model: qwen2.5-math-7b
-# Published: AIME24 33.3, AMC23 62.5, MATH500 77.2, Minerva 33.5, OlympiadBench 37.6 (REFERENCE §5).
+# Published: AIME24 33.3, AMC23 62.5, MATH500 77.2, Minerva 33.5, OlympiadBench 37.6 (docs/papers.md §5).
 # Steps: 20 episodes over 8,523 prompts at 1,024 per rollout batch = 166 rollout batches; 64 optimiser steps each.
 # Deviations: SimpleRL's 8,523-row file is rebuilt here (8,886 rows); OpenRLHF normalises rewards
 # (--normalize_reward) and places actor, critic and vLLM on separate GPUs, this codebase colocates them on every

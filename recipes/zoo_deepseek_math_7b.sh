@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SimpleRL-Zoo, deepseek-ai/deepseek-math-7b-base: GRPO with the correctness reward (1 / 0) on the zoo-easy data (Zeng et al. 2025,
-# "SimpleRL-Zoo"; hkust-nlp/simpleRL-reason train_grpo_math_tune_ray.sh, verl; REFERENCE §4).
+# "SimpleRL-Zoo"; hkust-nlp/simpleRL-reason train_grpo_math_tune_ray.sh, verl; docs/papers.md §4).
 # 2 nodes of 8 GPUs: run this on each node with the same MASTER_ADDR (the first node's address).
 # gpus: 16
 # gpu-hours: 218 (estimated: the Qwen2.5-7B's 240 H100-hours x 6.91B / 7.62B parameters (the paper gives none))

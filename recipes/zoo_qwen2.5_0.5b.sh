@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SimpleRL-Zoo, Qwen/Qwen2.5-0.5B: GRPO with the correctness reward (1 / 0) on the zoo-medium data (Zeng et al. 2025,
-# "SimpleRL-Zoo"; hkust-nlp/simpleRL-reason train_grpo_math_tune_ray.sh, verl; REFERENCE §4).
+# "SimpleRL-Zoo"; hkust-nlp/simpleRL-reason train_grpo_math_tune_ray.sh, verl; docs/papers.md §4).
 # gpus: 8
 # gpu-hours: 8 (estimated: the 7B's 240 H100-hours x 0.49B / 7.62B parameters, rounded up (the paper gives none))
 # plan-model: qwen2.5-0.5b

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SimpleRL-Zoo, Qwen/Qwen2.5-7B: GRPO with the correctness reward (1 / 0) on the zoo-hard data (Zeng et al. 2025,
-# "SimpleRL-Zoo"; hkust-nlp/simpleRL-reason train_grpo_math_tune_ray.sh, verl; REFERENCE §4).
+# "SimpleRL-Zoo"; hkust-nlp/simpleRL-reason train_grpo_math_tune_ray.sh, verl; docs/papers.md §4).
 # 2 nodes of 8 GPUs: run this on each node with the same MASTER_ADDR (the first node's address).
 # gpus: 16
 # gpu-hours: 240 (the SimpleRL-Zoo README: about 15 hours on 2 x 8 H100)

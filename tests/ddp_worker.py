@@ -43,7 +43,7 @@ if __name__ == "__main__":
     if "--gradient-checkpointing" in sys.argv:
         enable_gradient_checkpointing(model)
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
-    settings = LearnSettings(algo=algo, group_size=4, micro_batch_size=micro, max_new_tokens=8, max_grad_norm=1e9)
+    settings = LearnSettings(algo=algo, group_size=4, micro_batch_size=micro, max_new_tokens=8)
     samples, rewards = fixed_batch()
     per_rank = len(samples) // d.world_size  # whole groups per rank: 8 samples / 2 ranks = one group each
     mine = slice(d.rank * per_rank, (d.rank + 1) * per_rank)
@@ -58,11 +58,11 @@ if __name__ == "__main__":
     policy = distribute(TokenLogProbs(model), shard)
     batch = prepare_batch(samples, rewards.tolist(), unwrap(policy), None, value_model, settings, 2, d)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-    policy_stats = learn(policy, optimizer, batch, settings, d, pad_id=2)
+    policy_stats = learn(policy, optimizer, batch, settings, d, pad_id=2, max_grad_norm=1e9)
     critic_stats = None
     if critic is not None:
         critic_optimizer = torch.optim.SGD(critic.parameters(), lr=1.0)
-        critic_stats = learn_critic(critic, critic_optimizer, batch, settings, d, pad_id=2)
+        critic_stats = learn_critic(critic, critic_optimizer, batch, settings, d, pad_id=2, max_grad_norm=1e9)
     row = step_metrics(step_sums(batch, results, settings.group_size), policy_stats, critic_stats, None, d)
     update = {k: v.clone() - before[k] for k, v in full_parameters(model)}  # collective under FSDP
     if critic is not None:

@@ -5,10 +5,9 @@
 For tests that run training in subprocesses (torchrun, several nodes), where a monkeypatch cannot reach.
 """
 
-import tyro
-
 import train_zero
 from reward import RewardResult
+from rundir import parse
 
 
 def parity_rewards(responses, golds, template, rule, grader):
@@ -18,4 +17,4 @@ def parity_rewards(responses, golds, template, rule, grader):
 
 if __name__ == "__main__":
     train_zero.compute_rewards = parity_rewards
-    train_zero.main(tyro.cli(train_zero.Config))
+    train_zero.main(parse(train_zero.Config))

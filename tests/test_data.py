@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from data import (BENCHMARKS, DataError, Problem, add_one_problems, arithmetic_problems, last_boxed, load_benchmark, load_jsonl,
+from data import (BENCHMARKS, DataError, UsageError, Problem, add_one_problems, arithmetic_problems, last_boxed, load_benchmark, load_jsonl,
                   load_train_data)
 from data import prepare as prepare_module
 
@@ -191,7 +191,7 @@ def test_default_data_dir_env(monkeypatch, tmp_path):
 def test_load_benchmark_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown benchmark 'aime25'.*math500"):
         load_benchmark("aime25", tmp_path)
-    with pytest.raises(FileNotFoundError) as error:
+    with pytest.raises(UsageError) as error:
         load_benchmark("amc23", tmp_path)
     message = str(error.value)
     assert str(tmp_path / "eval" / "amc23.jsonl") in message

@@ -157,7 +157,7 @@ def test_two_ranks_split_the_problems_and_write_what_one_process_writes(tiny_mod
 
 @needs_data
 def test_a_prompt_longer_than_the_context_is_refused_before_generation(tiny_model_dir, tmp_path):
-    with pytest.raises(UsageError, match="gsm8k problem 0: .* exceed the model's context of 512"):
+    with pytest.raises(UsageError, match="gsm8k problem 0: .* more than the model's context of 512"):
         main(EvalConfig(model=tiny_model_dir, benchmarks="gsm8k", limit=2, max_new_tokens=500, engine="hf",
                         out_dir=str(tmp_path)))
 

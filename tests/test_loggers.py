@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-import metrics
+import rundir
 from data import UsageError
-from metrics import ExternalLoggers, logger_problems
+from rundir import ExternalLoggers, logger_problems
 from test_train import tiny_config
 from train_zero import main
 
@@ -29,7 +29,7 @@ ROWS = [
 def test_unknown_logger_and_missing_package_are_flag_problems(monkeypatch):
     assert logger_problems(()) == []
     assert logger_problems(("mlflow",)) == ["--log-with mlflow: unknown; use tensorboard or wandb"]
-    monkeypatch.setattr(metrics.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(rundir.importlib.util, "find_spec", lambda name: None)
     assert logger_problems(("tensorboard", "wandb")) == [
         "--log-with tensorboard wandb: pip install tensorboard wandb (optional: requirements-loggers.txt)"]
     with pytest.raises(UsageError, match="pip install wandb"):

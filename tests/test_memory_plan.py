@@ -1,5 +1,9 @@
-"""benchmarks/memory_plan.py: exact parameter counts of the shipped configs, and the plan's arithmetic."""
+"""benchmarks/memory_plan.py: exact parameter counts of the shipped configs, the plan's arithmetic, and its
+refusals (every problem one line on stderr, exit 2, before anything is computed)."""
 
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -7,8 +11,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from memory_plan import GB, activation_bytes_per_token, count_parameters, load_config, plan  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from memory_plan import (CONFIGS, GB, HUB_IDS, activation_bytes_per_token, count_parameters, load_config,  # noqa: E402
+                         main, plan)
+
+from data import UsageError  # noqa: E402
 
 
 def by_hand(V, H, I, L, kv_heads, heads, tied):
@@ -122,3 +130,50 @@ def test_peak_live_bytes_sums_the_profilers_allocations_and_frees_in_time_order(
         c = torch.empty(6 * mb, dtype=torch.uint8)
         del b, c
     assert 12 * mb <= peak_live_bytes(prof) < 12 * mb + mb // 4
+
+
+def memory_plan_cli(*args):
+    """memory_plan.py run as a command from the repository root: (return code, stdout, stderr lines)."""
+    r = subprocess.run([sys.executable, "benchmarks/memory_plan.py", *args], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    return r.returncode, r.stdout, r.stderr.splitlines()
+
+
+def assert_refused(code, stdout, lines, *expected):
+    """Exit 2, no traceback, nothing computed (no plan printed), one "memory_plan.py: error: " line per problem."""
+    assert code == 2 and stdout == "" and "Traceback" not in "\n".join(lines), (code, stdout, lines)
+    assert all(line.startswith("memory_plan.py: error: ") for line in lines), lines
+    assert len(lines) == len(expected) and all(text in line for text, line in zip(expected, lines)), lines
+
+
+BAD_SIZES = [("--gpus", "0"), ("--micro-batch-size", "-1"), ("--max-new-tokens", "-5"), ("--prompts-per-step", "0"),
+             ("--gpu-gb", "-1")]
+
+
+@pytest.mark.parametrize("flag, value", BAD_SIZES)
+def test_a_size_out_of_range_is_refused_before_anything_is_computed(flag, value, monkeypatch):
+    monkeypatch.setattr("memory_plan.count_parameters", lambda config: pytest.fail("computed a plan"))
+    with pytest.raises(UsageError, match=f"^{flag} {value}"):  # --gpus 0 was a ZeroDivisionError; the rest "fit"
+        main([flag, value])
+
+
+def test_every_bad_flag_is_one_line_of_the_command_line():
+    flags = [arg for pair in BAD_SIZES for arg in pair]
+    assert_refused(*memory_plan_cli(*flags, "--set", "num_hidden_layers"), *(f for f, _ in BAD_SIZES), "--set")
+    assert_refused(*memory_plan_cli("--no-such-flag"), "unrecognized arguments: --no-such-flag")
+
+
+def test_a_hub_id_of_a_shipped_config_plans_offline(monkeypatch):
+    from transformers import AutoConfig
+
+    monkeypatch.setattr(AutoConfig, "from_pretrained", lambda *a, **k: pytest.fail("went to the hub"))
+    assert load_config("Qwen/Qwen2.5-Math-7B").to_dict() == load_config("qwen2.5-math-7b").to_dict()
+    assert all((CONFIGS / f"{name}.json").is_file() for name in HUB_IDS.values())
+    for recipe in (ROOT / "recipes").glob("*.sh"):  # each recipe's base model plans as its plan-model header says
+        text = recipe.read_text()
+        hub_ids = set(re.findall(r"--model ([\w.-]+/[\w.-]+) ", text)) & set(HUB_IDS)
+        assert {HUB_IDS[h] for h in hub_ids} <= {re.search(r"# plan-model: (\S+)", text).group(1)}, recipe.name
+
+
+def test_an_unknown_model_that_cannot_load_offline_is_one_line():
+    assert_refused(*memory_plan_cli("--model", "no-such-org/no-such-model"), "--model no-such-org/no-such-model: not a shipped")

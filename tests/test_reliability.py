@@ -1,4 +1,4 @@
-"""What README "Reliability" guarantees, each as the failure it prevents: flags checked before anything loads,
+"""What docs/reliability.md guarantees, each as the failure it prevents: flags checked before anything loads,
 one run per directory (a lock, no silent overwrite), a refused resume that changes nothing, a divergence guard
 that never saves non-finite weights, strict JSON metrics, and a resume that survives a torn metrics line."""
 
@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import train_zero
-from checkpoint import LOCK, NonFiniteWeights, save_checkpoint, truncate_logs
+from checkpoint import NonFiniteWeights, save_checkpoint
+from rundir import LOCK, truncate_logs
 from data import UsageError
 from test_train import ENV, ROOT, run, tiny_config
 from train_zero import Config, Diverged, main
@@ -141,8 +142,8 @@ def test_a_second_run_while_the_first_trains_is_refused(tiny_model_dir, tmp_path
 def test_a_fresh_run_into_an_old_run_refuses_unless_overwrite(tiny_model_dir, tmp_path, parity_reward):
     main(tiny_config(tiny_model_dir, tmp_path, steps=3, save_every=3, eval_every=0))
     before = snapshot(tmp_path)
-    with pytest.raises(UsageError, match=r"holds an earlier run \(config.json, metrics.jsonl, samples.jsonl, "
-                                         r"checkpoints\): pass --resume to continue it, --overwrite"):
+    with pytest.raises(UsageError, match=r"holds an earlier run \(checkpoints, config.json, metrics.jsonl, "
+                                         r"metrics.png, samples.jsonl\): pass --resume to continue it, --overwrite"):
         main(tiny_config(tiny_model_dir, tmp_path, steps=2, save_every=2, eval_every=0))
     assert snapshot(tmp_path) == before
     main(tiny_config(tiny_model_dir, tmp_path, steps=2, save_every=2, eval_every=0, overwrite=True))

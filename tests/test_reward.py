@@ -19,7 +19,7 @@ def grader():
 
 
 # ---------------------------------------------------------------------------------------------
-# Templates: literal strings from REFERENCE.md section 1, typed out independently of reward.py
+# Templates: literal strings from docs/papers.md §1, typed out independently of reward.py
 
 
 def test_templates_match_reference_text():

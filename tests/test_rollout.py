@@ -4,7 +4,8 @@ import torch
 
 from model import TokenLogProbs, resolve_model
 from rollout import HFEngine, Sample, SamplingParams, eos_token_ids
-from learn import collate
+from learn import pairs
+from model import collate
 
 
 def test_resolve_model_passes_hub_ids_and_dirs_through(tmp_path):
@@ -78,7 +79,7 @@ def test_finish_cuts_after_stop_string(tiny_model, tokenizer):
 def test_response_mask_ends_at_and_includes_eos(tokenizer):
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     samples = [Sample([10, 11, 12], [20, 21, eos], "", "stop"), Sample([10], [30, 31], "", "length")]
-    ids, attn, rmask = collate(samples, pad_id=eos, device="cpu")
+    ids, attn, rmask = collate(pairs(samples), pad_id=eos, device="cpu")
     assert ids.tolist() == [[10, 11, 12, 20, 21, eos], [10, 30, 31, eos, eos, eos]]
     assert attn.tolist() == [[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]]
     # position t scores token t+1: row 0 scores tokens 3..5 (20, 21, EOS), row 1 tokens 1..2
@@ -87,7 +88,7 @@ def test_response_mask_ends_at_and_includes_eos(tokenizer):
 
 def test_token_logprobs_match_model_logits(tiny_model, tokenizer):
     samples = [Sample([10, 11, 12], [20, 21, 2], "", "stop"), Sample([10], [30, 31], "", "length")]
-    ids, attn, rmask = collate(samples, pad_id=2, device="cpu")
+    ids, attn, rmask = collate(pairs(samples), pad_id=2, device="cpu")
     logp, entropy = TokenLogProbs(tiny_model, temperature=0.7, chunk_size=3)(ids, attn, rmask)
     logits = tiny_model(input_ids=ids, attention_mask=attn).logits[:, :-1] / 0.7
     ref = torch.log_softmax(logits.float(), -1).gather(2, ids[:, 1:, None]).squeeze(2)

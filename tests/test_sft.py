@@ -11,7 +11,8 @@ import torch
 from data import Problem, UsageError, add_one_problems, arithmetic_problems
 from evaluate import checkpoint_template
 from grader_pool import Grader
-from sft import SFTConfig, build_pairs, collate, main, sft_target, target_nll
+from model import collate
+from sft import SFTConfig, build_pairs, main, sft_target, target_nll
 
 GSM8K_SOLUTION = "She eats 3 + 4 = <<3+4=7>>7 eggs.\nShe sells 16 - 7 = <<16-7=9>>9 for $2 each: 9 * 2 = $<<9*2=18>>18.\n#### 1,018"
 
@@ -50,7 +51,7 @@ def test_the_loss_counts_target_tokens_only(tiny_model, tokenizer):
 
     pairs = [([5, 6, 7], [8, 9]), ([5, 6], [10, 11, 12])]
     ids, attention, score = collate(pairs, tokenizer.pad_token_id, torch.device("cpu"))
-    assert score.tolist() == [[False, False, True, True], [False, True, True, True]]
+    assert score.tolist() == [[0, 0, 1, 1], [0, 1, 1, 1]]
     nll = target_nll(TokenLogProbs(tiny_model), pairs, tokenizer.pad_token_id, torch.device("cpu"))
     by_hand = 0.0
     for prompt, target in pairs:

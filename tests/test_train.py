@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from data import UsageError
-from train_zero import Config, main, problems_for_step
+from data import step_indices
+from train_zero import Config, main
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -99,11 +100,11 @@ def test_resume_without_checkpoint_says_so(tiny_model_dir, tmp_path):
 
 def test_data_order_is_a_function_of_step_and_splits_by_rank():
     problems = list(range(10))
-    step3 = problems_for_step(problems, 3, 4, seed=0, rank=0, world_size=1)
-    assert step3 == problems_for_step(problems, 3, 4, seed=0, rank=0, world_size=1)
-    halves = problems_for_step(problems, 3, 4, 0, 0, 2) + problems_for_step(problems, 3, 4, 0, 1, 2)
+    step3 = step_indices(len(problems), 3, 4, seed=0, rank=0, world_size=1)
+    assert step3 == step_indices(len(problems), 3, 4, seed=0, rank=0, world_size=1)
+    halves = step_indices(len(problems), 3, 4, 0, 0, 2) + step_indices(len(problems), 3, 4, 0, 1, 2)
     assert halves == step3
-    epoch0 = [p for s in range(0, 2) for p in problems_for_step(problems, s, 5, 0, 0, 1)]
+    epoch0 = [problems[i] for s in range(0, 2) for i in step_indices(len(problems), s, 5, 0, 0, 1)]
     assert sorted(epoch0) == problems  # each epoch visits every problem once
 
 
@@ -339,7 +340,7 @@ def test_auto_template_and_eval_data_follow_the_training_set():
 
 
 def test_lr_schedule_warmup_then_cosine_to_the_floor_and_adamw_settings(tiny_model_dir, tmp_path, parity_reward):
-    from learn import lr_factor
+    from optim import lr_factor
 
     cfg = tiny_config(tiny_model_dir, tmp_path, steps=10, lr_schedule="cosine", warmup_ratio=0.2, min_lr_ratio=0.1)
     factors = [lr_factor(step, cfg) for step in range(10)]

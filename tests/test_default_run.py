@@ -1,0 +1,47 @@
+"""The README's first command (the embedded default), cut to 2 steps with a 16-problem eval: its metrics.jsonl and
+samples.jsonl equal, field for field, the ones recorded on main at 11edab4, before the entry points shared one
+foundation (issue 22: "no number changes"). Timings and memory differ between runs and are left out; floats are
+compared to 1e-6 relative (float rounding), everything else exactly.
+
+    python train_zero.py --steps 2 --eval-every 2 --eval-limit 16 --save-every 0 --out-dir <dir>
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOLDEN = Path(__file__).parent / "golden"
+TIMINGS = ("tokens_per_s", "peak_memory_gb")
+
+
+def same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return a == b and type(a) is type(b)
+
+
+def rows(path: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if not k.startswith("time_") and k not in TIMINGS}
+            for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_the_default_run_logs_what_it_logged_before(tmp_path):
+    result = subprocess.run([sys.executable, "train_zero.py", "--steps", "2", "--eval-every", "2", "--eval-limit", "16",
+                             "--save-every", "0", "--out-dir", str(tmp_path / "run")], cwd=ROOT, capture_output=True,
+                            text=True, timeout=900)  # the README's environment: no thread-count override
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("metrics", "samples"):
+        got, want = rows(tmp_path / "run" / f"{name}.jsonl"), rows(GOLDEN / f"default_run_{name}.jsonl")
+        assert len(got) == len(want), name
+        for got_row, want_row in zip(got, want):
+            assert got_row.keys() == want_row.keys(), (name, got_row.keys() ^ want_row.keys())
+            assert [k for k in want_row if not same(got_row[k], want_row[k])] == [], (name, got_row["step"])
