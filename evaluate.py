@@ -17,9 +17,12 @@ columns, then their unweighted average, as the papers print them):
 - the answer-extracted rate, truncation rate, mean response length (tokens) of all, correct and wrong responses,
   the verdict counts, and the reflection keyword rates (docs/papers.md §6, any keyword and each one).
 Every sample is one row of `--out-dir`/<benchmark>.jsonl (problem index, sample index, response, verdict), and
-summarize() recomputes the summary from those rows.
+summarize() recomputes the summary from those rows. `--out-dir` is a run directory (rundir.run_directory: locked,
+config.json, a second evaluation into it refused unless --overwrite), claimed after every flag, benchmark file and
+the model's config were checked (each problem one line, exit 2). The settings are train_zero's groups where they
+mean the same (model and dtype, data directory, vLLM, run directory, grader) and EvalSettings for the rest.
 
-Engines: `--engine vllm` (rollout.VLLMEngine; --dtype, --tensor-parallel-size, --gpu-memory-utilization),
+Engines: `--engine vllm` (rollout.VLLMEngine; --dtype, --tensor-parallel-size, --vllm-gpu-memory-utilization),
 `--engine hf` (transformers: prompts go in longest first; `--hf-batching continuous`, the default on a GPU, uses
 transformers' continuous batching, where a finished sequence leaves the batch at once and the next prompt takes its
 place; `static`, the default on CPU where it is faster, batches of `generate`), `auto`: vLLM when it is installed
@@ -56,9 +59,9 @@ from data import (BENCHMARKS, PROCEDURAL_SETS, DataSettings, Problem, ProblemSet
                   range_problems, write_atomic, write_jsonl)
 from distributed import Dist, all_reduce, setup_distributed
 from grader_pool import Grader, GraderSettings
-from model import ModelSettings, load_model, load_model_config, resolve_dtype, resolve_model
+from model import ModelSettings, check_context, load_model, load_model_config, resolve_dtype, resolve_model
 from reward import REFLECTION_WORDS, TEMPLATES, apply_template, compute_rewards, reflection_words, stop_strings
-from rollout import HFEngine, Sample, SamplingParams, VLLMSettings, check_context, vllm_engine
+from rollout import HFEngine, Sample, SamplingParams, VLLMSettings, vllm_engine
 from rundir import RunSettings, cli, run_directory, settings_problems
 
 PROCEDURAL_EVAL_SEED = 1_000_000  # the procedural sets' eval draw: not training's seed-0 (or any small-seed) draw

@@ -109,6 +109,25 @@ def load_model_config(name: str):
         raise UsageError(f"--model {name}: its config does not load ({reason})") from None
 
 
+def check_context(prompt_sets: dict[str, list[str]], tokenizer, max_new_tokens: int, limit: int | None,
+                  what: str) -> int:
+    """The longest prompt's token count, after checking that every prompt plus max_new_tokens fits `limit` tokens
+    (the engine's context: the model's max_position_embeddings, or vLLM's --vllm-max-model-len; None: no limit).
+
+    prompt_sets: name -> templated prompts. Raises UsageError naming the set, the problem index and the sizes,
+    before any generation."""
+    longest = 0
+    for name, prompts in prompt_sets.items():
+        lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False).input_ids] if prompts else []
+        for i, n in enumerate(lengths):
+            if limit and n + max_new_tokens > limit:
+                raise UsageError(f"{name} problem {i}: its prompt ({n} tokens) plus --max-new-tokens {max_new_tokens} "
+                                 f"is {n + max_new_tokens} tokens, more than {what} {limit}: lower --max-new-tokens or "
+                                 f"raise the limit")
+        longest = max([longest, *lengths])
+    return longest
+
+
 def resolve_model(name: str) -> str:
     """Map `--model` to something `from_pretrained` loads: a local directory or a hub id.
 

@@ -45,7 +45,7 @@ import torch
 import tyro
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from data import UsageError, range_problems
+from data import range_problems
 from model import TokenLogProbs, full_parameters, reshard
 from reward import STOP_TOKENS
 from weight_sync import pack_bucket
@@ -276,25 +276,6 @@ def vllm_engine(path: str, settings: VLLMSettings, device: torch.device, dtype: 
                       gpu_memory_utilization=settings.vllm_gpu_memory_utilization or gpu_share,
                       kv_cache_gb=None if on_gpu else settings.vllm_kv_cache_gb, enforce_eager=not on_gpu,
                       cpu_threads_bind=settings.vllm_cpu_bind or None, **options)
-
-
-def check_context(prompt_sets: dict[str, list[str]], tokenizer, max_new_tokens: int, limit: int | None,
-                  what: str) -> int:
-    """The longest prompt's token count, after checking that every prompt plus max_new_tokens fits `limit` tokens
-    (the engine's context: the model's max_position_embeddings, or vLLM's --vllm-max-model-len; None: no limit).
-
-    prompt_sets: name -> templated prompts. Raises UsageError naming the set, the problem index and the sizes,
-    before any generation."""
-    longest = 0
-    for name, prompts in prompt_sets.items():
-        lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False).input_ids] if prompts else []
-        for i, n in enumerate(lengths):
-            if limit and n + max_new_tokens > limit:
-                raise UsageError(f"{name} problem {i}: its prompt ({n} tokens) plus --max-new-tokens {max_new_tokens} "
-                                 f"is {n + max_new_tokens} tokens, more than {what} {limit}: lower --max-new-tokens or "
-                                 f"raise the limit")
-        longest = max([longest, *lengths])
-    return longest
 
 
 class VLLMEngine:

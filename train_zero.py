@@ -16,8 +16,8 @@ Every step (the loop at the end of this file, one line per stage):
     rollout (rollout.py) -> reward (reward.py) -> prepare batch: no-grad passes and advantages (learn.py)
     -> learn: clipped policy loss (and value loss) over micro-batches, optimiser step (learn.py, losses.py)
     -> weight sync into the engine (rollout.py) -> log (metrics.py) -> eval -> save (checkpoint.py)
-What each --algo is: learn.ALGORITHMS. The models: model.py. `--help` lists every knob: the fields of
-`Config` below and of learn.LearnSettings, which it extends.
+What each --algo is: learn.ALGORITHMS. The models: model.py. `--help` lists every knob under its settings group
+(`Config` below composes them; sft.py and evaluate.py compose the same groups, so each knob is defined once).
 
 Deviations from the papers, one line each (the learn stage's own are in learn.py's docstring):
 - KL is off by default (Dr. GRPO); `--kl-in loss` is GRPO's loss term, `--kl-in reward` PPO's per-token penalty.
@@ -52,12 +52,13 @@ from evaluate import eval_metrics, load_eval_set
 from grader_pool import Grader, GraderSettings
 from learn import ALGORITHMS, LearnSettings, learn, learn_critic, prepare_batch
 from metrics import append_logs, collapse_warning, peak_memory_gb, step_metrics, step_sums
-from model import (ModelSettings, ParallelSettings, TokenLogProbs, ValueModel, distribute, enable_gradient_checkpointing,
-                   frozen_copy, load_model, load_model_config, local_shard, resolve_dtype, resolve_model, unwrap)
+from model import (ModelSettings, ParallelSettings, TokenLogProbs, ValueModel, check_context, distribute,
+                   enable_gradient_checkpointing, frozen_copy, load_model, load_model_config, local_shard, resolve_dtype,
+                   resolve_model, unwrap)
 from optim import Diverged, DivergenceGuard, OptimSettings, adamw, lr_factor, set_lr
 from plot import write_run_figure
 from reward import REWARD_RULES, TEMPLATES, apply_template, compute_rewards, stop_strings
-from rollout import (PROBE_TOLERANCE, HFEngine, NonFiniteLogits, Sample, SamplingParams, VLLMSettings, check_context,
+from rollout import (PROBE_TOLERANCE, HFEngine, NonFiniteLogits, Sample, SamplingParams, VLLMSettings,
                      vllm_engine, vllm_memory_share)
 from rundir import ExternalLoggers, TrainRunSettings, cli, run_directory, settings_problems, truncate_logs
 
@@ -137,12 +138,25 @@ def config_problems(cfg: Config, world_size: int) -> list[str]:
 
 
 def load_data(cfg: Config) -> tuple[ProblemSet, dict[str, ProblemSet]]:
-    """The training problems and the eval sets (none without --eval-every): read before the run directory is
-    claimed, so a bad file refuses the run with nothing written. Raises UsageError (DataError names file:line)."""
+    """The training problems and the eval sets (none without --eval-every), after checking that the model's config
+    loads and that every templated prompt plus --max-new-tokens fits the context (the model's, or vLLM's
+    --vllm-max-model-len): all before the run directory is claimed, so a bad file or model refuses the run with
+    nothing written. Raises UsageError (DataError names file:line)."""
+    from transformers import AutoTokenizer
+
     train_set = load_train_data(cfg.train_data, cfg.levels or None, cfg.seed, cfg.data_dir or None)
     eval_sets = {name: load_eval_set(name, cfg.data_dir or None, cfg.eval_limit) for name in cfg.eval_data.split(",")} \
         if cfg.eval_every else {}
+    context = load_model_config(cfg.model).max_position_embeddings
+    limit, what = (cfg.vllm_max_model_len, "--vllm-max-model-len") if cfg.rollout_engine == "vllm" else \
+        (context, "the model's max_position_embeddings")
+    check_context({name: [apply_template(cfg.template, p.problem) for p in s.problems]
+                   for name, s in {"--train-data": train_set, **eval_sets}.items()},
+                  AutoTokenizer.from_pretrained(resolve_model(cfg.model)), cfg.max_new_tokens, limit, what)
     return train_set, eval_sets
+
+
+TRAIN_WRITES = ("metrics.jsonl", "samples.jsonl", "metrics.png", "checkpoints", "tensorboard", "wandb")  # in out_dir
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,13 +320,6 @@ def main(cfg: Config) -> list[dict]:
     d = setup_distributed()
     try:
         train_set, eval_sets = load_data(cfg)
-        from transformers import AutoTokenizer
-
-        limit, what = (cfg.vllm_max_model_len, "--vllm-max-model-len") if cfg.rollout_engine == "vllm" else \
-            (load_model_config(cfg.model).max_position_embeddings, "the model's max_position_embeddings")
-        check_context({name: [apply_template(cfg.template, p.problem) for p in s.problems]
-                       for name, s in {"--train-data": train_set, **eval_sets}.items()},
-                      AutoTokenizer.from_pretrained(resolve_model(cfg.model)), cfg.max_new_tokens, limit, what)
         with run_directory(Path(cfg.out_dir), {**asdict(cfg), "world_size": d.world_size}, d, cfg.resume,
                            cfg.overwrite, TRAIN_WRITES) as checkpoint:
             history = train(cfg, d, checkpoint, train_set, eval_sets)  # the DDP modules are freed when train returns
@@ -322,10 +329,8 @@ def main(cfg: Config) -> list[dict]:
         dist.destroy_process_group()
 
 
-TRAIN_WRITES = ("metrics.jsonl", "samples.jsonl", "metrics.png", "checkpoints", "tensorboard", "wandb")  # in out_dir
-
-
-def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet, eval_sets: dict[str, ProblemSet]) -> list[dict]:
+def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
+          eval_sets: dict[str, ProblemSet]) -> list[dict]:
     """The run in cfg.out_dir (claimed by main: locked, config.json written), from `checkpoint` when resuming."""
     # --- 1. setup
     out_dir = Path(cfg.out_dir)

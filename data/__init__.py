@@ -8,9 +8,10 @@ rebuilds them from the Hugging Face hub.
     load_jsonl(path, levels)        any problem/answer JSONL, strictly validated -> ProblemSet
     load_train_data(spec)           a procedural set ("add_one": the embedded default; "arithmetic") or a JSONL path
     load_benchmark(name, data_dir)  aime24, amc23, math500, minerva_math, olympiadbench, gsm8k
-    arithmetic_problems(n, seed)    "What is 17 * 4?"-style problems with integer answers
-    add_one_problems(n, seed)       "What is 57 + 1?": counting on (PROCEDURAL_SETS names both)
+    step_indices(n, step, ...)      the seeded order in which training visits the problems (train_zero, sft)
     last_boxed(text)                content of the last \\boxed{...} / \\fbox{...} (gold-answer rule)
+The records (Problem, ProblemSet, UsageError) are in data/records.py, the built-in procedural sets
+(arithmetic_problems, add_one_problems) in data/procedural.py; both are imported from here.
 
 Deviations and choices:
 - A numeric `answer` is accepted only when it is an int or an integer-valued float (AMC stores 27.0);
@@ -28,53 +29,14 @@ import re
 import sys
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from data.procedural import PROCEDURAL_SETS, add_one_problems, arithmetic_problems
+from data.records import DataError, Problem, ProblemSet, UsageError, flag, range_problems
 
-# ---------------------------------------------------------------------------------------------------
-# Records
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One math problem with its gold answer (a string, compared by the reward's grader)."""
-
-    problem: str  # the question text shown to the model
-    answer: str  # gold final answer as the source gives it, e.g. "025", "1,234", "\\frac{1}{2}"
-    source: str = ""  # which set it came from, e.g. "math_train", "gsm8k", "arithmetic"
-    level: int | None = None  # MATH difficulty 1..5, None when the set has no levels
-    meta: dict = field(default_factory=dict)  # every other field of the row (answer_alternatives, ...)
-
-
-class UsageError(ValueError):
-    """The user's input is wrong (a flag, a file, a run directory): the command line prints the message as
-    one line per problem, without a traceback, and exits with status 2."""
-
-
-def flag(name: str) -> str:
-    """A settings field's command-line flag: out_dir -> --out-dir."""
-    return "--" + name.replace("_", "-")
-
-
-def range_problems(settings, rules: list[tuple[str, bool, str]]) -> list[str]:
-    """One line "--flag value: must be rule" per (field name, ok, rule) of `settings` that is not ok: the range
-    checks of every settings group (their problems() methods)."""
-    return [f"{flag(name)} {getattr(settings, name)}: must be {rule}" for name, ok, rule in rules if not ok]
-
-
-class DataError(UsageError):
-    """A data file is malformed. The message starts with "<file>:<line>: " and names the field."""
-
-
-@dataclass
-class ProblemSet:
-    """Problems loaded from one file (or generated), with counts of what was left out."""
-
-    problems: list[Problem]
-    path: str  # file path, or "arithmetic"
-    skipped_empty: int  # rows skipped because their answer was empty or whitespace
-    skipped_level: int  # rows dropped by the level filter
+__all__ = ["PROCEDURAL_SETS", "add_one_problems", "arithmetic_problems", "DataError", "Problem", "ProblemSet",
+           "UsageError", "flag", "range_problems"]  # re-exported: `from data import Problem` is the public path
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -216,72 +178,6 @@ def read_log(path: str | Path) -> list[dict]:
 def write_jsonl(path: str | Path, rows: list[dict]) -> None:
     """Write rows as UTF-8 JSONL atomically (write_atomic), creating parent dirs."""
     write_atomic(path, "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows))
-
-
-# ---------------------------------------------------------------------------------------------------
-# Built-in procedural set (the embedded default: needs no files, no network)
-
-
-def arithmetic_problems(n: int, seed: int = 0) -> list[Problem]:
-    """Easy integer arithmetic, sized for a 135M instruct model.
-
-    A uniform mix of a + b and a - b (both operands two-digit, a >= b so answers are non-negative) and
-    a * b with one two-digit and one single-digit factor (2..9), in random order.
-
-    Args:
-        n: number of problems (>= 0).
-        seed: seeds random.Random; the same (n, seed) always gives the same list, and the first k
-            problems of a longer draw equal the draw of k.
-    Returns:
-        n Problems like Problem("What is 17 * 4?", "68", source="arithmetic", meta={"expression": "17 * 4"}).
-    Raises:
-        ValueError: if n is negative.
-    """
-    if n < 0:
-        raise ValueError(f"arithmetic_problems: n must be >= 0, got {n}")
-    rng = random.Random(seed)
-    problems = []
-    for _ in range(n):
-        operator = rng.choice("+-*")
-        if operator == "*":
-            a, b = rng.randint(10, 99), rng.randint(2, 9)
-            if rng.random() < 0.5:
-                a, b = b, a
-            value = a * b
-        else:
-            a, b = rng.randint(10, 99), rng.randint(10, 99)
-            if operator == "-":
-                a, b = max(a, b), min(a, b)
-            value = a + b if operator == "+" else a - b
-        expression = f"{a} {operator} {b}"
-        problems.append(Problem(f"What is {expression}?", str(value), "arithmetic", None,
-                                {"expression": expression}))
-    return problems
-
-
-def add_one_problems(n: int, seed: int = 0) -> list[Problem]:
-    """Counting on by one: "What is 57 + 1?" (a uniform in 10..99; 19 + 1, 99 + 1 and the like carry).
-
-    The embedded default's task (docs/results.md): the Q4-quantised 135M model gets 4 of 64
-    held-out problems right before training (greedy, `chat_oneshot` template; it writes `2 + 71 = \\boxed{15}`),
-    so the reward has something to reinforce, and in two of three seeds RL finds the rule within 15 steps (72 %
-    and 95 %). Adding 1..5 instead stayed at 0 correct for 9 steps: the model never sampled a right sum.
-    Same contract as arithmetic_problems (prefix-stable draws).
-
-    Returns: n Problems like Problem("What is 57 + 1?", "58", source="add_one", meta={"expression": "57 + 1"}).
-    Raises: ValueError if n is negative.
-    """
-    if n < 0:
-        raise ValueError(f"add_one_problems: n must be >= 0, got {n}")
-    rng = random.Random(seed)
-    problems = []
-    for _ in range(n):
-        a = rng.randint(10, 99)
-        problems.append(Problem(f"What is {a} + 1?", str(a + 1), "add_one", None, {"expression": f"{a} + 1"}))
-    return problems
-
-
-PROCEDURAL_SETS = {"arithmetic": arithmetic_problems, "add_one": add_one_problems}  # name -> (n, seed) -> problems
 
 
 ZOO_PRESETS: dict[str, list[tuple[str, tuple[int, ...] | None]]] = {
