@@ -5,6 +5,13 @@
     policy = TokenLogProbs(model, temperature)    # forward -> per-token log-probs and entropy (B, T-1)
     critic = ValueModel(load_model(path)[0])      # forward -> per-token values (B, T-1)
     reference = frozen_copy(load_model(path)[0], temperature)   # no-grad log-probs of the starting policy
+    ids, attention_mask, response_mask = collate(pairs, pad_id, device)   # (prompt_ids, response_ids) -> tensors
+    rows = score(policy, pairs, pad_id, device, micro_batch_size)         # one no-grad pass, a row per response
+
+The settings every entry point composes live here too: ModelSettings (--model, --dtype, --attn-implementation)
+with the one dtype rule (resolve_dtype: "auto" is bfloat16 on a GPU, float32 on CPU), ParallelSettings
+(--shard, --gradient-checkpointing, --logprob-chunk-size), and the checks made before anything loads
+(model_problem, load_model_config, check_context).
 
 The log-prob wrapper feeds the last hidden states and the lm_head weight to the fused chunked kernel
 (losses.chunked_logprobs_entropy), so [tokens, vocab] logits never exist in full. rollout.py keeps

@@ -270,10 +270,12 @@ def vllm_engine(path: str, settings: VLLMSettings, device: torch.device, dtype: 
                 max_model_len: int, gpu_share: float, **options) -> "VLLMEngine":
     """A VLLMEngine for `path` on `device` with the settings' memory and CPU options: CUDA graphs on a GPU (on CPU
     torch.compile would take minutes), the KV cache in GiB on CPU. gpu_share: the GPU fraction (the caller's
-    default when the settings give 0). options: VLLMEngine's others (enable_sleep_mode, tensor_parallel_size)."""
+    default when the settings give 0; GPU only). options: VLLMEngine's others (enable_sleep_mode,
+    tensor_parallel_size)."""
     on_gpu = device.type == "cuda"
+    if on_gpu:  # on CPU the KV cache is sized in GiB instead (the share is unused)
+        options["gpu_memory_utilization"] = settings.vllm_gpu_memory_utilization or gpu_share
     return VLLMEngine(path, dtype=str(dtype).removeprefix("torch."), seed=seed, max_model_len=max_model_len,
-                      gpu_memory_utilization=settings.vllm_gpu_memory_utilization or gpu_share,
                       kv_cache_gb=None if on_gpu else settings.vllm_kv_cache_gb, enforce_eager=not on_gpu,
                       cpu_threads_bind=settings.vllm_cpu_bind or None, **options)
 

@@ -117,9 +117,10 @@ def _groups(config_cls) -> list[type]:
 
 
 def parse(config_cls, args: list[str] | None = None, prog: str | None = None):
-    """config_cls from the command line: its flags are its fields (flat, --out-dir), shown in --help under one
-    heading per settings group it composes (its dataclass bases; a config that adds fields of its own lists
-    them under "options"). tyro parses a nested view of the groups; the result is one flat config_cls."""
+    """config_cls from the command line: its flags are its fields (flat: --out-dir), shown in --help under one
+    heading per settings group it composes (its dataclass bases). tyro parses a nested view of the groups, each
+    with the config's defaults; the result is one flat config_cls. A config with fields outside its groups (or
+    no groups, as plot.py's) gets tyro's plain flat command line."""
     import tyro
 
     defaults = config_cls()

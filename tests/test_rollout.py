@@ -119,3 +119,23 @@ def test_weight_buckets_round_trip_every_dtype_and_shape():
         assert got.dtype == want.dtype and got.shape == want.shape
         torch.testing.assert_close(got, want, rtol=0, atol=0)
     unpacked[0][1].add_(1)  # writable views (vLLM's loaders copy out of them)
+
+
+def test_one_vllm_construction_for_training_and_evaluation(monkeypatch):
+    """rollout.vllm_engine: on CPU the KV cache in GiB, eager mode, no GPU share (vLLM refuses a share of 0); on a
+    GPU the settings' share, else the caller's default, and CUDA graphs."""
+    import rollout
+
+    calls = []
+    monkeypatch.setattr(rollout, "VLLMEngine", lambda path, **kwargs: calls.append(kwargs))
+    settings = rollout.VLLMSettings(vllm_kv_cache_gb=2.0, vllm_cpu_bind="0-1")
+    rollout.vllm_engine("m", settings, torch.device("cpu"), torch.float32, 3, 512, gpu_share=0.0)
+    assert calls[-1] == {"dtype": "float32", "seed": 3, "max_model_len": 512, "kv_cache_gb": 2.0, "enforce_eager": True,
+                         "cpu_threads_bind": "0-1"}
+    rollout.vllm_engine("m", settings, torch.device("cuda", 0), torch.bfloat16, 0, 512, gpu_share=0.9,
+                        tensor_parallel_size=2)
+    assert calls[-1]["gpu_memory_utilization"] == 0.9 and calls[-1]["kv_cache_gb"] is None
+    assert calls[-1]["enforce_eager"] is False and calls[-1]["dtype"] == "bfloat16" and calls[-1]["tensor_parallel_size"] == 2
+    rollout.vllm_engine("m", rollout.VLLMSettings(vllm_gpu_memory_utilization=0.4), torch.device("cuda", 0),
+                        torch.bfloat16, 0, 512, gpu_share=0.9)
+    assert calls[-1]["gpu_memory_utilization"] == 0.4
