@@ -69,7 +69,7 @@ class RolloutSettings:
 
     template: str = "auto"  # prompt template (reward.TEMPLATES): qwen_math, qwen_boxed, r1, abel, o1_cot, no, chat_oneshot; auto: chat_oneshot for add_one, else qwen_boxed
     reward: str = "simplerl"  # reward rule: simplerl (+1/-0.5/-1) or correct (1/0)
-    prompts_per_step: int = 4  # prompts per rollout batch, over all ranks (group_size samples each)
+    prompts_per_step: int = 0  # prompts per rollout batch, over all ranks (group_size samples each); 0: 4, rounded up to a multiple of the world size
     temperature: float = 1.0  # sampling temperature; log-probs are taken at the same temperature
     top_p: float = 1.0  # nucleus sampling
     rollout_engine: Literal["hf", "vllm"] = "hf"  # transformers generate on the live model, or a vLLM engine per rank
@@ -84,7 +84,8 @@ class RolloutSettings:
 
     def problems(self) -> list[str]:
         out = range_problems(self, [
-            ("prompts_per_step", self.prompts_per_step >= 1, "at least 1"), ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
+            ("prompts_per_step", self.prompts_per_step >= 0, ">= 0 (0: 4, or the world size)"),
+            ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
             ("vllm_max_model_len", self.vllm_max_model_len >= 1, "at least 1"),
             ("probe_every", self.probe_every >= 0, ">= 0 (0: never)"), ("probe_tolerance", self.probe_tolerance > 0, "> 0"),
             ("log_samples", self.log_samples >= 0, ">= 0"), ("eval_limit", self.eval_limit >= 0, ">= 0 (0: all)")])
@@ -108,15 +109,21 @@ class Config(ModelSettings, ParallelSettings, TrainDataSettings, RolloutSettings
     """Every knob of a run, by settings group (each group's fields, defaults and checks live with its stage)."""
 
 
-def resolve_auto(cfg: Config) -> Config:
+DEFAULT_PROMPTS_PER_STEP = 4  # --prompts-per-step 0: this many, rounded up to a multiple of the world size
+
+
+def resolve_auto(cfg: Config, world_size: int = 1) -> Config:
     """cfg with its "auto" settings resolved, as config.json records them: --template and --eval-data (the embedded
     default's chat_oneshot and add_one for the add_one set; otherwise qwen_boxed, and the built-in --train-data set
-    itself or else arithmetic for the eval) and --dtype (model.resolve_dtype: bfloat16 on a GPU, float32 on CPU)."""
+    itself or else arithmetic for the eval), --dtype (model.resolve_dtype: bfloat16 on a GPU, float32 on CPU), and
+    --prompts-per-step 0 (4, rounded up to a multiple of world_size, so the default runs on any number of ranks:
+    `torchrun --nproc_per_node 8 train_zero.py` takes 8 prompts a step, one per rank)."""
     template = ("chat_oneshot" if cfg.train_data == "add_one" else "qwen_boxed") if cfg.template == "auto" else cfg.template
     eval_data = (cfg.train_data if cfg.train_data in PROCEDURAL_SETS else "arithmetic") if cfg.eval_data == "auto" \
         else cfg.eval_data
     dtype = str(resolve_dtype(cfg.dtype)).removeprefix("torch.")
-    return replace(cfg, template=template, eval_data=eval_data, dtype=dtype)
+    prompts = cfg.prompts_per_step or -(-DEFAULT_PROMPTS_PER_STEP // world_size) * world_size
+    return replace(cfg, template=template, eval_data=eval_data, dtype=dtype, prompts_per_step=prompts)
 
 
 def config_problems(cfg: Config, world_size: int) -> list[str]:
@@ -314,8 +321,9 @@ def main(cfg: Config) -> list[dict]:
     load, a model config that does not load, a prompt longer than the context, a run directory in use or holding
     something else, or a refused --resume; Diverged / NonFiniteWeights when training diverges.
     """
-    cfg = resolve_auto(cfg)
-    if problems := config_problems(cfg, int(os.environ.get("WORLD_SIZE", 1))):
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    cfg = resolve_auto(cfg, world_size)
+    if problems := config_problems(cfg, world_size):
         raise UsageError("\n".join(problems))
     d = setup_distributed()
     try:

@@ -257,12 +257,12 @@ def peak_live_bytes(prof) -> int:
 # The child of measure_peak's tensor count: train_zero.main under the profiler's memory events.
 TENSOR_PEAK_CHILD = """
 import sys
-import tyro
 import train_zero
+from rundir import parse
 from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, "benchmarks")
 from memory_plan import peak_live_bytes
-cfg = tyro.cli(train_zero.Config, args=sys.argv[1:])
+cfg = parse(train_zero.Config, args=sys.argv[1:])
 with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
     train_zero.main(cfg)
 print(peak_live_bytes(prof))

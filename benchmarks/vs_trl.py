@@ -99,11 +99,11 @@ def cpu_seconds() -> tuple[float, float]:
 
 def step_problems(args) -> list[list]:
     """The problems of steps 0..N-1, in the order train_zero.py uses them (one process)."""
-    from data import load_train_data
-    from train_zero import problems_for_step
+    from data import load_train_data, step_indices
 
     problems = load_train_data("arithmetic", None, args.seed).problems
-    return [problems_for_step(problems, step, args.prompts_per_step, args.seed, 0, 1) for step in range(args.steps)]
+    return [[problems[i] for i in step_indices(len(problems), step, args.prompts_per_step, args.seed)]
+            for step in range(args.steps)]
 
 
 def ours_flags(args, model_path: str, out_dir: str) -> list[str]:

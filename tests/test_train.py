@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
-def run(args, **kwargs):
-    return subprocess.run(args, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300, **kwargs)
+def run(args, timeout=300, **kwargs):
+    return subprocess.run(args, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
 def tiny_config(model_dir, out_dir, **overrides):
@@ -363,3 +363,32 @@ def test_bad_schedule_and_adamw_flags_are_refused(tiny_model_dir, tmp_path):
     problems = "\n".join(config_problems(cfg, 1))
     for flag in ("--warmup-ratio", "--min-lr-ratio", "--adam-betas", "--adam-eps"):
         assert flag in problems
+
+
+@pytest.mark.parametrize("world_size", range(1, 9))
+def test_the_default_flags_are_valid_at_any_world_size(world_size):
+    """--prompts-per-step 0 (the default) is 4 rounded up to a multiple of the world size, so the card's
+    `torchrun --nproc_per_node N train_zero.py --algo drgrpo` has no flag problem for any N; an explicit value
+    that does not divide is still refused."""
+    from train_zero import config_problems, resolve_auto
+
+    cfg = resolve_auto(Config(algo="drgrpo"), world_size)
+    assert config_problems(cfg, world_size) == []
+    assert cfg.prompts_per_step % world_size == 0 and 4 <= cfg.prompts_per_step < 4 + world_size
+    assert resolve_auto(Config(), 1).prompts_per_step == 4  # the README's default run is unchanged
+    if world_size > 1:
+        explicit = resolve_auto(Config(prompts_per_step=world_size + 1), world_size)
+        assert any("must be a multiple of the world size" in p for p in config_problems(explicit, world_size))
+
+
+def test_the_cards_command_runs_as_typed_on_eight_ranks(tiny_model_dir, tmp_path):
+    """torchrun --nproc_per_node 8 train_zero.py --algo drgrpo, on 8 gloo ranks and a tiny random model (the only
+    flags added: the model, a short run, no eval or checkpoint): 8 prompts, one per rank."""
+    r = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "8", "--standalone", "train_zero.py",
+             "--algo", "drgrpo", "--model", tiny_model_dir, "--out-dir", str(tmp_path), "--steps", "1",
+             "--max-new-tokens", "4", "--eval-every", "0", "--save-every", "0", "--grader-workers", "1"],
+            timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((tmp_path / "config.json").read_text())["prompts_per_step"] == 8
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1] and rows[0]["generated_tokens"] > 0
