@@ -4,9 +4,12 @@ The algorithms, one table (`ALGORITHMS`; formulas in losses.py and README "What 
 
 | --algo | advantages | divided by the group's std | loss aggregation | critic |
 | --- | --- | --- | --- | --- |
-| grpo (DeepSeekMath §4.1.2) | group: r_i - mean(r) | yes | token_mean: 1 / len(o_i) per response | no |
-| drgrpo (Liu et al. 2025, eq. 3) | group: r_i - mean(r) | no | max_tokens: 1/L_max, L_max = max_new_tokens | no |
-| ppo (SimpleRL-Zero via OpenRLHF) | GAE on the critic's values, whitened | - | token_mean | yes |
+| grpo (DeepSeekMath §4.1.2) | group: r_i - mean(r) | yes | seq_mean_token_mean: 1 / len(o_i) per response | no |
+| drgrpo (Liu et al. 2025, eq. 3) | group: r_i - mean(r) | no | seq_mean_token_sum_norm: 1/L_max, L_max = max_new_tokens | no |
+| ppo (SimpleRL-Zero via OpenRLHF) | GAE on the critic's values, whitened | - | seq_mean_token_mean | yes |
+
+`--loss-agg` replaces the algorithm's aggregation (losses.AGGREGATIONS; `token_mean`: every token of the optimiser
+step weighs the same, DAPO's and verl's default, which SimpleRL-Zoo trained with).
 
 train_zero.py calls, each step:
     prepare_batch(...)    -> Batch: the no-grad passes (logp_old, logp_ref, values), KL rows, TIS weights,
@@ -20,8 +23,8 @@ Per-response quantities travel as "rows": one 1-D float tensor per response with
 response token (len(sample.response_ids)). model.collate lays samples out right-padded; `place_rows`
 puts rows back at their response positions, so a row does not depend on the micro-batch it lands in.
 
-Every micro-batch loss is divided by the global number of responses in its optimiser step and
-multiplied by world_size (DDP averages gradients over ranks), so gradients equal those of one
+Every micro-batch loss is divided by the global number of responses (token_mean: response tokens) in its
+optimiser step and multiplied by world_size (DDP averages gradients over ranks), so gradients equal those of one
 process holding the whole batch, whatever the micro-batch size or number of ranks.
 
 Deviations, one line each:
@@ -32,11 +35,14 @@ Deviations, one line each:
 - PPO makes no policy update from a batch whose rewards are all equal (the critic still learns):
   whitening would turn critic noise into unit-scale advantages (`--no-ppo-skip-uniform-batches` restores it).
 - Policy and critic learn from the same mini-batches, one after the other (SimpleRL-Zero through OpenRLHF).
+- `--shuffle-minibatches` shuffles the rank's rollout batch (seeded by seed, step and rank, so a resume repeats
+  it) before it is cut into mini-batches, as oat does before each update epoch; off, the slices are contiguous.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from typing import Annotated, Literal, get_args
 
@@ -61,14 +67,14 @@ AlgoName = Literal["grpo", "drgrpo", "ppo"]
 class Algorithm:
     advantages: Literal["group", "gae"]  # group-relative r_i - mean(r), or GAE over a critic's values
     scale_by_std: bool  # group advantages divided by (std of the group's rewards + 1e-6)
-    aggregation: Literal["token_mean", "max_tokens"]  # 1/|o_i| per response, or one constant 1/L_max
+    aggregation: Literal["seq_mean_token_mean", "seq_mean_token_sum_norm"]  # 1/|o_i| per response, or one constant 1/L_max
     critic: bool  # a value model learns beside the policy
 
 
 ALGORITHMS: dict[str, Algorithm] = {
-    "grpo": Algorithm(advantages="group", scale_by_std=True, aggregation="token_mean", critic=False),
-    "drgrpo": Algorithm(advantages="group", scale_by_std=False, aggregation="max_tokens", critic=False),
-    "ppo": Algorithm(advantages="gae", scale_by_std=False, aggregation="token_mean", critic=True),
+    "grpo": Algorithm(advantages="group", scale_by_std=True, aggregation="seq_mean_token_mean", critic=False),
+    "drgrpo": Algorithm(advantages="group", scale_by_std=False, aggregation="seq_mean_token_sum_norm", critic=False),
+    "ppo": Algorithm(advantages="gae", scale_by_std=False, aggregation="seq_mean_token_mean", critic=True),
 }
 assert set(get_args(AlgoName)) == set(ALGORITHMS), "every --algo choice has a row in ALGORITHMS"
 
@@ -83,6 +89,9 @@ class LearnSettings:
     max_new_tokens: int = 20  # generation budget L_max (also Dr. GRPO's loss denominator); the default task needs ~15
     micro_batch_size: int = 8  # responses per forward/backward
     updates_per_batch: int = 1  # optimiser steps per rollout batch (mini-batches)
+    shuffle_minibatches: bool = False  # seeded shuffle of the rollout batch before it is cut into mini-batches (oat)
+    loss_agg: Literal["algo", "seq_mean_token_mean", "seq_mean_token_sum_norm", "token_mean"] = "algo"  # loss aggregation (losses.AGGREGATIONS); algo: the --algo's (ALGORITHMS); token_mean: verl / DAPO
+    logprob_temperature: Literal["sampling", "1"] = "sampling"  # log-probs (ratio, KL) at the sampling temperature, or at 1 (OpenRLHF v0, SimpleRL-Zero)
     clip_eps: Annotated[float, tyro.conf.arg(aliases=("--clip-eps-low",))] = 0.2  # ratio clip range (the lower one with clip_eps_high)
     clip_eps_high: float = 0.0  # DAPO clip-higher upper range, e.g. 0.28 (0: same as clip_eps)
     entropy_coef: float = 0.0  # entropy bonus coefficient (subtracted from the loss)
@@ -92,6 +101,7 @@ class LearnSettings:
     kl_coef: float = 0.0  # KL-to-reference coefficient beta (0: no reference model is loaded)
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"  # per-token KL estimator (k3 = "low_var_kl")
     kl_in: Literal["loss", "reward"] = "loss"  # KL as a loss term (GRPO style) or a per-token reward penalty (PPO style)
+    kl_clamp: float = 0.0  # clamp the per-token KL estimate to [-c, c] (verl's low_var_kl: 10); 0: no clamp
     ref_offload: bool = False  # FSDP: keep the KL reference's parameters on the CPU, copied to the device per layer
     # --- PPO
     gamma: float = 1.0  # PPO discount
@@ -111,7 +121,8 @@ class LearnSettings:
             ("clip_eps_high", self.clip_eps_high >= 0, ">= 0 (0: same as --clip-eps)"),
             ("tis_cap", self.tis_cap >= 0, ">= 0 (0: off)"), ("kl_coef", self.kl_coef >= 0, ">= 0 (0: off)"),
             ("gamma", 0 <= self.gamma <= 1, "in [0, 1]"), ("gae_lambda", 0 <= self.gae_lambda <= 1, "in [0, 1]"),
-            ("value_clip", self.value_clip >= 0, ">= 0 (0: no clipping)"), ("critic_lr", self.critic_lr > 0, "> 0")])
+            ("value_clip", self.value_clip >= 0, ">= 0 (0: no clipping)"), ("critic_lr", self.critic_lr > 0, "> 0"),
+            ("kl_clamp", self.kl_clamp >= 0, ">= 0 (0: no clamp)")])
         if self.group_size == 1 and ALGORITHMS[self.algo].advantages == "group":
             out.append(f"--group-size 1 with --algo {self.algo}: a group of one sample has advantage r - mean(r) = 0, "
                        "so nothing is learned; use --group-size 2 or more (the papers: 8)")
@@ -242,17 +253,28 @@ class Batch:
     kl_rows: list[torch.Tensor] | None  # rows: per-token KL estimate, rollout policy vs reference
     importance: list[torch.Tensor] | None  # rows: TIS weights (--tis-cap), else None
     drift: DriftSums | None  # sampler vs trainer (engines that return log-probs), else None
+    order: list[int] | None = None  # the order in which responses are cut into mini-batches (None: as they are)
+
+
+def minibatch_order(n: int, settings: LearnSettings, seed: int) -> list[int]:
+    """range(n), or with settings.shuffle_minibatches a random.Random(seed) shuffle of it (train_zero seeds it by
+    seed, step and rank: a pure function of the step, so a resumed run cuts the same mini-batches)."""
+    order = list(range(n))
+    if settings.shuffle_minibatches:
+        random.Random(seed).shuffle(order)
+    return order
 
 
 def prepare_batch(samples: list[Sample], scores: list[float], policy, reference, critic, settings: LearnSettings,
-                  pad_id: int, d: Dist) -> Batch:
+                  pad_id: int, d: Dist, shuffle_seed: int = 0) -> Batch:
     """The no-grad passes before the update, then the advantages: a Batch for `learn` and `learn_critic`.
 
     policy, reference: TokenLogProbs modules (model.unwrap of the trained ones; reference None without a KL term);
     critic: the ValueModel, or None. scores: the reward of each sample, in order.
     logp_old is scored when the update needs it (several optimiser steps per batch, or a KL term) or the
     engine returned the sampler's log-probs (drift, TIS); with one optimiser step the update uses its own
-    log-probs, detached (the same numbers, one pass fewer).
+    log-probs, detached (the same numbers, one pass fewer). shuffle_seed: seeds the mini-batch order
+    (minibatch_order) under --shuffle-minibatches.
     """
     rewards = torch.tensor(scores)
     truncated = torch.tensor([s.finish_reason == "length" for s in samples])
@@ -265,11 +287,12 @@ def prepare_batch(samples: list[Sample], scores: list[float], policy, reference,
     drift = sampler_drift(logp_old, samples) if from_sampler else None  # trainer vs sampler on the same tokens
     importance = tis_weights(logp_old, samples, settings.tis_cap) if settings.tis_cap > 0 else None
     logp_ref = score(reference, pairs(samples), pad_id, d.device, mb) if reference is not None else None
-    kl_rows = None if logp_ref is None else [kl_estimate(a, b, settings.kl_estimator) for a, b in zip(logp_old, logp_ref)]
+    kl_rows = None if logp_ref is None else [kl_estimate(a, b, settings.kl_estimator, settings.kl_clamp)
+                                             for a, b in zip(logp_old, logp_ref)]
     values = score(critic, pairs(samples), pad_id, d.device, mb) if critic is not None else None
     advantages, returns = advantage_rows(samples, rewards, settings, kl_rows, values, all_reduce)
     return Batch(samples, rewards, in_loss, advantages, returns, values, logp_old if need_old else None, logp_ref,
-                 kl_rows, importance, drift)
+                 kl_rows, importance, drift, minibatch_order(len(samples), settings, shuffle_seed))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,11 +324,14 @@ class CriticStats:
 
 
 def _optimiser_steps(module, optimizer, active: list[bool], micro_loss, settings: LearnSettings, d: Dist,
-                     max_grad_norm: float) -> tuple[float, int]:
+                     max_grad_norm: float, order: list[int] | None = None,
+                     tokens: list[int] | None = None) -> tuple[float, int]:
     """settings.updates_per_batch optimiser steps over this rank's responses; returns (mean grad norm, skipped).
 
-    micro_loss(indices, learned (b,) float, num_responses) -> the micro-batch's loss (already divided
-    by num_responses, the step's global response count). Only `active` responses are run; every rank
+    The responses, in `order` (default: as they are), are cut into updates_per_batch mini-batches.
+    micro_loss(indices, learned (b,) float, num_responses, num_tokens) -> the micro-batch's loss (already divided
+    by num_responses, the step's global response count, or by num_tokens, its global count of `tokens`, the
+    response tokens each response puts in the loss; None without `tokens`). Only `active` responses are run; every rank
     must run the same number of backward passes (DDP all-reduces in each), so ranks pad with inactive
     responses whose loss mask is zeroed (learned = 0). A mini-batch with nothing to run on any rank
     makes no optimiser step.
@@ -316,9 +342,9 @@ def _optimiser_steps(module, optimizer, active: list[bool], micro_loss, settings
     mean, so the logged grad_norm shows it.
     """
     parameters = [p for p in module.parameters() if p.requires_grad]
-    n = len(active)
-    mini_size = math.ceil(n / settings.updates_per_batch)
-    minis = [list(range(i, min(i + mini_size, n))) for i in range(0, n, mini_size)]
+    order = list(range(len(active))) if order is None else order
+    mini_size = math.ceil(len(order) / settings.updates_per_batch)
+    minis = [order[i : i + mini_size] for i in range(0, len(order), mini_size)]
     grad_norm, skipped = 0.0, 0
     for mini in minis:
         runs = [i for i in mini if active[i]]
@@ -328,11 +354,12 @@ def _optimiser_steps(module, optimizer, active: list[bool], micro_loss, settings
         learned = set(runs)
         runs += [i for i in mini if i not in learned][: count.item() - len(runs)]
         micros = [runs[i : i + settings.micro_batch_size] for i in range(0, len(runs), settings.micro_batch_size)]
+        num_tokens = None if tokens is None else all_reduce(torch.tensor([float(sum(tokens[i] for i in mini))])).item()
         finite = True
         for k, micro in enumerate(micros):
             with no_gradient_sync(module, skip=k < len(micros) - 1):  # gradients are reduced after the last one
                 weight = torch.tensor([float(i in learned) for i in micro])
-                loss = micro_loss(micro, weight, len(mini) * d.world_size)
+                loss = micro_loss(micro, weight, len(mini) * d.world_size, num_tokens)
                 finite = finite and math.isfinite(loss.item())
                 (loss * d.world_size).backward()
         norm, bad = clipped_step(parameters, optimizer, max_grad_norm, finite)  # norm equal on every rank
@@ -353,13 +380,13 @@ def learn(policy, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad
     Logged entropy and clip fraction are over the tokens that were run.
     """
     samples, advantages = batch.samples, batch.advantages
-    aggregation = ALGORITHMS[settings.algo].aggregation
+    aggregation = ALGORITHMS[settings.algo].aggregation if settings.loss_agg == "algo" else settings.loss_agg
     kl_in_loss = batch.logp_ref is not None and settings.kl_in == "loss"
     always = kl_in_loss or settings.entropy_coef != 0
     active = [bool(batch.in_loss[i]) and (always or bool(advantages[i].abs().sum() > 0)) for i in range(len(samples))]
     stats = PolicyStats()
 
-    def micro_loss(micro, weight, num_responses):
+    def micro_loss(micro, weight, num_responses, num_tokens):
         part = [samples[i] for i in micro]
         ids, attn, rmask = collate(pairs(part), pad_id, d.device)
         rmask = rmask * weight.to(d.device)[:, None]
@@ -368,18 +395,21 @@ def learn(policy, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad
         old = logp.detach() if batch.logp_old is None else rows(batch.logp_old)
         penalty = -settings.entropy_coef * entropy if settings.entropy_coef else torch.zeros_like(logp)
         if kl_in_loss:
-            penalty = penalty + settings.kl_coef * kl_estimate(logp, rows(batch.logp_ref), settings.kl_estimator)
+            penalty = penalty + settings.kl_coef * kl_estimate(logp, rows(batch.logp_ref), settings.kl_estimator,
+                                                               settings.kl_clamp)
         weights = None if batch.importance is None else rows(batch.importance)
         loss, st = policy_loss(logp, old, rows(advantages), rmask, settings.clip_eps, aggregation, num_responses,
-                               settings.max_new_tokens, settings.clip_eps_high or None, penalty, weights)
+                               settings.max_new_tokens, settings.clip_eps_high or None, penalty, weights, num_tokens)
         stats.loss += loss.item()
         stats.clipped_tokens += st["clipped_tokens"].item()
         stats.tokens += st["tokens"].item()
         stats.entropy_sum += (entropy.detach() * rmask).sum().item()
         return loss
 
+    tokens = [len(s.response_ids) * bool(batch.in_loss[i]) for i, s in enumerate(samples)] \
+        if aggregation == "token_mean" else None
     stats.grad_norm, stats.skipped_updates = _optimiser_steps(policy, optimizer, active, micro_loss, settings, d,
-                                                              max_grad_norm)
+                                                              max_grad_norm, batch.order, tokens)
     return stats
 
 
@@ -392,7 +422,7 @@ def learn_critic(critic, optimizer, batch: Batch, settings: LearnSettings, d: Di
     samples = batch.samples
     stats = CriticStats()
 
-    def micro_loss(micro, weight, num_responses):
+    def micro_loss(micro, weight, num_responses, num_tokens):
         part = [samples[i] for i in micro]
         ids, attn, rmask = collate(pairs(part), pad_id, d.device)
         rmask = rmask * weight.to(d.device)[:, None]
@@ -406,5 +436,5 @@ def learn_critic(critic, optimizer, batch: Batch, settings: LearnSettings, d: Di
         return loss
 
     stats.grad_norm, stats.skipped_updates = _optimiser_steps(critic, optimizer, [bool(x) for x in batch.in_loss],
-                                                              micro_loss, settings, d, max_grad_norm)
+                                                              micro_loss, settings, d, max_grad_norm, batch.order)
     return stats

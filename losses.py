@@ -7,10 +7,13 @@ ratio = exp(logp - logp_old) per token; eps = clip_eps.
 - GRPO advantage (DeepSeekMath, Shao et al. 2024, §4.1.2): A_i = (r_i - mean(r)) / (std(r) + 1e-6).
 - Dr. GRPO advantage (Liu et al. 2025, "Understanding R1-Zero-Like Training", eq. 3): A_i = r_i - mean(r).
 - Clipped surrogate per token (PPO, Schulman et al. 2017): min(ratio * A, clip(ratio, 1-eps, 1+eps) * A).
-- Aggregation: GRPO takes a token mean per response (1/|o_i|); Dr. GRPO divides every response's token
-  sum by one constant, the generation budget L_max = max_new_tokens. Both are then averaged over the
-  *global* number of responses in the optimiser step, so the loss and its gradients do not change
-  with micro-batch size, gradient accumulation or the number of ranks.
+- Aggregation (verl's names, AGGREGATIONS): GRPO takes a token mean per response (1/|o_i|,
+  "seq_mean_token_mean"); Dr. GRPO divides every response's token sum by one constant, the generation budget
+  L_max = max_new_tokens ("seq_mean_token_sum_norm"). Both are then averaged over the *global* number of
+  responses in the optimiser step. "token_mean" (DAPO, Yu et al. 2025, eq. 8; verl's default, used by
+  SimpleRL-Zoo) divides the sum over all tokens by the global number of response tokens in the step. Every
+  mode is global, so the loss and its gradients do not change with micro-batch size, gradient accumulation
+  or the number of ranks.
 - Log-probs come from the last hidden states and the lm_head weight in chunks of tokens, with a
   custom autograd backward that recomputes each chunk's logits, so the [tokens, vocab] logits never
   exist in full (as Liger-Kernel's fused linear cross-entropy does, in plain PyTorch, no Triton).
@@ -26,6 +29,8 @@ Deviations, one line each:
 - The GRPO per-response mean divides by the masked response length, which includes the EOS token.
 - Log-probs are taken at the sampling temperature (logits / T), so the ratio is on-policy (docs/papers.md §3).
 - Clip fraction counts tokens whose ratio is outside [1 - eps_low, 1 + eps_high], whatever the sign of A.
+- "token_mean" averages over the optimiser step's tokens on all ranks; verl averages each micro-batch's tokens
+  and then the micro-batches (the same when a mini-batch is one micro-batch).
 """
 
 from __future__ import annotations
@@ -244,6 +249,9 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, all_reduce=None, eps: float = 1e
 # Policy loss
 
 
+AGGREGATIONS = ("seq_mean_token_mean", "seq_mean_token_sum_norm", "token_mean")  # policy_loss's modes
+
+
 def policy_loss(
     logp: torch.Tensor,
     logp_old: torch.Tensor,
@@ -256,6 +264,7 @@ def policy_loss(
     clip_eps_high: float | None = None,
     per_token_penalty: torch.Tensor | None = None,
     importance_weights: torch.Tensor | None = None,
+    num_tokens: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Clipped surrogate loss of one micro-batch, scaled for an optimiser step of `num_responses`.
 
@@ -265,9 +274,13 @@ def policy_loss(
         advantages: (B,) float, one per response (GRPO, Dr. GRPO), or (B, T) per token (PPO with GAE).
         response_mask: (B, T) {0,1}, 1 on response tokens (through EOS).
         clip_eps: the PPO clip range eps (ratio clipped to [1-eps, 1+eps]).
-        aggregation: "token_mean" (GRPO, PPO: sum_t / |o_i|) or "max_tokens" (Dr. GRPO: sum_t / max_new_tokens).
-        num_responses: responses in the whole optimiser step, over all micro-batches and ranks.
-        max_new_tokens: L_max, required for "max_tokens".
+        aggregation: one of AGGREGATIONS: "seq_mean_token_mean" (GRPO, PPO: (1/N) sum_i sum_t / |o_i|),
+            "seq_mean_token_sum_norm" (Dr. GRPO: (1/N) sum_i sum_t / max_new_tokens), "token_mean" (DAPO, verl:
+            sum_i sum_t / num_tokens).
+        num_responses: N, responses in the whole optimiser step, over all micro-batches and ranks.
+        max_new_tokens: L_max, required for "seq_mean_token_sum_norm".
+        num_tokens: response tokens in the whole optimiser step, over all micro-batches and ranks (response_mask
+            summed), required for "token_mean".
         clip_eps_high: upper clip range (DAPO clip-higher: ratio clipped to [1-clip_eps, 1+clip_eps_high]);
             None uses clip_eps.
         per_token_penalty: (B, T) float added to the per-token loss before aggregation, e.g.
@@ -280,7 +293,8 @@ def policy_loss(
         loss (scalar; summing it over the step's micro-batches gives the step loss, -(1/N) sum_i ...),
         and detached sums for logging: "clipped_tokens", "tokens".
     Raises:
-        ValueError: unknown aggregation, or "max_tokens" without max_new_tokens.
+        ValueError: unknown aggregation, or "seq_mean_token_sum_norm" without max_new_tokens, or "token_mean"
+            without num_tokens.
     Follows docs/papers.md §3 (GRPO, Dr. GRPO losses).
     """
     mask = response_mask.float()
@@ -292,15 +306,18 @@ def policy_loss(
         surrogate = surrogate * importance_weights
     per_token = -surrogate if per_token_penalty is None else per_token_penalty - surrogate
     per_token = per_token * mask
-    if aggregation == "token_mean":
-        per_response = per_token.sum(1) / mask.sum(1).clamp(min=1)
-    elif aggregation == "max_tokens":
+    if aggregation == "seq_mean_token_mean":
+        loss = (per_token.sum(1) / mask.sum(1).clamp(min=1)).sum() / num_responses
+    elif aggregation == "seq_mean_token_sum_norm":
         if not max_new_tokens:
-            raise ValueError("aggregation 'max_tokens' (Dr. GRPO) needs max_new_tokens")
-        per_response = per_token.sum(1) / max_new_tokens
+            raise ValueError("aggregation 'seq_mean_token_sum_norm' (Dr. GRPO) needs max_new_tokens")
+        loss = (per_token.sum(1) / max_new_tokens).sum() / num_responses
+    elif aggregation == "token_mean":
+        if not num_tokens:
+            raise ValueError("aggregation 'token_mean' needs num_tokens, the optimiser step's response tokens")
+        loss = per_token.sum() / num_tokens
     else:
-        raise ValueError(f"unknown aggregation {aggregation!r}: use 'token_mean' (GRPO) or 'max_tokens' (Dr. GRPO)")
-    loss = per_response.sum() / num_responses
+        raise ValueError(f"unknown aggregation {aggregation!r}: use one of {', '.join(AGGREGATIONS)}")
     with torch.no_grad():
         clipped = ((ratio < 1 - clip_eps) | (ratio > 1 + high)).float() * mask
         stats = {"clipped_tokens": clipped.sum(), "tokens": mask.sum()}
@@ -342,7 +359,7 @@ def value_loss(values: torch.Tensor, values_old: torch.Tensor, returns: torch.Te
 # KL to a reference policy
 
 
-def kl_estimate(logp: torch.Tensor, logp_ref: torch.Tensor, estimator: str) -> torch.Tensor:
+def kl_estimate(logp: torch.Tensor, logp_ref: torch.Tensor, estimator: str, clamp: float = 0.0) -> torch.Tensor:
     """Per-token estimate of KL(pi || pi_ref) from log-probs of the sampled tokens.
 
     Args:
@@ -350,6 +367,8 @@ def kl_estimate(logp: torch.Tensor, logp_ref: torch.Tensor, estimator: str) -> t
         logp_ref: (B, T) float32 log-probs under the reference policy (no grad).
         estimator: "k1" = logp - logp_ref; "k2" = 0.5 (logp - logp_ref)^2;
             "k3" = exp(logp_ref - logp) - (logp_ref - logp) - 1 (>= 0, unbiased, low variance).
+        clamp: > 0 clamps the estimate to [-clamp, clamp] (verl's low_var_kl clamps k3 to [-10, 10]; its
+            gradient is 0 where it clamps); 0 leaves it unclamped.
     Returns:
         (B, T) float32; average it over sampled tokens to estimate the KL in nats.
     Raises:
@@ -358,9 +377,11 @@ def kl_estimate(logp: torch.Tensor, logp_ref: torch.Tensor, estimator: str) -> t
     """
     log_ratio = logp - logp_ref
     if estimator == "k1":
-        return log_ratio
-    if estimator == "k2":
-        return 0.5 * log_ratio**2
-    if estimator == "k3":
-        return torch.exp(-log_ratio) + log_ratio - 1
-    raise ValueError(f"unknown KL estimator {estimator!r}: use k1, k2 or k3")
+        kl = log_ratio
+    elif estimator == "k2":
+        kl = 0.5 * log_ratio**2
+    elif estimator == "k3":
+        kl = torch.exp(-log_ratio) + log_ratio - 1
+    else:
+        raise ValueError(f"unknown KL estimator {estimator!r}: use k1, k2 or k3")
+    return kl.clamp(-clamp, clamp) if clamp > 0 else kl

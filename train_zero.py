@@ -200,13 +200,14 @@ def build_models(cfg: Config, d: Dist, checkpoint: Path | None) -> Models:
         return lm.to(d.device).train(trained), tokenizer
 
     model, tokenizer = base(str(checkpoint) if checkpoint else cfg.model)
-    policy = distribute(TokenLogProbs(model, cfg.temperature, cfg.logprob_chunk_size, compute), cfg.shard, compute)
+    temperature = cfg.temperature if cfg.logprob_temperature == "sampling" else 1.0  # of the ratio's and KL's log-probs
+    policy = distribute(TokenLogProbs(model, temperature, cfg.logprob_chunk_size, compute), cfg.shard, compute)
     m = Models(model, tokenizer, policy, adamw(model, cfg.lr, cfg))
     if ALGORITHMS[cfg.algo].critic:  # a value head on a copy of the base model (SimpleRL-Zero), its own optimiser
         m.critic = distribute(ValueModel(base(cfg.model)[0], compute).to(d.device), cfg.shard, compute)
         m.critic_optimizer = adamw(m.critic, cfg.critic_lr, cfg)
     if cfg.kl_coef > 0:  # the starting policy (the base model, also after a resume), frozen
-        reference = frozen_copy(base(cfg.model, trained=False)[0], cfg.temperature, cfg.logprob_chunk_size, compute)
+        reference = frozen_copy(base(cfg.model, trained=False)[0], temperature, cfg.logprob_chunk_size, compute)
         m.reference = distribute(reference, cfg.shard, compute, offload=cfg.ref_offload)
     return m
 
@@ -386,7 +387,7 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
             # prepare batch (no-grad passes, advantages), then learn (policy, and the critic for PPO)
             t2 = time.perf_counter()
             batch = prepare_batch(samples, [r.score for r in results], unwrap(m.policy), m.reference, m.value_model, cfg,
-                                  pad, d)
+                                  pad, d, shuffle_seed=cfg.seed * 1_000_003 + step * 1_009 + d.rank + 7)
             factor = lr_factor(step, cfg)
             set_lr(m.optimizer, cfg.lr * factor)
             set_lr(m.critic_optimizer, cfg.critic_lr * factor)

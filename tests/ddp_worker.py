@@ -43,7 +43,8 @@ if __name__ == "__main__":
     if "--gradient-checkpointing" in sys.argv:
         enable_gradient_checkpointing(model)
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
-    settings = LearnSettings(algo=algo, group_size=4, micro_batch_size=micro, max_new_tokens=8)
+    algo, _, aggregation = algo.partition("+")  # e.g. grpo+token_mean: the algorithm with another --loss-agg
+    settings = LearnSettings(algo=algo, group_size=4, micro_batch_size=micro, max_new_tokens=8, loss_agg=aggregation or "algo")
     samples, rewards = fixed_batch()
     per_rank = len(samples) // d.world_size  # whole groups per rank: 8 samples / 2 ranks = one group each
     mine = slice(d.rank * per_rank, (d.rank + 1) * per_rank)

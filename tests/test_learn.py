@@ -109,7 +109,7 @@ def test_a_non_finite_loss_or_gradient_skips_the_optimiser_step(poison):
         settings = LearnSettings(micro_batch_size=8, updates_per_batch=2)  # two mini-batches: one poisoned, one not
         calls = []
 
-        def micro_loss(micro, weight, num_responses):
+        def micro_loss(micro, weight, num_responses, num_tokens):
             calls.append(micro)
             loss = layer(torch.ones(len(micro), 3)).sum()
             if len(calls) == 1 and poison == "loss":
@@ -134,3 +134,57 @@ def test_flag_problems_of_the_learn_stage():
     assert "--clip-eps -0.1: must be > 0" in problems
     assert any(p.startswith("--group-size 1 with --algo drgrpo: a group of one sample has advantage") for p in problems)
     assert LearnSettings(algo="ppo", group_size=1).problems() == []  # PPO's GAE advantages need no group
+
+
+def test_minibatch_order_is_a_seeded_shuffle_only_when_asked():
+    from learn import minibatch_order
+
+    assert minibatch_order(6, LearnSettings(), seed=3) == list(range(6))
+    shuffled = minibatch_order(16, LearnSettings(shuffle_minibatches=True), seed=3)
+    assert sorted(shuffled) == list(range(16)) and shuffled != list(range(16))
+    assert shuffled == minibatch_order(16, LearnSettings(shuffle_minibatches=True), seed=3)  # a resume repeats it
+    assert shuffled != minibatch_order(16, LearnSettings(shuffle_minibatches=True), seed=4)
+
+
+def test_mini_batches_follow_the_order_and_token_mean_gets_the_steps_token_count():
+    """_optimiser_steps cuts `order` into updates_per_batch mini-batches; with `tokens` each micro-batch's loss is
+    told the mini-batch's token count (summed over ranks: one rank here)."""
+    from distributed import setup_distributed
+    import torch.distributed as dist
+    from learn import _optimiser_steps
+
+    d = setup_distributed()
+    try:
+        layer = torch.nn.Linear(3, 1)
+        optimizer = torch.optim.AdamW(layer.parameters(), lr=0.1)
+        seen = []
+
+        def micro_loss(micro, weight, num_responses, num_tokens):
+            seen.append((list(micro), num_responses, num_tokens))
+            return layer(torch.ones(len(micro), 3)).sum()
+
+        settings = LearnSettings(micro_batch_size=8, updates_per_batch=2)
+        _optimiser_steps(layer, optimizer, [True] * 4, micro_loss, settings, d, 1.0, order=[3, 0, 2, 1],
+                         tokens=[5, 0, 7, 2])
+        assert seen == [([3, 0], 2, 2.0 + 5.0), ([2, 1], 2, 7.0 + 0.0)]
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("logprob_temperature, expected", [("sampling", 0.6), ("1", 1.0)])
+def test_logprob_temperature_sets_the_ratio_and_kl_temperature(tiny_model_dir, tmp_path, logprob_temperature,
+                                                               expected):
+    """--logprob-temperature 1 scores the policy and the KL reference at temperature 1 whatever the sampling
+    temperature (OpenRLHF v0, SimpleRL-Zero: sampling at 0.6); the default scores them at it."""
+    from distributed import setup_distributed
+    import torch.distributed as dist
+    from train_zero import Config, build_models
+
+    d = setup_distributed()
+    try:
+        cfg = Config(model=tiny_model_dir, temperature=0.6, kl_coef=0.1, logprob_temperature=logprob_temperature,
+                     dtype="float32")
+        m = build_models(cfg, d, None)
+        assert m.policy.module.temperature == expected and m.reference.temperature == expected
+    finally:
+        dist.destroy_process_group()

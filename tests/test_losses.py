@@ -1,5 +1,7 @@
 """losses.py at its seams: the fused log-prob kernel against naive, hand-computed advantages and losses."""
 
+import math
+
 import pytest
 import torch
 
@@ -103,7 +105,7 @@ def _two_responses():
 
 def test_policy_loss_grpo_hand_computed():
     logp, logp_old, adv, mask = _two_responses()
-    loss, stats = policy_loss(logp, logp_old, adv, mask, clip_eps=0.2, aggregation="token_mean", num_responses=2)
+    loss, stats = policy_loss(logp, logp_old, adv, mask, clip_eps=0.2, aggregation="seq_mean_token_mean", num_responses=2)
     r = torch.exp(logp)
     # response 0 (A=2): min(r*2, clip(r)*2): r=1.105 -> 2.2103; r=0.6065 -> clip 0.8 -> min(1.213, 1.6) = 1.2131
     s0 = (min(r[0, 0] * 2, 1.2 * 2 if r[0, 0] > 1.2 else r[0, 0] * 2) + min(r[0, 1] * 2, 0.8 * 2)) / 2
@@ -117,8 +119,20 @@ def test_policy_loss_grpo_hand_computed():
 def test_policy_loss_drgrpo_hand_computed():
     logp, logp_old, adv, mask = _two_responses()
     logp = logp_old.clone()  # ratio 1: loss = -(1/N) sum_i A_i |o_i| / L_max
-    loss, _ = policy_loss(logp, logp_old, adv, mask, 0.2, "max_tokens", num_responses=2, max_new_tokens=4)
+    loss, _ = policy_loss(logp, logp_old, adv, mask, 0.2, "seq_mean_token_sum_norm", num_responses=2, max_new_tokens=4)
     torch.testing.assert_close(loss, torch.tensor(-(2.0 * 2 + -1.0 * 3) / 4 / 2))
+
+
+def test_policy_loss_token_mean_hand_computed():
+    """DAPO / verl token-mean: every token weighs the same, whatever its response's length:
+    loss = -(sum over all tokens of the surrogate) / (tokens in the step). Ratio 1: -(2 * 2 + -1 * 3) / 5."""
+    logp, logp_old, adv, mask = _two_responses()
+    loss, _ = policy_loss(logp_old.clone(), logp_old, adv, mask, 0.2, "token_mean", num_responses=2, num_tokens=5)
+    torch.testing.assert_close(loss, torch.tensor(-(2.0 * 2 + -1.0 * 3) / 5))
+    per_response, _ = policy_loss(logp_old.clone(), logp_old, adv, mask, 0.2, "seq_mean_token_mean", num_responses=2)
+    torch.testing.assert_close(per_response, torch.tensor(-(2.0 * 2 / 2 + -1.0 * 3 / 3) / 2))  # GRPO: 1/|o_i| first
+    with pytest.raises(ValueError, match="num_tokens"):
+        policy_loss(logp, logp_old, adv, mask, 0.2, "token_mean", 2)
 
 
 def test_policy_loss_rejects_unknown_aggregation():
@@ -126,10 +140,10 @@ def test_policy_loss_rejects_unknown_aggregation():
     with pytest.raises(ValueError, match="aggregation"):
         policy_loss(logp, logp_old, adv, mask, 0.2, "sum", 2)
     with pytest.raises(ValueError, match="max_new_tokens"):
-        policy_loss(logp, logp_old, adv, mask, 0.2, "max_tokens", 2)
+        policy_loss(logp, logp_old, adv, mask, 0.2, "seq_mean_token_sum_norm", 2)
 
 
-@pytest.mark.parametrize("aggregation", ["token_mean", "max_tokens"])
+@pytest.mark.parametrize("aggregation", ["seq_mean_token_mean", "seq_mean_token_sum_norm", "token_mean"])
 def test_loss_and_grad_independent_of_micro_batch_size(aggregation):
     torch.manual_seed(0)
     B, T = 8, 6
@@ -144,7 +158,7 @@ def test_loss_and_grad_independent_of_micro_batch_size(aggregation):
         for start in range(0, B, micro):
             sl = slice(start, start + micro)
             loss, _ = policy_loss(logp_old[sl] + 0.1 * theta[sl], logp_old[sl], adv[sl], mask[sl], 0.2, aggregation,
-                                  num_responses=B, max_new_tokens=T)
+                                  num_responses=B, max_new_tokens=T, num_tokens=mask.sum().item())
             loss.backward()
             total += loss.item()
         return total, theta.grad.clone()
@@ -154,6 +168,16 @@ def test_loss_and_grad_independent_of_micro_batch_size(aggregation):
         loss, grad = accumulate(micro)
         assert loss == pytest.approx(full_loss, abs=1e-6)
         torch.testing.assert_close(grad, full_grad)
+
+
+def test_kl_clamp_bounds_the_estimate_as_verl_does():
+    """log-ratios 20, -15, 0.5: k3 = exp(-x) + x - 1 is ~19, ~3.3e6 and 0.1065; clamped to 10, 10 and unchanged."""
+    logp, logp_ref = torch.tensor([[0.0, 0.0, -1.0]]), torch.tensor([[-20.0, 15.0, -1.5]])
+    free = kl_estimate(logp, logp_ref, "k3")
+    assert free[0, 0].item() == pytest.approx(19.0) and free[0, 1].item() > 3e6
+    clamped = kl_estimate(logp, logp_ref, "k3", clamp=10.0)
+    assert clamped[0, :2].tolist() == [10.0, 10.0] and clamped[0, 2].item() == pytest.approx(math.exp(-0.5) - 0.5)
+    assert kl_estimate(logp, logp_ref, "k1", clamp=10.0)[0].tolist() == [10.0, -10.0, 0.5]
 
 
 def test_kl_estimators_closed_forms():
@@ -185,11 +209,11 @@ def test_clip_higher_uses_separate_bounds():
     ratio = torch.tensor([[0.7, 1.25, 1.35]])
     mask = torch.ones(1, 3)
     # positive advantage: only the upper bound binds; eps_high 0.28 clips 1.35 to 1.28 but not 1.25
-    loss, stats = policy_loss(ratio.log(), logp_old, torch.tensor([1.0]), mask, 0.2, "token_mean", 1,
+    loss, stats = policy_loss(ratio.log(), logp_old, torch.tensor([1.0]), mask, 0.2, "seq_mean_token_mean", 1,
                               clip_eps_high=0.28)
     torch.testing.assert_close(loss, torch.tensor(-(0.7 + 1.25 + 1.28) / 3))
     assert stats["clipped_tokens"].item() == 2  # 0.7 < 0.8 and 1.35 > 1.28
-    loss_sym, _ = policy_loss(ratio.log(), logp_old, torch.tensor([1.0]), mask, 0.2, "token_mean", 1)
+    loss_sym, _ = policy_loss(ratio.log(), logp_old, torch.tensor([1.0]), mask, 0.2, "seq_mean_token_mean", 1)
     torch.testing.assert_close(loss_sym, torch.tensor(-(0.7 + 1.2 + 1.2) / 3))
 
 
@@ -197,9 +221,9 @@ def test_per_token_penalty_is_aggregated_like_the_surrogate():
     logp = torch.zeros(2, 3)
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
     penalty = torch.tensor([[0.3, 0.1, 9.0], [0.2, 0.2, 0.2]])  # the 9.0 is masked out
-    loss, _ = policy_loss(logp, logp, torch.zeros(2), mask, 0.2, "token_mean", 2, per_token_penalty=penalty)
+    loss, _ = policy_loss(logp, logp, torch.zeros(2), mask, 0.2, "seq_mean_token_mean", 2, per_token_penalty=penalty)
     torch.testing.assert_close(loss, torch.tensor((0.4 / 2 + 0.6 / 3) / 2))
-    loss, _ = policy_loss(logp, logp, torch.zeros(2), mask, 0.2, "max_tokens", 2, max_new_tokens=4,
+    loss, _ = policy_loss(logp, logp, torch.zeros(2), mask, 0.2, "seq_mean_token_sum_norm", 2, max_new_tokens=4,
                           per_token_penalty=penalty)
     torch.testing.assert_close(loss, torch.tensor((0.4 + 0.6) / 4 / 2))
 
@@ -280,11 +304,11 @@ def test_value_loss_clipping_hand_computed():
 def test_policy_loss_takes_per_token_advantages():
     logp, logp_old, adv, mask = _two_responses()
     per_token = adv[:, None].expand_as(logp).clone()
-    scalar, _ = policy_loss(logp, logp_old, adv, mask, 0.2, "token_mean", 2)
-    tokenwise, _ = policy_loss(logp, logp_old, per_token, mask, 0.2, "token_mean", 2)
+    scalar, _ = policy_loss(logp, logp_old, adv, mask, 0.2, "seq_mean_token_mean", 2)
+    tokenwise, _ = policy_loss(logp, logp_old, per_token, mask, 0.2, "seq_mean_token_mean", 2)
     torch.testing.assert_close(scalar, tokenwise)
     per_token[0, 0] = 0.0  # a token with zero advantage contributes nothing to the surrogate
-    changed, _ = policy_loss(logp, logp_old, per_token, mask, 0.2, "token_mean", 2)
+    changed, _ = policy_loss(logp, logp_old, per_token, mask, 0.2, "seq_mean_token_mean", 2)
     r00 = torch.exp(logp[0, 0])
     torch.testing.assert_close(changed, scalar + min(r00 * 2, torch.tensor(1.2) * 2) / 2 / 2)
 
@@ -302,9 +326,9 @@ def test_importance_weights_scale_the_surrogate_not_the_penalty():
     logp, logp_old, adv, mask = _two_responses()
     weights = torch.tensor([[0.5, 2.0, 1.0], [1.0, 1.0, 0.0]])
     penalty = torch.full_like(logp, 0.1)
-    plain, _ = policy_loss(logp, logp_old, adv, mask, 0.2, "token_mean", 2)
-    weighted, _ = policy_loss(logp, logp_old, adv, mask, 0.2, "token_mean", 2, importance_weights=weights)
-    with_penalty, _ = policy_loss(logp, logp_old, adv, mask, 0.2, "token_mean", 2, per_token_penalty=penalty,
+    plain, _ = policy_loss(logp, logp_old, adv, mask, 0.2, "seq_mean_token_mean", 2)
+    weighted, _ = policy_loss(logp, logp_old, adv, mask, 0.2, "seq_mean_token_mean", 2, importance_weights=weights)
+    with_penalty, _ = policy_loss(logp, logp_old, adv, mask, 0.2, "seq_mean_token_mean", 2, per_token_penalty=penalty,
                                   importance_weights=weights)
     r = torch.exp(logp)
     s0 = (0.5 * min(r[0, 0] * 2, 1.2 * 2) + 2.0 * min(r[0, 1] * 2, 0.8 * 2)) / 2

@@ -80,6 +80,18 @@ def test_resume_continues_exactly(tiny_model_dir, tmp_path, parity_reward):
     assert steps == [1, 2, 3, 4]
 
 
+def test_upstream_loss_options_train_and_resume_exactly(tiny_model_dir, tmp_path, parity_reward):
+    """verl's token-mean aggregation and clamped k3 KL, oat's shuffled mini-batches and OpenRLHF's log-probs at
+    temperature 1, together: a 4-step run and a 2 + 2 resumed one log the same rows."""
+    flags = dict(save_every=2, eval_every=0, loss_agg="token_mean", kl_coef=0.1, kl_clamp=10.0, updates_per_batch=2,
+                 shuffle_minibatches=True, logprob_temperature="1", temperature=0.7)
+    straight = main(tiny_config(tiny_model_dir, tmp_path / "a", steps=4, **flags))
+    main(tiny_config(tiny_model_dir, tmp_path / "b", steps=2, **flags))
+    resumed = main(tiny_config(tiny_model_dir, tmp_path / "b", steps=4, resume=True, **flags))
+    assert [without_timings(r) for r in straight[2:]] == [without_timings(r) for r in resumed]
+    assert all(r["grad_norm"] > 0 for r in straight) and straight[-1]["kl"] > 0
+
+
 def test_resume_with_different_training_flags_says_which(tiny_model_dir, tmp_path):
     main(tiny_config(tiny_model_dir, tmp_path, steps=1, save_every=1, eval_every=0))
     with pytest.raises(ValueError, match=r"--lr: checkpoint 0.001, now 0.002"):
@@ -113,7 +125,7 @@ def test_unknown_flag_fails_with_a_message():
     assert result.returncode != 0 and "no-such-flag" in (result.stderr + result.stdout)
 
 
-@pytest.mark.parametrize("algo", ["grpo", "drgrpo", "ppo"])
+@pytest.mark.parametrize("algo", ["grpo", "drgrpo", "ppo", "grpo+token_mean"])
 def test_two_ranks_give_the_same_loss_and_gradients_as_one(tiny_model_dir, tmp_path, algo):
     one = tmp_path / "one.pt"
     two = tmp_path / "two.pt"
