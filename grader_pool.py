@@ -1,9 +1,17 @@
-"""The grader's worker pool: grader.equivalence with a hard per-sample timeout, never hanging or raising.
+"""The grader's worker pool: grader.equivalence or math-verify, a hard per-sample timeout, never hanging or raising.
 
-    with Grader(timeout=5.0, workers=2) as grader:
+    with Grader(timeout=5.0, workers=2, backend="zero_rl") as grader:
         grader.grade_many([(pred, gold), ...]) -> ["correct" | "wrong" | "parse_error" | "timeout", ...]
 
-The layers are grader.py's; this file only runs them with a timeout (the last deviation listed there).
+Two backends (--grader):
+- "zero_rl" (default): the layers are grader.py's; this file only runs them with a timeout (the last deviation
+  listed there).
+- "math_verify": HuggingFace math-verify decides every pair, called as SimpleRL-Zoo's reward calls it
+  (math_verify_equivalence), in the same killable workers with the same timeout; grader.py's layers are not used.
+  Deviations from SimpleRL-Zoo (hkust-nlp/simpleRL-reason v1, verl/utils/reward_score/hf_math_verify.py):
+  - Verdicts instead of a bool: a side that parses to nothing (or math-verify raised) is "parse_error", a killed
+    worker "timeout"; upstream returns False for all three (every one of them scores as "wrong" here too).
+  - Our timeout kills the worker (upstream: a 10 s future.result timeout that leaves the task running in its pool).
 """
 
 import multiprocessing
@@ -12,15 +20,20 @@ import warnings
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait as wait_for_connections
+from typing import Literal, get_args
 
 from data import range_problems
 from grader import cheap_verdict, equivalence
+
+GraderBackend = Literal["zero_rl", "math_verify"]
+BACKENDS = get_args(GraderBackend)
 
 
 @dataclass
 class GraderSettings:
     """Grader (docs/grader.md)."""
 
+    grader: GraderBackend = "zero_rl"  # zero_rl: our layers (grader.py); math_verify: HF math-verify, as SimpleRL-Zoo
     grader_timeout: float = 5.0  # seconds per sample before its grader worker is killed (verdict "timeout")
     grader_workers: int = 2  # grader worker processes per rank (sympy runs there)
 
@@ -28,14 +41,47 @@ class GraderSettings:
         return range_problems(self, [("grader_timeout", self.grader_timeout > 0, "> 0 seconds"),
                                      ("grader_workers", self.grader_workers >= 1, "at least 1")])
 
-_WORKER_STARTUP_TIMEOUT = 120.0  # seconds for a spawned worker to import sympy (and the parent's __main__)
+_WORKER_STARTUP_TIMEOUT = 120.0  # seconds for a spawned worker to import its grader (and the parent's __main__)
 
 
-def _worker_loop(conn) -> None:
-    """Worker process body: answer (pred, gold) requests with equivalence() until None or the pipe closes."""
-    import latex2sympy2_extended  # noqa: F401
-    import sympy  # noqa: F401  (imported before "ready" so start-up time never counts against a sample)
+def math_verify_equivalence(pred: str, gold: str) -> str:
+    """Verdict for one answer by math-verify, called as SimpleRL-Zoo's reward calls it; in-process, no timeout of ours.
 
+    Args: pred, the extracted answer (LaTeX); gold, the reference answer (LaTeX). Each is wrapped in \\boxed{}
+    unless it already holds "\\boxed", then parsed with math_verify.parse at its defaults (LaTeX and plain
+    expression extraction, "any_match", a 5 s signal alarm) and compared with verify(gold=..., target=...) at its
+    defaults (float_rounding 6, strict, a 5 s alarm; an alarm makes parse return nothing and verify False).
+    Returns: "parse_error" if a side parsed to nothing (or math-verify raised); "correct" if verify is true; else
+    "wrong". Raises: nothing. Imports math_verify on first use (so `import grader_pool` stays light); its alarms
+    need the main thread, as in the pool's workers (elsewhere it answers "parse_error").
+    Source: hkust-nlp/simpleRL-reason branch v1, verl/utils/reward_score/hf_math_verify.py (compute_score,
+    hf_verify_with_try).
+    """
+    from math_verify import parse, verify
+
+    def boxed(answer: str) -> str:
+        return answer if "\\boxed" in answer else "\\boxed{" + answer + "}"
+
+    try:
+        target, reference = parse(boxed(pred)), parse(boxed(gold))
+        if not target or not reference:
+            return "parse_error"
+        return "correct" if verify(gold=reference, target=target) else "wrong"
+    except Exception:  # never raise: upstream counts an error as not equal
+        return "parse_error"
+
+
+def _worker_loop(conn, backend: str) -> None:
+    """Worker process body: answer (pred, gold) requests with the backend's verdict until None or the pipe closes."""
+    if backend == "math_verify":
+        import math_verify  # noqa: F401  (imported before "ready" so start-up time never counts against a sample)
+
+        decide = math_verify_equivalence
+    else:
+        import latex2sympy2_extended  # noqa: F401
+        import sympy  # noqa: F401  (imported before "ready" so start-up time never counts against a sample)
+
+        decide = equivalence
     conn.send("ready")
     while True:
         try:
@@ -44,16 +90,17 @@ def _worker_loop(conn) -> None:
             return
         if request is None:
             return
-        conn.send(equivalence(*request))
+        conn.send(decide(*request))
 
 
 class _Worker:
     """One spawned worker process and its pipe; state "starting" | "idle" | "busy"."""
 
-    def __init__(self):
+    def __init__(self, backend: str):
         context = multiprocessing.get_context("spawn")  # safe under torchrun and threads
         self.conn, child_conn = context.Pipe()
-        self.process = context.Process(target=_worker_loop, args=(child_conn,), daemon=True, name="grader-worker")
+        self.process = context.Process(target=_worker_loop, args=(child_conn, backend), daemon=True,
+                                       name="grader-worker")
         self.process.start()
         child_conn.close()
         self.state, self.deadline, self.index = "starting", time.monotonic() + _WORKER_STARTUP_TIMEOUT, -1
@@ -68,19 +115,25 @@ class _Worker:
 class Grader:
     """Grades (pred, gold) pairs with a hard per-sample timeout; never hangs or raises.
 
-    Layers 1-3 run in the calling process. Pairs they cannot decide go to a pool of `workers` persistent
-    worker processes (spawned lazily, one request in flight each). A sample that runs longer than `timeout`
+    Backend "zero_rl": layers 1-3 run in the calling process; pairs they cannot decide go to a pool of `workers`
+    persistent worker processes (spawned lazily, one request in flight each). Backend "math_verify": every pair
+    goes to the pool, where math_verify_equivalence decides it. A sample that runs longer than `timeout`
     seconds gets its worker KILLED and replaced, and the verdict "timeout"; the other workers go on.
     Not thread-safe: one Grader per thread/rank. Use as a context manager, or call close().
-    Source: oat (1 s) / SimpleRL (10 s) grading timeouts; docs/papers.md §2 step 4.
+    Source: oat (1 s) / SimpleRL (10 s) grading timeouts; docs/papers.md §2 step 4; math_verify: SimpleRL-Zoo v1
+    verl/utils/reward_score/hf_math_verify.py.
     """
 
-    def __init__(self, timeout: float = 5.0, workers: int = 2):
-        """Args: timeout, seconds one sample may spend in a worker (start-up not counted); workers, pool size."""
+    def __init__(self, timeout: float = 5.0, workers: int = 2, backend: GraderBackend = "zero_rl"):
+        """Args: timeout, seconds one sample may spend in a worker (start-up not counted); workers, pool size;
+        backend, "zero_rl" or "math_verify" (module docstring). Raises ValueError for workers < 1 or another backend."""
         if workers < 1:
             raise ValueError(f"workers={workers}: the grader needs at least 1 worker process")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r}: the grader backend must be one of {', '.join(BACKENDS)}")
         self.timeout = timeout
         self.workers = workers
+        self.backend = backend
         self._workers: list[_Worker] = []
 
     def grade(self, pred: str | None, gold: str) -> str:
@@ -88,11 +141,13 @@ class Grader:
         return self.grade_many([(pred, gold)])[0]
 
     def grade_many(self, pairs: list[tuple[str | None, str]]) -> list[str]:
-        """Verdicts for (pred, gold) pairs, in order; as grade() for each, with layer 4 spread over the pool."""
+        """Verdicts for (pred, gold) pairs, in order; as grade() for each, with the workers' share (layer 4 for
+        zero_rl, every pair for math_verify) spread over the pool."""
         verdicts: list[str | None] = [None] * len(pairs)
         pending = deque()
+        cheap = cheap_verdict if self.backend == "zero_rl" else (lambda pred, gold: None)  # math-verify decides all
         for i, (pred, gold) in enumerate(pairs):
-            verdicts[i] = "wrong" if pred is None else cheap_verdict(pred, gold)
+            verdicts[i] = "wrong" if pred is None else cheap(pred, gold)
             if verdicts[i] is None:
                 pending.append(i)
         if pending:
@@ -101,7 +156,7 @@ class Grader:
 
     def _start_worker(self) -> _Worker | None:
         try:
-            return _Worker()
+            return _Worker(self.backend)
         except Exception:  # any start failure (pipe, process limits, a daemonic parent): no worker this time
             return None
 

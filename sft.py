@@ -178,7 +178,7 @@ def main(cfg: SFTConfig) -> list[dict]:
         load_model_config(cfg.model)
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model))
         problem_set = load_train_data(cfg.train_data, cfg.levels or None, cfg.seed, cfg.data_dir or None)
-        with Grader(cfg.grader_timeout, cfg.grader_workers) as grader:
+        with Grader(cfg.grader_timeout, cfg.grader_workers, cfg.grader) as grader:
             pairs, dropped = build_pairs(problem_set.problems, cfg.template, tokenizer, cfg.max_tokens, grader)
         if len(pairs) <= cfg.holdout:
             raise UsageError(f"--train-data {cfg.train_data}: {len(pairs)} usable pairs (dropped: {dropped}), not more "

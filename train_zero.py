@@ -364,7 +364,7 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
     # --- 4. the loop (the grader's workers, the engine and the loggers are closed at the end, also on an error)
     with ExitStack() as cleanup:
         cleanup.callback(engine.close)
-        grader = cleanup.enter_context(Grader(cfg.grader_timeout, cfg.grader_workers))
+        grader = cleanup.enter_context(Grader(cfg.grader_timeout, cfg.grader_workers, cfg.grader))
         loggers = cleanup.enter_context(ExternalLoggers(cfg.log_with if d.is_main else (), out_dir, asdict(cfg),
                                                         start_step, cfg.wandb_project, cfg.wandb_mode))
         history, guard = [], DivergenceGuard(cfg.max_bad_steps)
