@@ -42,7 +42,7 @@ def snapshot(path):
     (dict(template="nosuch"), "--template 'nosuch': use one of"),
     (dict(lr=-1.0), "--lr -1.0: must be > 0"),
     (dict(max_new_tokens=0), "--max-new-tokens 0: must be at least 1"),
-    (dict(prompts_per_step=0), "--prompts-per-step 0: must be at least 1"),
+    (dict(prompts_per_step=-1), "--prompts-per-step -1: must be >= 0"),
     (dict(group_size=0), "--group-size 0: must be at least 1"),
     (dict(group_size=1), "--group-size 1 with --algo drgrpo: a group of one sample has advantage r - mean(r) = 0"),
     (dict(temperature=0.0), "--temperature 0.0: must be > 0 (greedy sampling makes a group's samples identical"),
