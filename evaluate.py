@@ -5,18 +5,21 @@
     python evaluate.py --model Qwen/Qwen2.5-Math-7B --benchmarks all --compare auto   # the published row beside ours
     torchrun --nproc_per_node 8 evaluate.py --engine hf --model ...   # transformers engine, problems split over ranks
 
-Benchmarks (files under --data-dir, default $ZERO_RL_DATA or ../shared/data): aime24, amc23, math500,
-minerva_math, olympiadbench, gsm8k (docs/papers.md §5; `all` is the six), plus "arithmetic" and "add_one", held-out
-draws of the built-in procedural sets. Greedy decoding is the default (--n 1 --temperature 0), the papers'
-protocol. Per benchmark, written to `--out-dir`/summary.json and printed as one markdown table (benchmarks as
-columns, then their unweighted average, as the papers print them):
+Benchmarks (files under --data-dir, default $ZERO_RL_DATA or ../shared/data; data.BENCHMARKS): the six of
+docs/papers.md §5, Oat-Zero's aime24_oat and amc_oat, SimpleRL v0's gaokao2023en and college_math, and "arithmetic",
+"add_one" (held-out draws of the procedural sets); or a paper's table (published.GROUPS, its columns in its order):
+`all` (the six), `oat`, `simplerl`, `zoo` (with AIME24 avg@32). A column samples with --n / --temperature / --top-p
+unless it fixes its own (the Zoo's aime24_avg32: 32 samples at temperature 1.0 / top-p 0.95, pass@1..32; Oat's Minerva
+grades against answer_alternatives). Greedy is the default (--n 1 --temperature 0), the papers' protocol. Per
+column, written to `--out-dir`/summary.json and printed as one markdown table (the columns, then their unweighted
+average over the paper's columns: the Zoo's leaves out avg@32):
 - avg@n: the mean accuracy over all n samples of all problems (pass@1 when n = 1);
 - stderr: the sample standard deviation over problems of each problem's mean accuracy, / sqrt(problems);
 - pass@k for each k of --pass-k: the unbiased estimator 1 - C(n-c, k) / C(n, k) (Chen et al. 2021, "Evaluating
   Large Language Models Trained on Code", with c correct of n samples), averaged over problems;
 - the answer-extracted rate, truncation rate, mean response length (tokens) of all, correct and wrong responses,
   the verdict counts, and the reflection keyword rates (docs/papers.md §6, any keyword and each one).
-Every sample is one row of `--out-dir`/<benchmark>.jsonl (problem index, sample index, response, verdict), and
+Every sample is one row of `--out-dir`/<column>.jsonl (problem index, sample index, response, verdict), and
 summarize() recomputes the summary from those rows. `--out-dir` is a run directory (rundir.run_directory: locked,
 config.json, a second evaluation into it refused unless --overwrite), claimed after every flag, benchmark file and
 the model's config were checked (each problem one line, exit 2). The settings are train_zero's groups where they
@@ -37,7 +40,7 @@ OlympiadBench: final_answer[0] with its $ stripped, as both harnesses (every row
 Deviations, one line each:
 - Stop strings (r1's </answer>) end a transformers sequence after generation (its tokens past them are cut), not
   during it; vLLM stops at them. The verdicts are the same, only time is spent.
-- The average is the unweighted mean over the benchmarks asked for; a published average is over its five.
+- The average: the unweighted mean of the columns (a group's: those its paper averages); a published row's is its own.
 """
 
 from __future__ import annotations
@@ -60,37 +63,19 @@ from data import (BENCHMARKS, PROCEDURAL_SETS, DataSettings, Problem, ProblemSet
 from distributed import Dist, all_reduce, setup_distributed
 from grader_pool import Grader, GraderSettings
 from model import ModelSettings, check_context, load_model, load_model_config, resolve_dtype, resolve_model
+from published import GROUPS, HUB_IDS, OUTSIDE_AVERAGE, PUBLISHED, Column, published_score
 from reward import REFLECTION_WORDS, TEMPLATES, apply_template, compute_rewards, reflection_words, stop_strings
 from rollout import HFEngine, Sample, SamplingParams, VLLMSettings, vllm_engine
 from rundir import RunSettings, cli, run_directory, settings_problems
 
 PROCEDURAL_EVAL_SEED = 1_000_000  # the procedural sets' eval draw: not training's seed-0 (or any small-seed) draw
-PAPER_BENCHMARKS = ("aime24", "amc23", "math500", "minerva_math", "olympiadbench", "gsm8k")  # --benchmarks all
-
-# docs/papers.md §5: published greedy pass@1 (%), qwen_math template: name -> (row label, scores, their average, caveat)
-PUBLISHED = {
-    "qwen2.5-math-7b": ("Qwen2.5-Math-7B base (published)",
-                        {"aime24": 16.7, "amc23": 52.5, "math500": 52.4, "minerva_math": 12.9, "olympiadbench": 16.4},
-                        30.2, ""),
-    "simplerl-zero-7b": ("SimpleRL-Zero-7B (published)",
-                         {"aime24": 33.3, "amc23": 62.5, "math500": 77.2, "minerva_math": 33.5, "olympiadbench": 37.6},
-                         48.8, ""),
-    "oat-zero-7b": ("Oat-Zero-7B (published)",
-                    {"aime24": 43.3, "amc23": 62.7, "math500": 80.0, "minerva_math": 30.1, "olympiadbench": 41.0},
-                    51.4, "its AMC has 83 problems (ours 40); its Minerva accepts any of answer_alternatives"),
-    "oat-zero-1.5b": ("Oat-Zero-1.5B (published)",
-                      {"aime24": 20.0, "amc23": 53.0, "math500": 74.2, "minerva_math": 25.7, "olympiadbench": 37.6},
-                      42.1, "its AMC has 83 problems (ours 40); its Minerva accepts any of answer_alternatives"),
-}
-HUB_IDS = {"qwen/qwen2.5-math-7b": "qwen2.5-math-7b", "hkust-nlp/qwen-2.5-math-7b-simplerl-zero": "simplerl-zero-7b",
-           "sail/qwen2.5-math-7b-oat-zero": "oat-zero-7b", "sail/qwen2.5-math-1.5b-oat-zero": "oat-zero-1.5b"}
 
 
 @dataclass
 class EvalSettings:
     """Benchmarks, prompt and sampling."""
 
-    benchmarks: str = "math500,gsm8k"  # comma-separated: aime24, amc23, math500, minerva_math, olympiadbench, gsm8k, arithmetic, add_one; or all
+    benchmarks: str = "math500,gsm8k"  # comma-separated benchmarks (data.BENCHMARKS, arithmetic, add_one) and paper tables: all, oat, simplerl, zoo
     limit: int = 0  # first N problems of each benchmark (0: all)
     template: str = "auto"  # prompt template; auto: the one recorded in our checkpoint, else qwen_math
     max_new_tokens: int = 3000  # generation budget (docs/papers.md §5: 3,000)
@@ -103,7 +88,7 @@ class EvalSettings:
     batch_size: int = 64  # transformers engine: sequences decoded together
     hf_batching: Literal["auto", "continuous", "static"] = "auto"  # transformers engine; auto: continuous on a GPU, static (length-sorted generate) on CPU
     minerva_gold: Literal["answer", "alternatives"] = "answer"  # see the module docstring
-    compare: str = ""  # published rows to add: names of evaluate.PUBLISHED, comma-separated, or auto (from --model)
+    compare: str = ""  # published rows to add: names of published.PUBLISHED, comma-separated, or auto (from --model)
 
     def problems(self) -> list[str]:
         out = range_problems(self, [
@@ -114,10 +99,11 @@ class EvalSettings:
         if self.n > 1 and self.temperature <= 0:
             out.append(f"--n {self.n}: above 1 only with --temperature > 0 (greedy samples are all the same, so avg@n "
                        "and pass@n would repeat pass@1)")
-        unknown = [b for b in benchmark_names(self.benchmarks) if b not in (*BENCHMARKS, "minerva", *PROCEDURAL_SETS)]
-        if unknown or not benchmark_names(self.benchmarks):
+        columns = benchmark_columns(self.benchmarks)
+        unknown = [c.benchmark for c in columns if c.benchmark not in (*BENCHMARKS, "minerva", *PROCEDURAL_SETS)]
+        if unknown or not columns:
             out.append(f"--benchmarks {self.benchmarks!r}: unknown {', '.join(unknown) or '(none given)'}; known: "
-                       f"{', '.join([*BENCHMARKS, *PROCEDURAL_SETS])}, all")
+                       f"{', '.join([*BENCHMARKS, *PROCEDURAL_SETS])}, or a paper's table: {', '.join(GROUPS)}")
         if self.template != "auto" and self.template not in TEMPLATES:
             out.append(f"--template {self.template!r}: use one of {', '.join(sorted(TEMPLATES))}, or auto")
         try:
@@ -134,12 +120,18 @@ class EvalConfig(ModelSettings, DataSettings, EvalSettings, VLLMSettings, RunSet
     out_dir: str = "runs/eval"
 
 
-def benchmark_names(spec: str) -> list[str]:
-    """--benchmarks as names: "all" is the six paper benchmarks."""
-    return list(PAPER_BENCHMARKS) if spec.strip() == "all" else [n.strip() for n in spec.split(",") if n.strip()]
+def benchmark_columns(spec: str) -> list[Column]:
+    """--benchmarks as table columns: each comma-separated item a group of published.GROUPS (its columns in the
+    paper's order) or a benchmark (one column sampled with the flags); a column name given twice is kept once."""
+    columns: dict[str, Column] = {}
+    for item in (item.strip() for item in spec.split(",") if item.strip()):
+        for column in GROUPS.get(item, (Column(item, item),)):
+            columns.setdefault(column.name, column)
+    return list(columns.values())
 
 
-EVAL_WRITES = ("summary.json", *(f"{name}.jsonl" for name in (*BENCHMARKS, "minerva", *PROCEDURAL_SETS)))  # in out_dir
+EVAL_WRITES = ("summary.json", *dict.fromkeys(f"{name}.jsonl" for name in (  # in out_dir
+    *BENCHMARKS, "minerva", *PROCEDURAL_SETS, *(column.name for group in GROUPS.values() for column in group))))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,13 +332,13 @@ def pass_ks(spec: str, n: int) -> list[int]:
 
 
 def published_rows(spec: str, model: str) -> list[str]:
-    """--compare as PUBLISHED keys: names, or auto (the key whose hub id is --model). Raises UsageError."""
+    """--compare as PUBLISHED keys: names, or auto (every row of --model's hub id in HUB_IDS). Raises UsageError."""
     names = [s.strip().lower() for s in spec.split(",") if s.strip()]
     if names == ["auto"]:
-        key = HUB_IDS.get(model.strip("/").lower())
-        if key is None:
+        keys = HUB_IDS.get(model.strip("/").lower())
+        if keys is None:
             raise UsageError(f"--compare auto: no published row for --model {model!r}; name one of {', '.join(PUBLISHED)}")
-        return [key]
+        return list(keys)
     unknown = [s for s in names if s not in PUBLISHED]
     if unknown:
         raise UsageError(f"--compare {', '.join(unknown)}: unknown; use auto or any of {', '.join(PUBLISHED)}")
@@ -359,26 +351,33 @@ def _cell(value: float | None, stderr: float | None = None) -> str:
     return f"{100 * value:.1f}" + (f" ± {100 * stderr:.1f}" if stderr is not None else "")
 
 
-def format_table(model: str, summary: dict[str, dict], compare: list[str] = ()) -> str:
-    """Markdown: benchmarks as columns and their average; rows: avg@n (± its standard error when n > 1; pass@1
-    when greedy), pass@k for k > 1, then each published row named in `compare` (with its caveats below)."""
+def format_table(model: str, summary: dict[str, dict], compare: list[str] = (), outside_average: list[str] = ()) -> str:
+    """Markdown: the columns and their average (over the columns not in `outside_average`, as the paper's); rows:
+    each column's avg@n (± its standard error when n > 1; pass@1 when greedy), pass@k for k > 1 where a column has
+    it, then each published row named in `compare` (the paper's average; the notes and caveats below)."""
     names = list(summary)
+    averaged = [b for b in names if b not in outside_average]
     lines = [f"| model | metric | {' | '.join(names)} | average |", "| --- " * (len(names) + 3) + "|"]
     if names:
-        n = summary[names[0]]["n"]
-        key = f"avg@{n}"
-        ks = [k for k in summary[names[0]] if k.startswith("pass@") and k != "pass@1"]
-        label = f"avg@{n} ± stderr" if n > 1 else "pass@1"
-        rows = [(label, key, True)] + [(k, k, False) for k in ks]
-        for i, (metric, key, with_err) in enumerate(rows):
-            cells = [_cell(summary[b][key], summary[b]["stderr"] if with_err and n > 1 else None) for b in names]
-            average = _cell(_mean([summary[b][key] for b in names]))
+        label = " / ".join(dict.fromkeys(f"avg@{s['n']} ± stderr" if s["n"] > 1 else "pass@1"
+                                         for s in summary.values()))
+        ks = sorted({key for s in summary.values() for key in s if key.startswith("pass@") and key != "pass@1"},
+                    key=lambda key: int(key[5:]))
+        for i, (metric, key) in enumerate([(label, None)] + [(k, k) for k in ks]):
+            values = {b: summary[b].get(key or f"avg@{summary[b]['n']}") for b in names}
+            cells = [_cell(values[b], summary[b]["stderr"] if key is None and summary[b]["n"] > 1 else None)
+                     for b in names]
+            complete = all(values[b] is not None for b in averaged)
+            average = _cell(_mean([values[b] for b in averaged]) if complete else None)
             lines.append(f"| {model if i == 0 else ''} | {metric} | {' | '.join(cells)} | {average} |")
-    notes = []
+    notes = [f"average: over the columns but {', '.join(b for b in names if b not in averaged)}, as the paper's"
+             ] if len(averaged) < len(names) else []
     for name in compare:
         label, scores, average, caveat = PUBLISHED[name]
-        cells = [f"{scores[b]:.1f}" if b in scores else "" for b in names]
-        lines.append(f"| {label} | pass@1 | {' | '.join(cells)} | {average:.1f} (its five) |")
+        cells = [published_score(scores, b, names) for b in names]
+        counted = "zero one two three four five six seven eight".split()[len(scores.keys() - OUTSIDE_AVERAGE)]
+        lines.append(f"| {label} | pass@1 | {' | '.join('' if c is None else f'{c:.1f}' for c in cells)} | "
+                     f"{average:.1f} (its {counted}) |")
         if caveat:
             notes.append(f"{label}: {caveat}.")
     return "\n".join(lines + ([""] + notes if notes else []))
@@ -416,17 +415,17 @@ def main(cfg: EvalConfig) -> dict[str, dict]:
     --out-dir (rundir.run_directory: locked, config.json, refused when it holds anything but an earlier
     evaluation, which --overwrite deletes), prints the table.
 
-    Returns {benchmark: summarize() dict} (and "average"). Raises UsageError, before any model weights load and
-    anything is written, for a bad flag, a missing or malformed benchmark file, a model config that does not load,
-    a prompt that does not fit the model's context, or a refused --out-dir.
+    Returns {column: summarize() dict with its benchmark, temperature, top_p, seconds} (and "average"). Raises
+    UsageError, before any model weights load and anything is written, for a bad flag, a missing or malformed
+    benchmark file, a model config that does not load, a prompt that does not fit the model's context, or a refused
+    --out-dir.
     """
     if problems := config_problems(cfg):
         raise UsageError("\n".join(problems))
-    names = benchmark_names(cfg.benchmarks)
-    ks = pass_ks(cfg.pass_k, cfg.n)
+    columns = benchmark_columns(cfg.benchmarks)
     compare = published_rows(cfg.compare, cfg.model)
     template = cfg.template if cfg.template != "auto" else (checkpoint_template(cfg.model) or "qwen_math")
-    problem_sets = {name: load_eval_set(name, cfg.data_dir or None, cfg.limit or None) for name in names}
+    problem_sets = {c.name: load_eval_set(c.benchmark, cfg.data_dir or None, cfg.limit or None) for c in columns}
 
     from transformers import AutoTokenizer
 
@@ -441,28 +440,33 @@ def main(cfg: EvalConfig) -> dict[str, dict]:
             raise UsageError("--engine vllm under torchrun: run one process with --tensor-parallel-size instead")
         config = {**asdict(cfg), "template": template, "world_size": d.world_size}
         with run_directory(Path(cfg.out_dir), config, d, overwrite=cfg.overwrite, writes=EVAL_WRITES):
-            return evaluate(cfg, d, path, template, problem_sets, ks, compare, longest)
+            return evaluate(cfg, d, path, template, columns, problem_sets, compare, longest)
     finally:
         dist.destroy_process_group()
 
 
-def evaluate(cfg: EvalConfig, d: Dist, path: str, template: str, problem_sets: dict[str, ProblemSet], ks: list[int],
-             compare: list[str], longest: int) -> dict[str, dict]:
-    """The evaluation in cfg.out_dir (claimed by main): each rank generates and grades its share of each
-    benchmark, rank 0 gathers the records, writes them and the summary, and prints the table."""
+def evaluate(cfg: EvalConfig, d: Dist, path: str, template: str, columns: list[Column],
+             problem_sets: dict[str, ProblemSet], compare: list[str], longest: int) -> dict[str, dict]:
+    """The evaluation in cfg.out_dir (claimed by main): each rank generates and grades its share of each column
+    (with the column's sampling, else the flags'), rank 0 gathers the records, writes them and the summary, and
+    prints the table."""
     engine_name = cfg.engine if cfg.engine != "auto" else \
         ("vllm" if d.world_size == 1 and importlib.util.find_spec("vllm") else "hf")
     engine = build_engine(cfg, engine_name, path, d, max_model_len=longest + cfg.max_new_tokens)
-    params = SamplingParams(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-                            seed=cfg.seed + d.rank)
-    out_dir, names = Path(cfg.out_dir), list(problem_sets)
+    out_dir, names = Path(cfg.out_dir), [column.name for column in columns]
     summary: dict[str, dict] = {}
-    with Grader(cfg.grader_timeout, cfg.grader_workers) as grader, closing(engine):
-        for name, problem_set in problem_sets.items():
+    with Grader(cfg.grader_timeout, cfg.grader_workers, cfg.grader) as grader, closing(engine):
+        for column in columns:
+            name, problem_set, n = column.name, problem_sets[column.name], column.n or cfg.n
+            sampling = {"temperature": cfg.temperature if column.temperature is None else column.temperature,
+                        "top_p": cfg.top_p if column.top_p is None else column.top_p}
+            params = SamplingParams(n=n, **sampling, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + d.rank)
             start = time.perf_counter()
             problems = problem_set.problems[d.rank :: d.world_size]
-            golds = [(p.meta.get("answer_alternatives") or [p.answer]) if name in ("minerva_math", "minerva")
-                     and cfg.minerva_gold == "alternatives" else [p.answer] for p in problems]
+            alternatives = column.benchmark in ("minerva_math", "minerva") and \
+                (column.gold or cfg.minerva_gold) == "alternatives"
+            golds = [(p.meta.get("answer_alternatives") or [p.answer]) if alternatives else [p.answer]
+                     for p in problems]
             records = evaluate_problems(engine, problems, template, grader, params, golds)
             for r in records:
                 r["index"] = d.rank + d.world_size * r["index"]  # the problem's position in the benchmark file
@@ -471,19 +475,23 @@ def evaluate(cfg: EvalConfig, d: Dist, path: str, template: str, problem_sets: d
                 dist.all_gather_object(gathered, records)
                 records = sorted((r for part in gathered for r in part), key=lambda r: (r["index"], r["sample"]))
             seconds = time.perf_counter() - start
-            summary[name] = {**summarize(records, ks), "seconds": seconds,
+            ks = pass_ks(cfg.pass_k if column.n is None else "", n)  # a column's own n: pass@1, 2, 4, ... n
+            summary[name] = {**summarize(records, ks), "benchmark": column.benchmark, **sampling, "seconds": seconds,
                              "problems_per_s": len(problem_set.problems) / seconds if seconds else None}
             if d.is_main:
                 write_jsonl(out_dir / f"{name}.jsonl", records)
-                s, key = summary[name], f"avg@{cfg.n}"
+                s, key = summary[name], f"avg@{n}"
                 print(f"{name}: {key} {100 * s[key]:.1f} % of {s['problems']} problems, answer rate "
                       f"{100 * s['answer_rate']:.1f} %, {seconds:.0f} s; samples in {out_dir / name}.jsonl", flush=True)
-    summary["average"] = {key: _mean([summary[b][key] for b in names]) for key in
-                          [f"avg@{cfg.n}", *[f"pass@{k}" for k in ks]]}
+    averaged = [column.name for column in columns if column.in_average]  # the paper's average (all but Zoo avg@32)
+    summary["average"] = {key: _mean([summary[b][key] for b in averaged]) for key in
+                          [f"avg@{cfg.n}", *[f"pass@{k}" for k in pass_ks(cfg.pass_k, cfg.n)]]
+                          if all(key in summary[b] for b in averaged)}
     if d.is_main:
         write_atomic(out_dir / "summary.json", json.dumps(
             {"model": cfg.model, "template": template, "config": asdict(cfg), "benchmarks": summary}, indent=1))
-        print(format_table(cfg.model, {b: summary[b] for b in names}, compare))
+        print(format_table(cfg.model, {b: summary[b] for b in names}, compare,
+                           [column.name for column in columns if not column.in_average]))
     return summary
 
 

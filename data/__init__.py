@@ -328,12 +328,16 @@ def _file_spec(spec: str) -> tuple[list[str], list[float]]:
 
 
 BENCHMARKS: dict[str, str] = {  # name -> file under <data_dir>/eval (see ../shared/data/README.md)
-    "aime24": "aime24.jsonl",
-    "amc23": "amc23.jsonl",
-    "math500": "math500.jsonl",
-    "minerva_math": "minerva_math.jsonl",
-    "olympiadbench": "olympiadbench.jsonl",
-    "gsm8k": "gsm8k.jsonl",
+    "aime24": "aime24.jsonl",  # 30, the Qwen2.5-Math / SimpleRL file
+    "amc23": "amc23.jsonl",  # 40
+    "math500": "math500.jsonl",  # 500
+    "minerva_math": "minerva_math.jsonl",  # 272, with answer_alternatives (understand-r1-zero's answer lists)
+    "olympiadbench": "olympiadbench.jsonl",  # 675
+    "gsm8k": "gsm8k.jsonl",  # 1,319
+    "aime24_oat": "aime24_oat.jsonl",  # 30, Oat-Zero's AIME 2024 (understand-r1-zero evaluation_suite)
+    "amc_oat": "amc_oat.jsonl",  # 83, Oat-Zero's AMC (amc23 is 40 of them)
+    "gaokao2023en": "gaokao2023en.jsonl",  # 385, SimpleRL v0's
+    "college_math": "college_math.jsonl",  # 2,818, SimpleRL v0's
 }
 _ALIASES = {"minerva": "minerva_math"}
 

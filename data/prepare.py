@@ -1,4 +1,4 @@
-"""Rebuild the normalised train/eval JSONL files from the Hugging Face hub.
+"""Rebuild the normalised train/eval JSONL files from the Hugging Face hub and the papers' GitHub repositories.
 
 Usage (needs network and `pip install datasets`):
 
@@ -6,7 +6,8 @@ Usage (needs network and `pip install datasets`):
     python -m data.prepare --out DIR --sft  # and DIR/sft/simplerl_sft.jsonl, SimpleRL's warm-start set
     ZERO_RL_DATA=DIR python evaluate.py ... # then point the loaders at DIR (or pass --data-dir DIR)
 
-Writes eval/{aime24,amc23,math500,minerva_math,olympiadbench,gsm8k}.jsonl and
+Writes eval/{aime24,amc23,math500,minerva_math,olympiadbench,gsm8k}.jsonl (from the hub),
+eval/{aime24_oat,amc_oat,gaokao2023en,college_math}.jsonl (from GitHub, UPSTREAM) and
 train/{gsm8k_train,math_12k_rebuilt,math_lvl3to5_rebuilt}.jsonl with the fields and normalisations
 of ../shared/data/README.md:
 - gsm8k: problem = question; solution = answer; answer = text after "####", stripped ("1,234" kept).
@@ -17,8 +18,16 @@ of ../shared/data/README.md:
 - MATH: answer = last \\boxed{...}/\\fbox{...} of solution (data.last_boxed); level = int from
   "Level N" (None for "Level ?"); subject = type; MATH-500 problems removed from train + test = 12k;
   lvl3to5 = rows with level 3, 4 or 5.
+- aime24_oat / amc_oat (Oat-Zero's, understand-r1-zero `datasets/evaluation_suite/{aime,amc}`, Arrow files read
+  with pyarrow): answer = str(int(x)) of the source answer ("025" -> "25", 27.0 -> "27"), kept as answer_raw.
+- gaokao2023en / college_math (SimpleRL v0's): problem = question; answer = the source answer without one pair of
+  enclosing "$", kept as answer_raw; gaokao's `source` becomes `origin`; college_math's license column is dropped.
 
-The files are NOT byte-identical to ../shared/data, which was built from GitHub copies (Qwen2.5-Math /
+Every GitHub file is pinned to a commit and checked against the sha256 of UPSTREAM before anything is written; a
+mismatch stops with one line naming the file. These four files come out byte-identical to ../shared/data (tested
+on its copies of the upstream files).
+
+The hub files are NOT byte-identical to ../shared/data, which was built from GitHub copies (Qwen2.5-Math /
 simpleRL eval files, the raw MATH release). Known differences:
 - MATH rows carry `hub_id` = "<split>/<subject>/<row index>" instead of the release's file-based
   `unique_id`, and MATH-500 is removed by problem text (the hub copy has no file names). Row order is
@@ -32,7 +41,10 @@ simpleRL eval files, the raw MATH release). Known differences:
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -87,7 +99,81 @@ def fetch(dataset_id: str, config: str | None, split: str) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Conversions: hub rows -> normalised rows (pure functions)
+# GitHub sources: the papers' own evaluation files, pinned to a commit and sha256-checked
+
+
+class UpstreamFile(NamedTuple):
+    repository: str  # GitHub owner/name
+    commit: str
+    path: str  # in the repository
+    sha256: str  # of the file's bytes at that commit
+    source: str  # the `source` field of the normalised rows
+
+
+URZ = ("sail-sg/understand-r1-zero", "dfca49dd460ee7cc8e4a5a162c876a7fd6993b87")  # Oat-Zero
+SRL = ("hkust-nlp/simpleRL-reason", "cf1c7858bfc145a27aa733e75d930d34f0d318a6")  # branch v1; v0's eval/data: same blobs
+SUITE = "datasets/evaluation_suite"
+SRL_EVAL = "examples/simplelr_math_eval/data"
+
+UPSTREAM = {
+    # sha256 of the upstream bytes. gaokao2023en, college_math: as ../shared/data/README.md records it for its
+    # byte-identical copies eval/original/<name>_test.jsonl. The Arrow files: computed from the repository at
+    # that commit (the README records only the JSONL dumps of their rows, eval/original/urz_*.jsonl).
+    "aime24_oat": UpstreamFile(*URZ, f"{SUITE}/aime/data-00000-of-00001.arrow",
+                               "861514ca0262d6c03d36d463ee33fe4465b0b85c0593f5df67bc75a717f50e5a", f"URZ {SUITE}/aime"),
+    "amc_oat": UpstreamFile(*URZ, f"{SUITE}/amc/data-00000-of-00001.arrow",
+                            "5e16d28683b95782686413eadd12560d051b2d4ac8aef456b500891ccabd5233", f"URZ {SUITE}/amc"),
+    "gaokao2023en": UpstreamFile(*SRL, f"{SRL_EVAL}/gaokao2023en/test.jsonl",
+                                 "654d8f49bdb86f578c171dbc0dd8f4d9f1bf3d7a7438f60359fda7d643df4951",
+                                 f"SRL {SRL_EVAL}/gaokao2023en/test.jsonl"),
+    "college_math": UpstreamFile(*SRL, f"{SRL_EVAL}/college_math/test.jsonl",
+                                 "91131bc4a355b884fc63ef7c4f048c35adb030004a4cb07b1475698f120aa4a6",
+                                 f"SRL {SRL_EVAL}/college_math/test.jsonl"),
+}
+
+
+class ChecksumError(ValueError):
+    """A downloaded file is not the one UPSTREAM pins."""
+
+
+def download(url: str) -> bytes:
+    """The bytes at `url` (60 s timeout). The only function that downloads a file; tests replace it."""
+    from urllib.request import urlopen
+
+    with urlopen(url, timeout=60) as response:
+        return response.read()
+
+
+def check_sha256(data: bytes, expected: str, name: str) -> bytes:
+    """`data`, when its sha256 is `expected`. Raises ChecksumError, one line naming `name`, otherwise."""
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise ChecksumError(f"{name}: sha256 {actual}, expected {expected} (the file changed or the download was "
+                            "damaged; nothing was written)")
+    return data
+
+
+def read_rows(data: bytes, path: str) -> list[dict]:
+    """The rows of an upstream file: an Arrow stream for a `.arrow` path (as `datasets.save_to_disk` writes one;
+    read with pyarrow, which `datasets` installs), else JSONL."""
+    if path.endswith(".arrow"):
+        try:
+            import pyarrow
+        except ImportError as e:
+            raise ImportError(f"data.prepare reads {path} with pyarrow: pip install datasets") from e
+        return pyarrow.ipc.open_stream(data).read_all().to_pylist()
+    return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+
+
+def upstream_rows(key: str) -> list[dict]:
+    """The rows of UPSTREAM[key]: downloaded at its commit, sha256-checked (ChecksumError), parsed."""
+    file = UPSTREAM[key]
+    url = f"https://raw.githubusercontent.com/{file.repository}/{file.commit}/{file.path}"
+    return read_rows(check_sha256(download(url), file.sha256, url), file.path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Conversions: hub and GitHub rows -> normalised rows (pure functions)
 
 
 def normalise_text(text: str) -> str:
@@ -152,6 +238,39 @@ def convert_olympiadbench(rows: list[dict]) -> list[dict]:
              "answer": as_list(row["final_answer"])[0].strip().strip("$"),
              **{name: row.get(name) for name in OLYMPIAD_FIELDS if name != "id"}, "source": "olympiadbench"}
             for row in rows]
+
+
+def convert_oat(rows: list[dict], source: str) -> list[dict]:
+    """Oat-Zero's AIME / AMC: answer = str(int(x)) of the source answer (a float, or AIME's string such as "025"),
+    which stays as answer_raw. Raises ValueError for an answer that is not an integer."""
+    out = []
+    for i, row in enumerate(rows):
+        value = float(row["answer"])
+        if not value.is_integer():
+            raise ValueError(f"{source} row {i}: answer {row['answer']!r} is not an integer")
+        out.append({"id": i, "problem": row["problem"], "answer": str(int(value)), "answer_raw": row["answer"],
+                    "difficulty": row.get("difficulty"), "source": source})
+    return out
+
+
+def strip_dollars(text: str) -> str:
+    """An answer without one pair of enclosing "$", whitespace stripped: "$10-4 n $" -> "10-4 n"."""
+    text = text.strip()
+    return text[1:-1].strip() if len(text) >= 2 and text[0] == text[-1] == "$" else text
+
+
+SIMPLERL_FIELDS = {  # the fields kept besides problem and answer: ours -> the source's
+    "gaokao2023en": {"lang": "lang", "origin": "source"},
+    "college_math": {"data_source": "data_source", "data_topic": "data_topic", "question_number": "question_number"},
+}
+
+
+def convert_simplerl_eval(rows: list[dict], name: str, source: str) -> list[dict]:
+    """SimpleRL v0's gaokao2023en / college_math: problem = question; answer = strip_dollars(answer), the source
+    answer kept as answer_raw; SIMPLERL_FIELDS[name] copied."""
+    return [{"id": i, "problem": row["question"], "answer": strip_dollars(row["answer"]), "answer_raw": row["answer"],
+             "source": source, **{ours: row[theirs] for ours, theirs in SIMPLERL_FIELDS[name].items()}}
+            for i, row in enumerate(rows)]
 
 
 def parse_level(level_raw: str | int) -> int | None:
@@ -268,9 +387,8 @@ def convert_sft_pairs(rows: list[dict], math_rows: list[dict], source: str) -> t
 # Writing
 
 
-
-
-def prepare(out: str | Path, fetch_rows: Fetch | None = None, sft: bool = False) -> dict[str, int]:
+def prepare(out: str | Path, fetch_rows: Fetch | None = None, sft: bool = False,
+            fetch_upstream: Callable[[str], list[dict]] | None = None) -> dict[str, int]:
     """Download, normalise and write every eval and train file under `out`.
 
     Args:
@@ -278,21 +396,29 @@ def prepare(out: str | Path, fetch_rows: Fetch | None = None, sft: bool = False)
         fetch_rows: (dataset_id, config, split) -> rows; default `fetch` (the hub). Tests pass a fake.
         sft: also write sft/simplerl_sft.jsonl, SimpleRL's QwQ-distilled warm-start set (convert_sft_pairs), for
             `sft.py --train-data DIR/sft/simplerl_sft.jsonl`.
+        fetch_upstream: UPSTREAM key -> rows; default `upstream_rows` (GitHub, sha256-checked). Tests pass a fake.
     Returns:
         {relative file path: rows written}.
     Raises:
-        ImportError: `datasets` missing (default fetch only). Hub errors propagate unchanged.
+        ImportError: `datasets` (or pyarrow) missing (default fetches only). Hub and network errors propagate.
+        ChecksumError: a GitHub file is not the one UPSTREAM pins (before anything is written).
         ValueError: the SFT set has no usable columns (convert_sft_pairs).
     """
-    fetch_rows = fetch_rows or fetch
+    fetch_rows, fetch_upstream = fetch_rows or fetch, fetch_upstream or upstream_rows
     out = Path(out)
+    files = {  # the GitHub files first: a checksum error stops before the long hub downloads
+        "eval/aime24_oat.jsonl": convert_oat(fetch_upstream("aime24_oat"), UPSTREAM["aime24_oat"].source),
+        "eval/amc_oat.jsonl": convert_oat(fetch_upstream("amc_oat"), UPSTREAM["amc_oat"].source),
+        **{f"eval/{name}.jsonl": convert_simplerl_eval(fetch_upstream(name), name, UPSTREAM[name].source)
+           for name in ("gaokao2023en", "college_math")},
+    }
 
     def get(key: str) -> list[dict]:
         hub = HUB[key]
         return fetch_rows(hub.dataset_id, hub.config, hub.split)
 
     math500 = convert_math500(get("math500"))
-    files = {
+    files |= {
         "eval/aime24.jsonl": convert_aime24(get("aime24")),
         "eval/amc23.jsonl": convert_amc23(get("amc23")),
         "eval/math500.jsonl": math500,
@@ -322,7 +448,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sft", action="store_true",
                         help=f"also SimpleRL's QwQ-distilled SFT set ({HUB['simplerl_sft'].dataset_id}) -> sft/")
     args = parser.parse_args(argv)
-    for name, count in prepare(args.out, sft=args.sft).items():
+    try:
+        counts = prepare(args.out, sft=args.sft)
+    except ChecksumError as error:
+        sys.exit(f"python -m data.prepare: error: {error}")
+    for name, count in counts.items():
         print(f"{count:6d} rows  {Path(args.out) / name}")
 
 

@@ -1,5 +1,6 @@
 """Tests for data/: JSONL validation, the arithmetic set, the real benchmark files, and prepare.py offline."""
 
+import hashlib
 import json
 import operator
 import re
@@ -368,3 +369,116 @@ def test_zoo_presets_row_counts():
     assert len(medium.problems) == 8_504 and {p.level for p in medium.problems} == {1, 2, 3, 4}
     hard = load_train_data("zoo-hard", data_dir=SHARED_DATA)
     assert len(hard.problems) == 8_886 and hard.skipped_empty == 2  # math_lvl3to5_rebuilt's 8,888 less 2 empty answers
+
+
+# ---------------------------------------------------------------------------------------------------
+# the papers' other evaluation sets: loading, and prepare.py's GitHub files (offline; sha256 checks)
+
+
+REAL_UPSTREAM_ROWS = prepare_module.upstream_rows
+FAKE_UPSTREAM = {  # rows in each upstream file's own layout
+    "aime24_oat": [{"problem": "Aya walks.", "answer": "025", "difficulty": 1.0}],
+    "amc_oat": [{"problem": "Cities A and B.", "answer": 27.0, "difficulty": 2.0}],
+    "gaokao2023en": [{"source": "2023BJ/01Q.en", "question": "Find $M \\cap N$.", "lang": "en",
+                      "answer": "$\\{x|-2\\leq x < 1\\}$"}],
+    "college_math": [{"data_source": "college_math.Algebra", "question_number": "exercise.0.4.61",
+                      "question": "Simplify: $-10-4(n-5)$", "answer": "$10-4 n $", "license": "CC BY 3.0",
+                      "data_topic": "college_math.algebra"}],
+}
+
+
+@pytest.fixture(autouse=True)
+def no_github_downloads(monkeypatch):
+    """Every prepare() in this module reads FAKE_UPSTREAM instead of GitHub: no test needs the network."""
+    monkeypatch.setattr(prepare_module, "upstream_rows", lambda key: FAKE_UPSTREAM[key])
+
+
+PAPER_SETS = {"aime24_oat": 30, "amc_oat": 83, "gaokao2023en": 385, "college_math": 2818}  # ../shared/data/README.md
+
+
+@needs_shared_data
+def test_the_papers_other_sets_load_by_name_with_their_row_counts():
+    for name, rows in PAPER_SETS.items():
+        loaded = load_benchmark(name, SHARED_DATA)
+        problems = loaded.problems
+        assert len(problems) + loaded.skipped_empty == rows, name
+        assert loaded.skipped_empty == (2 if name == "gaokao2023en" else 0)  # gaokao rows 167, 192: empty answer
+        assert all(p.problem.strip() and p.answer.strip() for p in problems)
+        assert "answer_raw" in problems[0].meta
+    amc = load_benchmark("amc_oat", SHARED_DATA).problems
+    assert amc[0].answer == "142" and amc[0].meta["answer_raw"] == 142.0
+    by_text = {" ".join(p.problem.split()): p.answer for p in amc}
+    amc23 = load_benchmark("amc23", SHARED_DATA).problems  # its 40 problems are among the 83, with the same answers
+    assert all(by_text.get(" ".join(p.problem.split())) == p.answer for p in amc23)
+    college = load_benchmark("college_math", SHARED_DATA).problems[0]
+    assert college.answer == "10-4 n" and college.meta["answer_raw"] == "$10-4 n$"
+    assert load_benchmark("gaokao2023en", SHARED_DATA).problems[0].meta["lang"] == "en"
+
+
+def test_prepare_writes_the_papers_other_sets(tmp_path, monkeypatch):
+    monkeypatch.setattr(prepare_module, "fetch", fake_fetch)
+    counts = prepare_module.prepare(tmp_path)
+    assert {f"eval/{name}.jsonl" for name in PAPER_SETS} <= set(counts)
+    aime, amc = load_benchmark("aime24_oat", tmp_path).problems[0], load_benchmark("amc_oat", tmp_path).problems[0]
+    assert (aime.answer, aime.meta["answer_raw"], aime.source) == ("25", "025", "URZ datasets/evaluation_suite/aime")
+    assert (amc.answer, amc.meta["answer_raw"], amc.meta["difficulty"]) == ("27", 27.0, 2.0)
+    gaokao = load_benchmark("gaokao2023en", tmp_path).problems[0]
+    assert gaokao.answer == "\\{x|-2\\leq x < 1\\}" and gaokao.meta["origin"] == "2023BJ/01Q.en"
+    college = load_jsonl(tmp_path / "eval" / "college_math.jsonl").problems[0]
+    assert college.answer == "10-4 n" and "license" not in college.meta
+    assert college.meta["question_number"] == "exercise.0.4.61"
+    with pytest.raises(ValueError, match="row 0: answer '2.5' is not an integer"):
+        prepare_module.convert_oat([{"problem": "p", "answer": "2.5"}], "amc")
+
+
+def test_a_download_that_fails_its_sha256_is_refused_in_one_line(tmp_path, monkeypatch):
+    upstream = tmp_path / "test.jsonl"
+    upstream.write_text('{"question": "Find $x$.", "answer": "$1$", "lang": "en", "source": "s"}\n')
+    monkeypatch.setattr(prepare_module, "upstream_rows", REAL_UPSTREAM_ROWS)
+    monkeypatch.setattr(prepare_module, "download", lambda url: upstream.read_bytes())
+    with pytest.raises(prepare_module.ChecksumError) as error:  # not the pinned file
+        prepare_module.upstream_rows("gaokao2023en")
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("https://raw.githubusercontent.com/hkust-nlp/simpleRL-reason/")
+    assert "gaokao2023en/test.jsonl: sha256 " in message and "nothing was written" in message
+    pinned = prepare_module.UPSTREAM["gaokao2023en"]._replace(sha256=hashlib.sha256(upstream.read_bytes()).hexdigest())
+    monkeypatch.setitem(prepare_module.UPSTREAM, "gaokao2023en", pinned)
+    assert prepare_module.upstream_rows("gaokao2023en")[0]["answer"] == "$1$"  # the same bytes, pinned: read
+    upstream.write_text(upstream.read_text().replace("$1$", "$2$"))  # tampered after pinning
+    with pytest.raises(prepare_module.ChecksumError, match="gaokao2023en/test.jsonl: sha256"):
+        prepare_module.upstream_rows("gaokao2023en")
+    monkeypatch.setattr(prepare_module, "fetch", fake_fetch)
+    with pytest.raises(SystemExit) as exit_:  # the command: one line, nothing written
+        prepare_module.main(["--out", str(tmp_path / "out")])
+    assert str(exit_.value).startswith("python -m data.prepare: error: https://") and "\n" not in str(exit_.value)
+    assert not (tmp_path / "out").exists()
+
+
+@needs_shared_data
+def test_prepare_rebuilds_the_shipped_files_byte_for_byte(tmp_path, monkeypatch):
+    """From ../shared/data's copies of the upstream files: the SimpleRL files pass the pinned sha256 (they are the
+    upstream bytes); the Arrow files' rows are eval/original/urz_*.jsonl (their JSONL dumps)."""
+    originals = SHARED_DATA / "eval" / "original"
+    monkeypatch.setattr(prepare_module, "upstream_rows", REAL_UPSTREAM_ROWS)
+    monkeypatch.setattr(prepare_module, "download",
+                        lambda url: (originals / f"{url.split('/')[-2]}_test.jsonl").read_bytes())
+    for name in ("gaokao2023en", "college_math"):
+        rows = prepare_module.upstream_rows(name)
+        prepare_module.write_jsonl(tmp_path / f"{name}.jsonl",
+                                   prepare_module.convert_simplerl_eval(rows, name, prepare_module.UPSTREAM[name].source))
+    for name, dump in (("aime24_oat", "urz_aime"), ("amc_oat", "urz_amc")):
+        rows = [json.loads(line) for line in (originals / f"{dump}.jsonl").read_text().splitlines()]
+        prepare_module.write_jsonl(tmp_path / f"{name}.jsonl",
+                                   prepare_module.convert_oat(rows, prepare_module.UPSTREAM[name].source))
+    for name in PAPER_SETS:
+        assert (tmp_path / f"{name}.jsonl").read_bytes() == (SHARED_DATA / "eval" / f"{name}.jsonl").read_bytes(), name
+
+
+def test_arrow_files_are_read_as_rows():
+    pyarrow = pytest.importorskip("pyarrow")
+    rows = FAKE_UPSTREAM["amc_oat"] + [{"problem": "Second.", "answer": 4.0, "difficulty": 1.5}]
+    sink = pyarrow.BufferOutputStream()
+    table = pyarrow.Table.from_pylist(rows)
+    with pyarrow.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    assert prepare_module.read_rows(sink.getvalue().to_pybytes(), "amc/data-00000-of-00001.arrow") == rows

@@ -1,5 +1,6 @@
 """evaluate.py: the estimators against hand-computed values, the table, the flags, the engine seam, and end to end
-with a tiny random model on the real benchmark files (one process and 2 torchrun ranks)."""
+with a tiny random model on the real benchmark files (one process and 2 torchrun ranks); the papers' tables
+(published.py: groups of columns, their layout and average, the published rows)."""
 
 import json
 import math
@@ -9,9 +10,10 @@ from subprocess import run
 import pytest
 
 from data import Problem, UsageError, default_data_dir, read_log
-from evaluate import (EvalHFEngine, EvalConfig, checkpoint_template, evaluate_problems, format_table, main,
-                      pass_at_k, pass_ks, published_rows, summarize)
+from evaluate import (EvalHFEngine, EvalConfig, EvalSettings, benchmark_columns, checkpoint_template, evaluate_problems,
+                      format_table, main, pass_at_k, pass_ks, published_rows, summarize)
 from grader_pool import Grader
+from published import GROUPS, HUB_IDS, OUTSIDE_AVERAGE, PUBLISHED
 from rollout import HFEngine, Sample, SamplingParams
 
 needs_data = pytest.mark.skipif(not (default_data_dir() / "eval" / "gsm8k.jsonl").exists(), reason="no ../shared/data")
@@ -169,3 +171,101 @@ def test_bad_flags_are_refused_before_loading_the_model(tmp_path):
         main(EvalConfig(model="does/not-exist", benchmarks="gsm8k", n=4, out_dir=str(tmp_path)))
     with pytest.raises(UsageError, match="--pass-k"):
         main(EvalConfig(model="does/not-exist", benchmarks="gsm8k", n=2, temperature=1.0, pass_k="4"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# the papers' tables: groups of columns, their layout and average, the published rows
+
+ZOO = ["gsm8k", "math500", "minerva_math", "olympiadbench", "aime24", "aime24_avg32", "amc23"]
+
+
+def column_names(spec):
+    return [column.name for column in benchmark_columns(spec)]
+
+
+def test_each_group_resolves_to_its_papers_columns_in_order():
+    assert column_names("oat") == ["aime24_oat", "amc_oat", "math500", "minerva_math", "olympiadbench"]
+    assert column_names("simplerl") == ["aime24", "math500", "amc23", "minerva_math", "olympiadbench"]
+    assert column_names("zoo") == ZOO
+    assert column_names("all") == ["aime24", "amc23", "math500", "minerva_math", "olympiadbench", "gsm8k"]
+    assert column_names("zoo, gsm8k,college_math") == ZOO + ["college_math"]  # a column named twice is kept once
+    zoo = benchmark_columns("zoo")
+    assert (zoo[5].benchmark, zoo[5].n, zoo[5].temperature, zoo[5].top_p, zoo[5].in_average) == \
+        ("aime24", 32, 1.0, 0.95, False)
+    assert all(c.n is c.temperature is c.top_p is None and c.in_average for c in zoo if c.name != "aime24_avg32")
+    assert benchmark_columns("oat")[3].gold == "alternatives" and benchmark_columns("minerva_math")[0].gold is None
+    assert EvalSettings(benchmarks="oat,simplerl,zoo,gaokao2023en,college_math").problems() == []
+    assert any("unknown oat2" in line and "all, oat, simplerl, zoo" in line
+               for line in EvalSettings(benchmarks="oat2").problems())
+
+
+def greedy(value):
+    return {"n": 1, "avg@1": value, "stderr": 0.01, "pass@1": value}
+
+
+def test_the_zoo_table_prints_its_layout_and_averages_without_avg32():
+    summary = {name: greedy(value) for name, value in zip(ZOO, (0.9, 0.8, 0.4, 0.4, 0.3, None, 0.6))}
+    summary["aime24_avg32"] = {"n": 32, "avg@32": 0.25, "stderr": 0.05, "pass@1": 0.25, "pass@32": 0.5}
+    table = format_table("m", summary, ["simplerl-zoo-qwen2.5-math-7b"], ["aime24_avg32"]).splitlines()
+    assert table[0] == f"| model | metric | {' | '.join(ZOO)} | average |"
+    # (90 + 80 + 40 + 40 + 30 + 60) / 6 = 56.7; with avg@32's 25 it would be 52.1
+    assert table[2] == "| m | pass@1 / avg@32 ± stderr | 90.0 | 80.0 | 40.0 | 40.0 | 30.0 | 25.0 ± 5.0 | 60.0 | 56.7 |"
+    assert table[3] == "|  | pass@32 |  |  |  |  |  | 50.0 |  |  |"
+    assert table[4] == ("| Qwen2.5-Math-7B + SimpleRL-Zoo (published) | pass@1 | 90.2 | 80.2 | 37.5 | 39.0 | 40.0 | "
+                        "24.0 | 70.0 | 59.5 (its six) |")
+    assert table[6] == "average: over the columns but aime24_avg32, as the paper's"
+    assert "temperature 1.0 / top-p 0.95" in table[7]
+
+
+def test_the_oat_and_simplerl_tables_put_published_cells_under_their_own_files():
+    oat = {name: greedy(0.5) for name in column_names("oat")}
+    table = format_table("m", oat, ["oat-zero-7b", "qwen2.5-math-7b"]).splitlines()
+    assert table[0] == "| model | metric | aime24_oat | amc_oat | math500 | minerva_math | olympiadbench | average |"
+    assert table[3] == "| Oat-Zero-7B (published) | pass@1 | 43.3 | 62.7 | 80.0 | 30.1 | 41.0 | 51.4 (its five) |"
+    # SimpleRL v0's base row was scored on aime24 / amc23, not on Oat's files: no cell there
+    assert table[4] == "| Qwen2.5-Math-7B base (published) | pass@1 |  |  | 52.4 | 12.9 | 16.4 | 30.2 (its five) |"
+    assert "average:" not in "\n".join(table) and "83 problems" in table[-1]
+    simplerl = {name: greedy(0.5) for name in column_names("simplerl")}
+    table = format_table("m", simplerl, ["simplerl-zero-7b", "simplerl-7b", "qwen2.5-math-7b-sft"]).splitlines()
+    assert table[3:6] == [  # v0's column order: AIME24, MATH500, AMC23, Minerva, OlympiadBench
+        "| SimpleRL-Zero-7B (published) | pass@1 | 33.3 | 77.2 | 62.5 | 33.5 | 37.6 | 48.8 (its five) |",
+        "| Qwen2.5-Math-7B-SimpleRL (published) | pass@1 | 26.7 | 82.4 | 62.5 | 39.7 | 43.3 | 50.9 (its five) |",
+        "| Qwen2.5-Math-7B + 8K MATH SFT (published) | pass@1 | 3.3 | 54.6 | 22.5 | 32.7 | 19.6 | 26.5 (its five) |"]
+
+
+def test_published_rows_fill_their_papers_columns_and_average_what_the_paper_averages():
+    papers = {"oat-zero": "oat", "zoo-base": "zoo", "simplerl-zoo": "zoo"}
+    for name, (label, scores, average, caveat) in PUBLISHED.items():
+        group = next((g for prefix, g in papers.items() if name.startswith(prefix)), "simplerl")
+        assert set(scores) == {column.name for column in GROUPS[group]}, name
+        counted = [score for column, score in scores.items() if column not in OUTSIDE_AVERAGE]
+        assert abs(sum(counted) / len(counted) - average) <= 0.0501, name  # the paper rounds each cell
+    assert OUTSIDE_AVERAGE == {"aime24_avg32"} and len(PUBLISHED) == 6 + 2 * 10
+    scores = PUBLISHED["simplerl-zoo-qwen2.5-32b"].scores
+    assert abs(sum(scores.values()) / 7 - 61.9) > 1  # counting avg@32 would not give the paper's average
+
+
+def test_compare_auto_names_every_published_row_of_a_hub_id():
+    assert published_rows("auto", "hkust-nlp/Qwen-2.5-7B-SimpleRL-Zoo") == ["simplerl-zoo-qwen2.5-7b"]
+    assert published_rows("auto", "hkust-nlp/Mistral-7B-v0.1-SimpleRL-Zoo") == ["simplerl-zoo-mistral-7b"]
+    assert published_rows("auto", "hkust-nlp/Qwen-2.5-Math-7B-SimpleRL") == ["simplerl-7b"]
+    assert published_rows("auto", "Qwen/Qwen2.5-Math-7B") == ["qwen2.5-math-7b", "zoo-base-qwen2.5-math-7b"]
+    assert sum(hub_id.endswith("-simplerl-zoo") for hub_id in HUB_IDS) == 10
+    assert published_rows("zoo-base-qwen2.5-7b", "x") == ["zoo-base-qwen2.5-7b"]
+    with pytest.raises(UsageError, match="no published row"):
+        published_rows("auto", "Qwen/Qwen2.5-7B")  # the Zoo's README names no hub id for its bases
+
+
+@needs_data
+def test_a_group_runs_each_column_with_its_own_sampling(tiny_model_dir, tmp_path, capsys):
+    summary = main(EvalConfig(model=tiny_model_dir, benchmarks="zoo", limit=1, max_new_tokens=2, engine="hf",
+                              grader_workers=1, out_dir=str(tmp_path)))
+    assert [name for name in summary if name != "average"] == ZOO
+    avg32 = summary["aime24_avg32"]
+    assert (avg32["n"], avg32["temperature"], avg32["top_p"], avg32["samples"]) == (32, 1.0, 0.95, 32)
+    assert "pass@32" in avg32 and len(read_log(tmp_path / "aime24_avg32.jsonl")) == 32
+    assert (summary["aime24"]["n"], summary["aime24"]["temperature"]) == (1, 0.0)
+    six = [summary[name]["avg@1"] for name in ZOO if name != "aime24_avg32"]
+    assert summary["average"]["avg@1"] == pytest.approx(sum(six) / 6)
+    out = capsys.readouterr().out
+    assert f"| model | metric | {' | '.join(ZOO)} | average |" in out and "over the columns but aime24_avg32" in out
