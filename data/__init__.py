@@ -3,11 +3,11 @@
 Every data file is UTF-8 JSONL with one object per line holding at least `problem` (str) and `answer`
 (the gold final answer, kept as a string so "025" and "1,234" survive). The normalised files live in
 ../shared/data (see its README for sources, row counts and quirks); `python -m data.prepare --out DIR`
-rebuilds them from the Hugging Face hub.
+rebuilds them from the Hugging Face hub and the upstream repositories (their files sha256-checked).
 
     load_jsonl(path, levels)        any problem/answer JSONL, strictly validated -> ProblemSet
     load_train_data(spec)           a procedural set ("add_one": the embedded default; "arithmetic") or a JSONL path
-    load_benchmark(name, data_dir)  aime24, amc23, math500, minerva_math, olympiadbench, gsm8k
+    load_benchmark(name, data_dir)  a BENCHMARKS name: aime24, amc23, math500, minerva_math, ..., amc_oat, college_math
     step_indices(n, step, ...)      the seeded order in which training visits the problems (train_zero, sft)
     last_boxed(text)                content of the last \\boxed{...} / \\fbox{...} (gold-answer rule)
 The records (Problem, ProblemSet, UsageError) are in data/records.py, the built-in procedural sets
