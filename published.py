@@ -1,4 +1,4 @@
-"""The papers' result tables: the columns each prints (GROUPS, `evaluate.py --benchmarks oat|simplerl|zoo|all`) and
+"""The papers' result tables and ours beside them (format_table): the columns each prints (GROUPS, `evaluate.py --benchmarks oat|simplerl|zoo|all`) and
 their published rows (PUBLISHED, `evaluate.py --compare`), with the hub ids `--compare auto` knows (HUB_IDS).
 
 Sources (docs/papers.md §5, §7, §8; every cell copied as published, in %):
@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import NamedTuple
+
+from data import UsageError
 
 
 @dataclass(frozen=True)
@@ -143,3 +145,63 @@ def published_score(scores: dict[str, float], column: str, columns: list[str]) -
         return scores[column]
     return next((score for key, score in scores.items() if SHOWN_UNDER.get(key) == column and key not in columns),
                 None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Our table, with the published rows beside it
+
+
+def published_rows(spec: str, model: str) -> list[str]:
+    """--compare as PUBLISHED keys: names, or auto (every row of --model's hub id in HUB_IDS). Raises UsageError."""
+    names = [s.strip().lower() for s in spec.split(",") if s.strip()]
+    if names == ["auto"]:
+        keys = HUB_IDS.get(model.strip("/").lower())
+        if keys is None:
+            raise UsageError(f"--compare auto: no published row for --model {model!r}; name one of {', '.join(PUBLISHED)}")
+        return list(keys)
+    unknown = [s for s in names if s not in PUBLISHED]
+    if unknown:
+        raise UsageError(f"--compare {', '.join(unknown)}: unknown; use auto or any of {', '.join(PUBLISHED)}")
+    return names
+
+
+def _cell(value: float | None, stderr: float | None = None) -> str:
+    if value is None:
+        return ""
+    return f"{100 * value:.1f}" + (f" ± {100 * stderr:.1f}" if stderr is not None else "")
+
+
+def format_table(model: str, summary: dict[str, dict], compare: list[str] = (), outside_average: list[str] = ()) -> str:
+    """Markdown: the columns and their average (over the columns not in `outside_average`, as the paper's); rows:
+    each column's avg@n (± its standard error when n > 1; pass@1 when greedy), pass@k for k > 1 where a column has
+    it, then each published row named in `compare` (the paper's average; the notes and caveats below)."""
+    names = list(summary)
+    averaged = [b for b in names if b not in outside_average]
+    lines = [f"| model | metric | {' | '.join(names)} | average |", "| --- " * (len(names) + 3) + "|"]
+    if names:
+        label = " / ".join(dict.fromkeys(f"avg@{s['n']} ± stderr" if s["n"] > 1 else "pass@1"
+                                         for s in summary.values()))
+        ks = sorted({key for s in summary.values() for key in s if key.startswith("pass@") and key != "pass@1"},
+                    key=lambda key: int(key[5:]))
+        for i, (metric, key) in enumerate([(label, None)] + [(k, k) for k in ks]):
+            values = {b: summary[b].get(key or f"avg@{summary[b]['n']}") for b in names}
+            cells = [_cell(values[b], summary[b]["stderr"] if key is None and summary[b]["n"] > 1 else None)
+                     for b in names]
+            complete = all(values[b] is not None for b in averaged)
+            average = _cell(_mean([values[b] for b in averaged]) if complete else None)
+            lines.append(f"| {model if i == 0 else ''} | {metric} | {' | '.join(cells)} | {average} |")
+    notes = [f"average: over the columns but {', '.join(b for b in names if b not in averaged)}, as the paper's"
+             ] if len(averaged) < len(names) else []
+    for name in compare:
+        label, scores, average, caveat = PUBLISHED[name]
+        cells = [published_score(scores, b, names) for b in names]
+        counted = "zero one two three four five six seven eight".split()[len(scores.keys() - OUTSIDE_AVERAGE)]
+        lines.append(f"| {label} | pass@1 | {' | '.join('' if c is None else f'{c:.1f}' for c in cells)} | "
+                     f"{average:.1f} (its {counted}) |")
+        if caveat:
+            notes.append(f"{label}: {caveat}.")
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None

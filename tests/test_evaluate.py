@@ -11,9 +11,9 @@ import pytest
 
 from data import Problem, UsageError, default_data_dir, read_log
 from evaluate import (EvalHFEngine, EvalConfig, EvalSettings, benchmark_columns, checkpoint_template, evaluate_problems,
-                      format_table, main, pass_at_k, pass_ks, published_rows, summarize)
+                      main, pass_at_k, pass_ks, summarize)
 from grader_pool import Grader
-from published import GROUPS, HUB_IDS, OUTSIDE_AVERAGE, PUBLISHED
+from published import GROUPS, HUB_IDS, OUTSIDE_AVERAGE, PUBLISHED, format_table, published_rows
 from rollout import HFEngine, Sample, SamplingParams
 
 needs_data = pytest.mark.skipif(not (default_data_dir() / "eval" / "gsm8k.jsonl").exists(), reason="no ../shared/data")
