@@ -64,7 +64,9 @@ from distributed import Dist, all_reduce, setup_distributed
 from grader_pool import Grader, GraderSettings
 from model import ModelSettings, check_context, load_model, load_model_config, resolve_dtype, resolve_model
 from published import GROUPS, Column, format_table, published_rows
-from reward import REFLECTION_WORDS, TEMPLATES, apply_template, compute_rewards, reflection_words, stop_strings
+from protocols import PROTOCOLS as PROTOCOL_NAMES, ProtocolSettings, apply as apply_protocol
+from reward import (EXTRACTIONS, REFLECTION_WORDS, TEMPLATES, apply_template, compute_rewards, reflection_words,
+                    stop_strings)
 from rollout import HFEngine, Sample, SamplingParams, VLLMSettings, vllm_engine
 from rundir import RunSettings, cli, run_directory, settings_problems
 
@@ -78,6 +80,8 @@ class EvalSettings:
     benchmarks: str = "math500,gsm8k"  # comma-separated benchmarks (data.BENCHMARKS, arithmetic, add_one) and paper tables: all, oat, simplerl, zoo
     limit: int = 0  # first N problems of each benchmark (0: all)
     template: str = "auto"  # prompt template; auto: the one recorded in our checkpoint, else qwen_math
+    extraction: str = "boxed"  # how the final answer is read (reward.EXTRACTIONS): boxed, qwen_harness, r1_strict
+    stop: tuple[str, ...] = ()  # stop strings besides EOS and the template's own (r1: </answer>)
     max_new_tokens: int = 3000  # generation budget (docs/papers.md §5: 3,000)
     n: int = 1  # samples per problem
     temperature: float = 0.0  # 0: greedy (the papers' pass@1); avg@k uses 1.0 with --top-p 0.95
@@ -96,6 +100,8 @@ class EvalSettings:
             ("n", self.n >= 1, "at least 1"), ("temperature", self.temperature >= 0, ">= 0 (0: greedy)"),
             ("top_p", 0 < self.top_p <= 1, "in (0, 1]"), ("batch_size", self.batch_size >= 1, "at least 1"),
             ("tensor_parallel_size", self.tensor_parallel_size >= 1, "at least 1")])
+        if self.extraction not in EXTRACTIONS:
+            out.append(f"--extraction {self.extraction!r}: use one of {', '.join(EXTRACTIONS)}")
         if self.n > 1 and self.temperature <= 0:
             out.append(f"--n {self.n}: above 1 only with --temperature > 0 (greedy samples are all the same, so avg@n "
                        "and pass@n would repeat pass@1)")
@@ -114,7 +120,7 @@ class EvalSettings:
 
 
 @dataclass
-class EvalConfig(ModelSettings, DataSettings, EvalSettings, VLLMSettings, RunSettings, GraderSettings):
+class EvalConfig(ProtocolSettings, ModelSettings, DataSettings, EvalSettings, VLLMSettings, RunSettings, GraderSettings):
     """Every knob of an evaluation, by settings group."""
 
     out_dir: str = "runs/eval"
@@ -130,6 +136,7 @@ def benchmark_columns(spec: str) -> list[Column]:
     return list(columns.values())
 
 
+PROTOCOL_FIELDS = ("template", "extraction", "grader", "grader_timeout", "stop")  # --protocol's, besides its `eval`
 EVAL_WRITES = ("summary.json", *dict.fromkeys(f"{name}.jsonl" for name in (  # in out_dir
     *BENCHMARKS, "minerva", *PROCEDURAL_SETS, *(column.name for group in GROUPS.values() for column in group))))
 
@@ -244,27 +251,28 @@ class EvalHFEngine(HFEngine):
 
 
 def evaluate_problems(engine, problems: list[Problem], template: str, grader: Grader, params: SamplingParams,
-                      golds: list[list[str]] | None = None) -> list[dict]:
+                      golds: list[list[str]] | None = None, extraction: str = "boxed") -> list[dict]:
     """Sample params.n responses per problem and grade each; returns one record per (problem, sample).
 
     Each record: index (the problem's position in `problems`), sample (0..n-1), problem, gold, response, answer
     (extracted or None), reason (the verdict: "correct" | "wrong" | "parse_error" (the answer could not be parsed
     to compare beyond strings) | "timeout" | "no_answer"), finish_reason, length (response tokens, EOS included).
     golds: per problem, the accepted answers (correct when any grades equal; the first one's verdict otherwise);
-    default [problem.answer]. Same template, stop strings and grader as training.
+    default [problem.answer]. Same template, stop strings (the template's and params.stop) and grader as training;
+    extraction: reward.EXTRACTIONS.
     """
     if not problems:
         return []
     golds = golds or [[p.answer] for p in problems]
     prompts = [apply_template(template, p.problem) for p in problems]
-    params = SamplingParams(**{**asdict(params), "stop": stop_strings(template)})
+    params = SamplingParams(**{**asdict(params), "stop": [*stop_strings(template), *params.stop]})
     groups = engine.generate(prompts, params)
     flat = [(i, j, s) for i, group in enumerate(groups) for j, s in enumerate(group)]
     texts, gold_of = [], []
     for i, _, s in flat:
         texts += [s.text] * len(golds[i])
         gold_of += golds[i]
-    verdicts = iter(compute_rewards(texts, gold_of, template, "correct", grader))
+    verdicts = iter(compute_rewards(texts, gold_of, template, "correct", grader, extraction=extraction))
     records = []
     for i, j, s in flat:
         results = [next(verdicts) for _ in golds[i]]
@@ -275,7 +283,8 @@ def evaluate_problems(engine, problems: list[Problem], template: str, grader: Gr
     return records
 
 
-def eval_metrics(engine, eval_sets: dict, template: str, grader: Grader, max_new_tokens: int, d: Dist) -> dict:
+def eval_metrics(engine, eval_sets: dict, template: str, grader: Grader, max_new_tokens: int, d: Dist,
+                 extraction: str = "boxed", stop: tuple[str, ...] = ()) -> dict:
     """Training's held-out eval row: greedy pass@1 per eval set ("eval/<name>"), its standard error
     ("eval/<name>/stderr": sqrt(p (1 - p) / (n - 1)), summarize()'s stderr for one sample per problem; None for
     n < 2), the answer rate ("eval/<name>/answer_rate") and the mean response length in tokens ("eval/<name>/length").
@@ -283,9 +292,10 @@ def eval_metrics(engine, eval_sets: dict, template: str, grader: Grader, max_new
     Each rank decodes its share of the problems; the counts are summed over ranks.
     """
     row = {}
-    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, stop=list(stop))
     for name, problem_set in eval_sets.items():
-        records = evaluate_problems(engine, problem_set.problems[d.rank :: d.world_size], template, grader, params)
+        records = evaluate_problems(engine, problem_set.problems[d.rank :: d.world_size], template, grader, params,
+                                    extraction=extraction)
         counts = torch.tensor([sum(r["reason"] == "correct" for r in records),
                                sum(r["reason"] != "no_answer" for r in records), len(records),
                                sum(r["length"] for r in records)], dtype=torch.float64)
@@ -368,6 +378,8 @@ def main(cfg: EvalConfig) -> dict[str, dict]:
     benchmark file, a model config that does not load, a prompt that does not fit the model's context, or a refused
     --out-dir.
     """
+    if cfg.protocol in PROTOCOL_NAMES:  # the upstream's evaluation: its benchmarks, sampling, extraction, grader
+        cfg = apply_protocol(cfg, cfg.protocol, PROTOCOL_FIELDS, eval_fields=True)
     if problems := config_problems(cfg):
         raise UsageError("\n".join(problems))
     columns = benchmark_columns(cfg.benchmarks)
@@ -408,14 +420,15 @@ def evaluate(cfg: EvalConfig, d: Dist, path: str, template: str, columns: list[C
             name, problem_set, n = column.name, problem_sets[column.name], column.n or cfg.n
             sampling = {"temperature": cfg.temperature if column.temperature is None else column.temperature,
                         "top_p": cfg.top_p if column.top_p is None else column.top_p}
-            params = SamplingParams(n=n, **sampling, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + d.rank)
+            params = SamplingParams(n=n, **sampling, max_new_tokens=cfg.max_new_tokens, stop=list(cfg.stop),
+                                    seed=cfg.seed + d.rank)
             start = time.perf_counter()
             problems = problem_set.problems[d.rank :: d.world_size]
             alternatives = column.benchmark in ("minerva_math", "minerva") and \
                 (column.gold or cfg.minerva_gold) == "alternatives"
             golds = [(p.meta.get("answer_alternatives") or [p.answer]) if alternatives else [p.answer]
                      for p in problems]
-            records = evaluate_problems(engine, problems, template, grader, params, golds)
+            records = evaluate_problems(engine, problems, template, grader, params, golds, cfg.extraction)
             for r in records:
                 r["index"] = d.rank + d.world_size * r["index"]  # the problem's position in the benchmark file
             if d.world_size > 1:

@@ -57,7 +57,8 @@ from model import (ModelSettings, ParallelSettings, TokenLogProbs, ValueModel, c
                    resolve_model, unwrap)
 from optim import Diverged, DivergenceGuard, OptimSettings, adamw, lr_factor, set_lr
 from plot import write_run_figure
-from reward import REWARD_RULES, TEMPLATES, apply_template, compute_rewards, stop_strings
+from protocols import PROTOCOLS, ProtocolSettings, apply as apply_protocol, table as protocol_table
+from reward import EXTRACTIONS, REWARD_RULES, TEMPLATES, apply_template, compute_rewards, stop_strings
 from rollout import (PROBE_TOLERANCE, HFEngine, NonFiniteLogits, Sample, SamplingParams, VLLMSettings,
                      vllm_engine, vllm_memory_share)
 from rundir import ExternalLoggers, TrainRunSettings, cli, run_directory, settings_problems, truncate_logs
@@ -68,7 +69,9 @@ class RolloutSettings:
     """Rollouts, reward and the in-training evaluation."""
 
     template: str = "auto"  # prompt template (reward.TEMPLATES): qwen_math, qwen_boxed, r1, abel, o1_cot, no, chat_oneshot; auto: chat_oneshot for add_one, else qwen_boxed
-    reward: str = "simplerl"  # reward rule: simplerl (+1/-0.5/-1) or correct (1/0)
+    reward: str = "simplerl"  # reward rule (reward.REWARD_RULES): simplerl (+1/-0.5/-1), correct (1/0), the Zoo's mix and independent
+    extraction: str = "boxed"  # how the final answer is read (reward.EXTRACTIONS): boxed, qwen_harness, r1_strict
+    stop: tuple[str, ...] = ()  # stop strings besides EOS and the template's own (r1: </answer>), for rollouts and eval
     prompts_per_step: int = 0  # prompts per rollout batch, over all ranks (group_size samples each); 0: 4, rounded up to a multiple of the world size
     temperature: float = 1.0  # sampling temperature; log-probs are taken at the same temperature
     top_p: float = 1.0  # nucleus sampling
@@ -95,6 +98,8 @@ class RolloutSettings:
         for name, value, known in [("template", self.template, [*TEMPLATES, "auto"]), ("reward", self.reward, REWARD_RULES)]:
             if value not in known:
                 out.append(f"--{name} {value!r}: use one of {', '.join(sorted(known))}")
+        if self.extraction not in EXTRACTIONS:
+            out.append(f"--extraction {self.extraction!r}: use one of {', '.join(EXTRACTIONS)}")
         if self.vllm_dtype not in ("", "auto", "float32", "bfloat16", "float16"):
             out.append(f"--vllm-dtype {self.vllm_dtype!r}: use float32, bfloat16, float16, auto or \"\" (--dtype)")
         if self.rollout_engine == "vllm" and importlib.util.find_spec("vllm") is None:
@@ -104,9 +109,15 @@ class RolloutSettings:
 
 
 @dataclass
-class Config(ModelSettings, ParallelSettings, TrainDataSettings, RolloutSettings, LearnSettings, OptimSettings,
-             VLLMSettings, TrainRunSettings, GraderSettings):
-    """Every knob of a run, by settings group (each group's fields, defaults and checks live with its stage)."""
+class Config(ProtocolSettings, ModelSettings, ParallelSettings, TrainDataSettings, RolloutSettings, LearnSettings,
+             OptimSettings, VLLMSettings, TrainRunSettings, GraderSettings):
+    """Every knob of a run, by settings group (each group's fields, defaults and checks live with its stage).
+    --protocol NAME sets what an upstream fixed (a flag given its own value wins):
+
+"""
+
+
+Config.__doc__ += protocol_table()  # --help shows each protocol's settings
 
 
 DEFAULT_PROMPTS_PER_STEP = 4  # --prompts-per-step 0: this many, rounded up to a multiple of the world size
@@ -280,7 +291,8 @@ def problems_for_step(problems: list, step: int, cfg: Config, d: Dist) -> list:
 
 def rollout(engine, problems: list, cfg: Config, step: int, rank: int) -> list[Sample]:
     """group_size samples per problem (grouped, in problem order), seeded by (seed, step, rank); then the engine sleeps."""
-    params = SamplingParams(cfg.group_size, cfg.temperature, cfg.top_p, cfg.max_new_tokens, stop_strings(cfg.template),
+    params = SamplingParams(cfg.group_size, cfg.temperature, cfg.top_p, cfg.max_new_tokens,
+                            [*stop_strings(cfg.template), *cfg.stop],
                             seed=cfg.seed * 1_000_003 + step * 1_009 + rank)
     try:
         groups = engine.generate([apply_template(cfg.template, p.problem) for p in problems], params)
@@ -306,6 +318,11 @@ def sync_engine(engine, model, policy, step: int, cfg: Config) -> tuple[float, d
     return seconds, {} if diff is None else {"probe_max_abs_diff": diff, "time_probe": time.perf_counter() - start}
 
 
+def evaluation(engine, eval_sets: dict, cfg: Config, grader, d: Dist) -> dict:
+    """The held-out eval row (evaluate.eval_metrics) with the run's template, budget, extraction and stop strings."""
+    return eval_metrics(engine, eval_sets, cfg.template, grader, cfg.max_new_tokens, d, cfg.extraction, cfg.stop)
+
+
 def due(every: int, step: int, steps: int) -> bool:
     """Whether an every-N action (eval, save) runs after step `step` (0-based): every N steps and at the end."""
     return bool(every) and ((step + 1) % every == 0 or step + 1 == steps)
@@ -323,7 +340,7 @@ def main(cfg: Config) -> list[dict]:
     something else, or a refused --resume; Diverged / NonFiniteWeights when training diverges.
     """
     world_size = int(os.environ.get("WORLD_SIZE", 1))
-    cfg = resolve_auto(cfg, world_size)
+    cfg = resolve_auto(apply_protocol(cfg, cfg.protocol) if cfg.protocol in PROTOCOLS else cfg, world_size)
     if problems := config_problems(cfg, world_size):
         raise UsageError("\n".join(problems))
     d = setup_distributed()
@@ -369,7 +386,7 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
                                                         start_step, cfg.wandb_project, cfg.wandb_mode))
         history, guard = [], DivergenceGuard(cfg.max_bad_steps)
         if cfg.eval_every and start_step == 0:  # the "before": step 0 holds the eval of the starting model
-            history.append({"step": 0, **eval_metrics(engine, eval_sets, cfg.template, grader, cfg.max_new_tokens, d)})
+            history.append({"step": 0, **evaluation(engine, eval_sets, cfg, grader, d)})
             if d.is_main:
                 append_logs(out_dir, history[-1])
                 loggers.log(history[-1])
@@ -383,7 +400,8 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
             # reward
             t1 = time.perf_counter()
             golds = [p.answer for p in problems for _ in range(cfg.group_size)]
-            results = compute_rewards([s.text for s in samples], golds, cfg.template, cfg.reward, grader)
+            results = compute_rewards([s.text for s in samples], golds, cfg.template, cfg.reward, grader,
+                                      extraction=cfg.extraction)
             # prepare batch (no-grad passes, advantages), then learn (policy, and the critic for PPO)
             t2 = time.perf_counter()
             batch = prepare_batch(samples, [r.score for r in results], unwrap(m.policy), m.reference, m.value_model, cfg,
@@ -405,7 +423,7 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
                         "peak_memory_gb": peak_memory_gb(d.device), **probe})
             # eval
             if due(cfg.eval_every, step, cfg.steps):
-                row.update(eval_metrics(engine, eval_sets, cfg.template, grader, cfg.max_new_tokens, d))
+                row.update(evaluation(engine, eval_sets, cfg, grader, d))
             history.append(row)
             if d.is_main:
                 append_logs(out_dir, row, problems, samples, results, cfg.log_samples, cfg.group_size)

@@ -50,7 +50,7 @@ def snapshot(path):
     (dict(model="/no/such/model/dir"), "--model /no/such/model/dir: no such local directory"),
     (dict(train_data="/no/such.jsonl"), "--train-data /no/such.jsonl: no such file"),
     (dict(eval_data="arithmetic,gsm9k"), "--eval-data arithmetic,gsm9k: unknown gsm9k"),
-    (dict(reward="nosuch"), "--reward 'nosuch': use one of correct, simplerl"),
+    (dict(reward="nosuch"), "--reward 'nosuch': use one of correct, independent, mix, simplerl"),
     (dict(levels=(3, 6)), "--levels 3 6: MATH levels are 1 to 5"),
     (dict(ref_offload=True), "--ref-offload needs --shard fsdp"),
     (dict(max_bad_steps=0), "--max-bad-steps 0: must be at least 1"),
