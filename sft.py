@@ -50,6 +50,7 @@ from model import (ModelSettings, ParallelSettings, TokenLogProbs, collate, dist
                    load_model, load_model_config, no_gradient_sync, resolve_dtype, resolve_model, score)
 from optim import Diverged, DivergenceGuard, OptimSettings, adamw, clipped_step, lr_factor, set_lr
 from plot import write_run_figure
+from protocols import PROTOCOLS, ProtocolSettings, apply as apply_protocol
 from reward import TEMPLATES, apply_template, compute_rewards
 from rundir import ExternalLoggers, TrainRunSettings, append_row, cli, run_directory, settings_problems, truncate_logs
 
@@ -74,7 +75,7 @@ class SFTSettings:
 
 
 @dataclass
-class SFTConfig(ModelSettings, ParallelSettings, TrainDataSettings, SFTSettings, OptimSettings, TrainRunSettings,
+class SFTConfig(ProtocolSettings, ModelSettings, ParallelSettings, TrainDataSettings, SFTSettings, OptimSettings, TrainRunSettings,
                 GraderSettings):
     """Every knob of an SFT run, by settings group; the defaults that differ from train_zero's are set here."""
 
@@ -87,6 +88,12 @@ class SFTConfig(ModelSettings, ParallelSettings, TrainDataSettings, SFTSettings,
     out_dir: str = "runs/sft"
     eval_every: int = 10
     save_every: int = 30
+
+
+def sft_protocol_fields(name: str) -> tuple[str, ...]:
+    """What --protocol sets in sft.py: the template (unless the protocol's is train_zero's "auto", which picks one
+    from the RL data) and the grader that checks the targets."""
+    return ("grader", "grader_timeout") + (("template",) if PROTOCOLS[name].template != "auto" else ())
 
 
 SFT_WRITES = ("metrics.jsonl", "metrics.png", "checkpoints", "tensorboard", "wandb")  # what an SFT run writes in out_dir
@@ -168,6 +175,8 @@ def main(cfg: SFTConfig) -> list[dict]:
     without more learnable pairs than --holdout, or a run directory that is refused (rundir.run_directory);
     Diverged when --max-bad-steps steps in a row were skipped for a non-finite loss or gradient norm.
     """
+    if cfg.protocol in PROTOCOLS:  # the upstream's prompt and target check (the rest of a protocol is RL's)
+        cfg = apply_protocol(cfg, cfg.protocol, sft_protocol_fields(cfg.protocol))
     cfg = replace(cfg, dtype=str(resolve_dtype(cfg.dtype)).removeprefix("torch."))
     if problems := config_problems(cfg, int(os.environ.get("WORLD_SIZE", 1))):
         raise UsageError("\n".join(problems))

@@ -97,3 +97,13 @@ def test_evaluate_resolves_a_papers_protocol(tiny_model_dir, tmp_path):
     assert (config["protocol"], config["minerva_gold"], config["max_new_tokens"], config["template"]) == \
         ("oat_zero", "alternatives", 4, "qwen_math")
     assert asdict(EvalConfig())["benchmarks"] == "math500,gsm8k"  # the class default is untouched
+
+
+@pytest.mark.parametrize("name", list(PROTOCOLS))
+def test_sft_takes_the_protocols_template_and_grader(name):
+    import sft
+
+    cfg = apply(sft.SFTConfig(), name, sft.sft_protocol_fields(name))
+    assert sft.config_problems(cfg, 1) == []
+    assert cfg.template == (PROTOCOLS[name].template if PROTOCOLS[name].template != "auto" else "qwen_boxed")
+    assert cfg.grader == PROTOCOLS[name].grader
