@@ -64,7 +64,7 @@ from distributed import Dist, all_reduce, setup_distributed
 from grader_pool import Grader, GraderSettings
 from model import ModelSettings, check_context, load_model, load_model_config, resolve_dtype, resolve_model
 from published import GROUPS, Column, format_table, published_rows
-from protocols import PROTOCOLS as PROTOCOL_NAMES, ProtocolSettings, apply as apply_protocol
+from protocols import PROTOCOLS, ProtocolSettings, apply as apply_protocol
 from reward import (EXTRACTIONS, REFLECTION_WORDS, TEMPLATES, apply_template, compute_rewards, reflection_words,
                     stop_strings)
 from rollout import HFEngine, Sample, SamplingParams, VLLMSettings, vllm_engine
@@ -378,7 +378,7 @@ def main(cfg: EvalConfig) -> dict[str, dict]:
     benchmark file, a model config that does not load, a prompt that does not fit the model's context, or a refused
     --out-dir.
     """
-    if cfg.protocol in PROTOCOL_NAMES:  # the upstream's evaluation: its benchmarks, sampling, extraction, grader
+    if cfg.protocol in PROTOCOLS:  # the upstream's evaluation: its benchmarks, sampling, extraction, grader
         cfg = apply_protocol(cfg, cfg.protocol, PROTOCOL_FIELDS, eval_fields=True)
     if problems := config_problems(cfg):
         raise UsageError("\n".join(problems))

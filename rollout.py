@@ -268,12 +268,11 @@ class VLLMSettings:
 
 def vllm_engine(path: str, settings: VLLMSettings, device: torch.device, dtype: torch.dtype, seed: int,
                 max_model_len: int, gpu_share: float, **options) -> "VLLMEngine":
-    """A VLLMEngine for `path` on `device` with the settings' memory and CPU options: CUDA graphs on a GPU (on CPU
-    torch.compile would take minutes), the KV cache in GiB on CPU. gpu_share: the GPU fraction (the caller's
-    default when the settings give 0; GPU only). options: VLLMEngine's others (enable_sleep_mode,
-    tensor_parallel_size)."""
+    """A VLLMEngine for `path` on `device` with the settings' options: on a GPU CUDA graphs and the GPU share (the
+    settings', else gpu_share), on CPU eager mode (torch.compile would take minutes) and the KV cache in GiB.
+    options: VLLMEngine's others (enable_sleep_mode, tensor_parallel_size)."""
     on_gpu = device.type == "cuda"
-    if on_gpu:  # on CPU the KV cache is sized in GiB instead (the share is unused)
+    if on_gpu:
         options["gpu_memory_utilization"] = settings.vllm_gpu_memory_utilization or gpu_share
     return VLLMEngine(path, dtype=str(dtype).removeprefix("torch."), seed=seed, max_model_len=max_model_len,
                       kv_cache_gb=None if on_gpu else settings.vllm_kv_cache_gb, enforce_eager=not on_gpu,
