@@ -44,7 +44,7 @@ RESUME_MAY_CHANGE = {"steps", "resume", "out_dir", "eval_every", "eval_data", "e
                      "grader_timeout", "grader_workers", "data_dir", "probe_every", "probe_tolerance", "vllm_sleep",
                      "vllm_kv_cache_gb", "vllm_gpu_memory_utilization", "vllm_cpu_bind",
                      "gradient_checkpointing", "ref_offload", "overwrite", "max_bad_steps", "log_with", "wandb_project",
-                     "wandb_mode"}
+                     "wandb_mode", "trace"}
 
 
 class NonFiniteWeights(RuntimeError):

@@ -61,6 +61,7 @@ from protocols import PROTOCOLS, ProtocolSettings, apply as apply_protocol, tabl
 from reward import EXTRACTIONS, REWARD_RULES, TEMPLATES, apply_template, compute_rewards, stop_strings
 from rollout import (PROBE_TOLERANCE, HFEngine, NonFiniteLogits, Sample, SamplingParams, VLLMSettings,
                      vllm_engine, vllm_memory_share)
+from steptrace import format_trace
 from rundir import ExternalLoggers, TrainRunSettings, cli, run_directory, settings_problems, truncate_logs
 
 
@@ -82,6 +83,7 @@ class RolloutSettings:
     probe_every: int = 1  # vLLM: compare engine and trainer log-probs on a fixed sequence every N syncs (0: never)
     probe_tolerance: float = PROBE_TOLERANCE  # vLLM: max |engine - trainer| log-prob (nats) before the run stops
     log_samples: int = 4  # rollouts per step written to samples.jsonl
+    trace: bool = False  # print the first step's first group through every stage, a lesson (steptrace.py; docs/trace.md)
     eval_data: str = "auto"  # comma-separated benchmarks (evaluate.py names) or procedural sets (held-out draws); auto: the built-in --train-data set, else arithmetic
     eval_limit: int = 64  # problems per eval benchmark (0: all)
 
@@ -425,6 +427,10 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
             if due(cfg.eval_every, step, cfg.steps):
                 row.update(evaluation(engine, eval_sets, cfg, grader, d))
             history.append(row)
+            if d.is_main and cfg.trace and step == start_step:  # a lesson: one group through every stage
+                G = cfg.group_size
+                tqdm.write(format_trace(apply_template(cfg.template, problems[0].problem), samples[:G], results[:G],
+                                        batch.advantages[:G], row, cfg))
             if d.is_main:
                 append_logs(out_dir, row, problems, samples, results, cfg.log_samples, cfg.group_size)
                 loggers.log(row)

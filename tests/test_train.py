@@ -404,3 +404,25 @@ def test_the_cards_command_runs_as_typed_on_eight_ranks(tiny_model_dir, tmp_path
     assert json.loads((tmp_path / "config.json").read_text())["prompts_per_step"] == 8
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [1] and rows[0]["generated_tokens"] > 0
+
+
+def test_trace_prints_one_group_through_every_stage(tiny_model_dir, tmp_path, parity_reward, capsys):
+    """--trace: the prompt, the G responses, verdicts and rewards, GRPO / Dr. GRPO / the run's advantages, the
+    per-token weights 1/|o_i| and 1/L_max, and the step's loss and grad norm as logged."""
+    from losses import group_advantages
+
+    rows = main(tiny_config(tiny_model_dir, tmp_path, steps=1, eval_every=0, save_every=0, trace=True, group_size=4))
+    out = capsys.readouterr().out
+    start = out.index("== --trace: step 1, the first group (4 responses to one prompt)")
+    trace = out[start:]
+    for section in ("1. rollout", "2. reward (--reward simplerl", "3. advantages", "4. the loss's weight",
+                    "1/|o_i|", "1/L_max = 1/6", "5. learn"):
+        assert section in trace, section
+    assert "| <|im_start|>system" in trace  # the qwen_boxed prompt, as the model sees it
+    assert f"gradient norm before clipping {rows[0]['grad_norm']:.4f}" in trace
+    assert f"the step's loss {rows[0]['loss']:+.6f}" in trace
+    # parity_reward: +1, -0.5, +1, -0.5 -> Dr. GRPO advantages +0.75, -0.75; GRPO's divide by the std 0.866
+    table = trace[trace.index("3. advantages"):trace.index("4. the loss")].splitlines()[2:6]
+    expected = group_advantages(torch.tensor([1.0, -0.5, 1.0, -0.5]), 4, scale_by_std=False).tolist()
+    assert [float(line.split()[2]) for line in table] == pytest.approx(expected, abs=1e-4)
+    assert [float(line.split()[4]) for line in table] == pytest.approx(expected, abs=1e-4)  # the run is drgrpo
