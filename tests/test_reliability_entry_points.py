@@ -20,7 +20,7 @@ from evaluate import EvalConfig
 from optim import Diverged
 from rundir import LOCK
 from test_reliability import snapshot
-from test_sft import sft_config, write_math_file
+from test_sft import sft_config
 from test_train import run, tiny_config
 
 
