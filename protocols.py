@@ -68,7 +68,7 @@ HARNESS_STOPS = ("</s>", "<|im_end|>", "<|endoftext|>")  # the Qwen2.5-Math harn
 PROTOCOLS: dict[str, Protocol] = {
     "ours": Protocol(
         source="this codebase's defaults",
-        template="auto", extraction="boxed", grader="zero_rl", grader_timeout=5.0, reward="simplerl", stop=(),
+        template="auto", extraction="boxed", grader="zero_rl", grader_timeout=5.0, reward="correct", stop=(),
         algo="drgrpo", loss_agg="algo", kl_estimator="k3", kl_in="loss", kl_clamp=0.0, logprob_temperature="sampling",
         shuffle_minibatches=False, truncated="keep",
         eval=EvalProtocol("math500,gsm8k", 1, 0.0, 1.0, 3000, "answer")),

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${ZERO_RL_DATA:-../shared/data}
 torchrun --nproc_per_node 8 train_zero.py \
-    --model Qwen/Qwen2.5-Math-1.5B --template qwen_math --reward correct --truncated zero_reward \
+    --protocol oat_zero --model Qwen/Qwen2.5-Math-1.5B --template qwen_math --reward correct --truncated zero_reward \
     --train-data "$DATA/train/math_12k_rebuilt.jsonl" \
     --algo drgrpo --prompts-per-step 128 --group-size 8 --updates-per-batch 8 --micro-batch-size 4 \
     --max-new-tokens 3000 --temperature 1.0 --top-p 1.0 --clip-eps 0.2 --kl-coef 0 --max-grad-norm 1.0 \

@@ -7,12 +7,13 @@
 # Published: AIME24 43.3, AMC 62.7 (83 problems), MATH500 80.0, Minerva 30.1, OlympiadBench 41.0 (docs/papers.md §5).
 # Deviations: oat's 8K level 3-5 file is rebuilt here (8,886 rows, ../shared/data/README.md); --steps 500 is an
 # upper bound (the paper's runs were stopped early, the released checkpoint's step is not stated); oat grades
-# with math_verify and a 1 s timeout, this codebase with grader.py.
+# with its math_grader (math-verify as the last check), this codebase with grader.py (1 s timeout, as oat).
+# --protocol oat_zero sets the rest of oat's protocol (tests/test_upstream.py checks each value against oat's source).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${ZERO_RL_DATA:-../shared/data}
 torchrun --nproc_per_node 8 train_zero.py \
-    --model Qwen/Qwen2.5-Math-7B --template qwen_math --reward correct --truncated zero_reward \
+    --protocol oat_zero --model Qwen/Qwen2.5-Math-7B --template qwen_math --reward correct --truncated zero_reward \
     --train-data "$DATA/train/math_lvl3to5_rebuilt.jsonl" \
     --algo drgrpo --prompts-per-step 128 --group-size 8 --updates-per-batch 8 --micro-batch-size 4 \
     --max-new-tokens 3000 --temperature 1.0 --top-p 1.0 --clip-eps 0.2 --kl-coef 0 --max-grad-norm 1.0 \

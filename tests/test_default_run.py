@@ -1,6 +1,7 @@
 """The README's first command (the embedded default), cut to 2 steps with a 16-problem eval: its metrics.jsonl and
-samples.jsonl equal, field for field, the ones recorded on main at 11edab4, before the entry points shared one
-foundation (issue 22: "no number changes"). Timings and memory differ between runs and are left out; floats are
+samples.jsonl equal, field for field, a recording (tests/golden/), so no change of code moves the default's numbers
+unnoticed. Recorded on 2026-12-03 when the default reward became `correct` (issue 25); the recording before it
+(SimpleRL reward) was main's at 11edab4, which the shared foundation of issue 22 reproduced. Timings and memory differ between runs and are left out; floats are
 compared to 1e-6 relative (float rounding), everything else exactly.
 
     python train_zero.py --steps 2 --eval-every 2 --eval-limit 16 --save-every 0 --out-dir <dir>

@@ -26,7 +26,7 @@ def run(args, timeout=300, **kwargs):
 def tiny_config(model_dir, out_dir, **overrides):
     base = dict(model=model_dir, out_dir=str(out_dir), steps=2, prompts_per_step=4, group_size=2, micro_batch_size=3,
                 max_new_tokens=6, lr=1e-3, eval_every=2, eval_limit=4, save_every=2, grader_timeout=5.0,
-                template="qwen_boxed", train_data="arithmetic", eval_data="arithmetic")
+                template="qwen_boxed", train_data="arithmetic", eval_data="arithmetic", reward="simplerl")
     return Config(**{**base, **overrides})
 
 
