@@ -79,14 +79,17 @@ PROTOCOLS: dict[str, Protocol] = {
         kl_clamp=0.0, logprob_temperature="1", shuffle_minibatches=True, truncated="keep",
         eval=EvalProtocol("simplerl", 1, 0.0, 1.0, 3000, "answer"),
         deviations=("grading: our layered grader (docs/grader.md), not the Qwen2.5-Math harness's math_equal",
-                    "OpenRLHF normalises rewards (--normalize_reward); this codebase does not")),
+                    "extraction: v0 reads the Qwen harness chain but gives -1 whenever the text 'boxed' is absent; "
+                    "boxed keeps that -1 and reads boxes only",
+                    "prompt: v0's training prompts (its data file) lack the newline after 'assistant'")),
     "simplerl_zoo": Protocol(
         source="hkust-nlp/simpleRL-reason@v1 (verl)",
         template="qwen_boxed", extraction="qwen_harness", grader="math_verify", grader_timeout=10.0, reward="mix",
         stop=HARNESS_STOPS, algo="grpo", loss_agg="token_mean", kl_estimator="k3", kl_in="loss", kl_clamp=10.0,
         logprob_temperature="sampling", shuffle_minibatches=False, truncated="keep",
-        eval=EvalProtocol("zoo", 1, 0.0, 1.0, 3000, "answer"),
+        eval=EvalProtocol("zoo", 1, 1.0, 0.95, 16000, "answer"),  # trained models; the Zoo decodes base models greedily
         deviations=("template: the Zoo chose a prompt per base model (its recipes set --template)",
+                    "evaluation of a base model: the Zoo decodes greedily (pass --temperature 0 --top-p 1)",
                     "token_mean over the optimiser step's tokens; verl averages per micro-batch")),
     "oat_zero": Protocol(
         source="sail-sg/understand-r1-zero, sail-sg/oat",

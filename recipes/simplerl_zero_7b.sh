@@ -7,16 +7,19 @@
 # gpu-hours: 1152 (docs/papers.md §4: about 1.5 days on 32 GPUs; a maintainer gives 2 days on 4 x 8 H100, 1,536)
 # plan-model: qwen2.5-math-7b
 # Published: AIME24 33.3, AMC23 62.5, MATH500 77.2, Minerva 33.5, OlympiadBench 37.6 (docs/papers.md §5).
-# Steps: 20 episodes over 8,523 prompts at 1,024 per rollout batch = 166 rollout batches; 64 optimiser steps each.
-# Deviations: SimpleRL's 8,523-row file is rebuilt here (8,886 rows); OpenRLHF normalises rewards
-# (--normalize_reward) and places actor, critic and vLLM on separate GPUs, this codebase colocates them on every
+# Steps: the schedule spans 166 rollout batches (20 episodes of 8,523 prompts at 1,024; v0's script stops at 160,
+#   dropping each episode's partial batch); the published model is the step-120 checkpoint (v0 README), so evaluate
+#   checkpoints/step_000120. 64 optimiser steps per batch. --protocol simplerl_zero: v0's prompt (system-prompt form),
+#   10 s grading, raw-logit log-probs, shuffled mini-batches (tests/test_upstream.py checks each against v0's source).
+# Deviations: SimpleRL's 8,523-row file is rebuilt here (8,886 rows); v0 reads answers with the Qwen harness chain
+# and grades with its math_equal (ours: boxes and grader.py); OpenRLHF places actor, critic and vLLM on separate GPUs, this codebase colocates them on every
 # rank; the schedule advances per rollout batch, not per optimiser step (learn.lr_factor).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${ZERO_RL_DATA:-../shared/data}
 torchrun --nnodes 4 --nproc_per_node 8 --rdzv-backend c10d --rdzv-endpoint "${MASTER_ADDR:-localhost}:29500" \
     --rdzv-id simplerl_zero_7b train_zero.py \
-    --model Qwen/Qwen2.5-Math-7B --template qwen_boxed --reward simplerl \
+    --protocol simplerl_zero --model Qwen/Qwen2.5-Math-7B --reward simplerl \
     --train-data "$DATA/train/math_lvl3to5_rebuilt.jsonl" \
     --algo ppo --prompts-per-step 1024 --group-size 8 --updates-per-batch 64 --micro-batch-size 2 \
     --max-new-tokens 3000 --temperature 0.6 --top-p 1.0 --clip-eps 0.2 --value-clip 0.2 --gamma 1.0 --gae-lambda 0.95 \

@@ -20,6 +20,7 @@ import random_model  # noqa: E402
 from data import default_data_dir  # noqa: E402
 import sft  # noqa: E402
 from sft import SFTConfig  # noqa: E402
+from protocols import apply  # noqa: E402
 from train_zero import Config, config_problems, main  # noqa: E402
 
 RECIPES = sorted((ROOT / "recipes").glob("*.sh"))
@@ -103,6 +104,7 @@ def test_recipe_code_path_runs_two_steps_on_a_tiny_model_of_its_family(path, tmp
                          steps=2, batch_size=2, micro_batch_size=1, holdout=2, max_tokens=2048, eval_every=2,
                          save_every=2, lr=1e-3))
         tiny = str(tmp_path / "sft" / "checkpoints" / "step_000002")
+    cfg = replace(apply(cfg, cfg.protocol), protocol="")  # resolved now, so the overrides below stay overrides
     rows = main(replace(cfg, model=tiny, out_dir=str(tmp_path / "run"), steps=2, prompts_per_step=2, group_size=2,
                         micro_batch_size=2, max_new_tokens=8, rollout_engine="hf", eval_every=2, eval_limit=2,
                         save_every=2, lr=1e-3, critic_lr=1e-3,

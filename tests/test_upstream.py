@@ -38,9 +38,6 @@ DIFFERENCES = {
     ("simplerl_zero_protocol", "eval.template"): "evaluate.py takes the template from --template / the checkpoint",
     ("simplerl_zero_protocol", "eval.stop"): "evaluate.py takes stop strings from the train fields (protocol.stop)",
     ("simplerl_zero_protocol", "eval.extraction"): "evaluate.py uses the protocol's extraction (boxed here)",
-    ("simplerl_zoo_protocol", "eval.temperature"): "the Zoo samples trained models at 1.0 (README); ours greedy (to fix)",
-    ("simplerl_zoo_protocol", "eval.top_p"): "the Zoo's eval uses top_p 0.95 (README); ours 1.0 (to fix)",
-    ("simplerl_zoo_protocol", "eval.max_new_tokens"): "the Zoo's eval allows 16,000 tokens (README); ours 3,000 (to fix)",
     ("simplerl_zoo_protocol", "eval.stop"): "evaluate.py takes stop strings from the train fields (protocol.stop)",
     ("simplerl_zoo_protocol", "eval.grader"): "the Zoo's eval grades with the harness's math_equal; ours the protocol's",
     ("oat_zero_protocol", "grader"): "oat's math_grader (mathd | sympy | math_verify); ours the layered grader",
@@ -54,30 +51,15 @@ for recipe in ("oat_zero_7b", "oat_zero_1.5b"):
         (recipe, "eval_data"): "ours evaluates MATH500 in training, oat its five sets (to fix: issue 23 item 7)",
     })
 DIFFERENCES.update({
-    ("simplerl_zero_7b", "template"): "recipe uses qwen_boxed; v0 trains on the system-prompt form (to fix: --protocol)",
     ("simplerl_zero_7b", "extraction"): "see simplerl_zero_protocol extraction",
     ("simplerl_zero_7b", "grader"): "v0 grades with the Qwen harness's math_equal; ours the layered grader",
-    ("simplerl_zero_7b", "grader_timeout"): "recipe at our default 5 s, v0 10 s (to fix: --protocol)",
-    ("simplerl_zero_7b", "stop"): "recipe at our default (EOS only), v0 also stops at '</s>' (to fix: --protocol)",
-    ("simplerl_zero_7b", "logprob_temperature"): "recipe divides by T=0.6, v0 does not (to fix: --protocol)",
-    ("simplerl_zero_7b", "shuffle_minibatches"): "recipe keeps order, v0's replay buffer shuffles (to fix: --protocol)",
-    ("simplerl_zero_7b", "steps"): "recipe 166 (the schedule's horizon); v0 README's run 120 (to fix)",
+    ("simplerl_zero_7b", "steps"): "166 rollout batches is v0's schedule horizon; its published model is step 120 "
+        "(the recipe's header: evaluate checkpoints/step_000120)",
     ("simplerl_zero_7b", "vllm_max_model_len"): "ours 4,096 leaves room; v0 sizes it 1,024 + 3,000",
+    ("zoo_mistral_7b", "stop"): "upstream also stops at the token id of '\\nStep'; a newline cannot be passed as a "
+        "stop string in the recipe's command line yet (to fix)",
+    ("zoo_qwen2.5_7b", "stop"): "upstream stops at 8 token ids; the recipe uses the protocol's harness strings (to fix)",
 })
-for recipe in ("zoo_qwen2.5_0.5b", "zoo_qwen2.5_1.5b", "zoo_qwen2.5_7b", "zoo_llama3.1_8b", "zoo_mistral_7b",
-               "zoo_deepseek_math_7b"):
-    DIFFERENCES.update({
-        (recipe, "reward"): "recipe 'correct' needs a box, the Zoo's 'mix' does not (to fix: --protocol simplerl_zoo)",
-        (recipe, "extraction"): "recipe reads boxes only, the Zoo the harness chain (to fix: --protocol simplerl_zoo)",
-        (recipe, "grader"): "recipe our grader, the Zoo math-verify (to fix: --protocol simplerl_zoo)",
-        (recipe, "grader_timeout"): "recipe 5 s, the Zoo 10 s (to fix: --protocol simplerl_zoo)",
-        (recipe, "kl_clamp"): "recipe no clamp, verl clamps k3 to [-10, 10] (to fix: --protocol simplerl_zoo)",
-        (recipe, "loss_agg"): "recipe per-response mean, verl token-mean (to fix: --protocol simplerl_zoo)",
-        (recipe, "eval_every"): "recipe every 10 steps, the Zoo every 5 (to fix)",
-        (recipe, "save_every"): "recipe every 10 steps, the Zoo every 5 (to fix)",
-        (recipe, "stop"): "the Zoo stops at per-model token ids; no per-recipe stop strings yet (to fix)",
-    })
-
 
 def protocol_value(name: str, field: str):
     protocol = PROTOCOLS[name]
