@@ -24,7 +24,7 @@ $LAUNCH --rdzv-id simplerl_7b_sft sft.py \
     --max-grad-norm 1.0 --shard fsdp --dtype bfloat16 --gradient-checkpointing \
     --eval-every 50 --save-every 50 --out-dir runs/simplerl_7b/sft
 $LAUNCH --rdzv-id simplerl_7b_rl train_zero.py \
-    --model runs/simplerl_7b/sft/checkpoints/step_000250 --template o1_cot --reward simplerl \
+    --protocol simplerl_zero --model runs/simplerl_7b/sft/checkpoints/step_000250 --template o1_cot --reward simplerl \
     --train-data "$DATA/train/math_lvl3to5_rebuilt.jsonl" \
     --algo ppo --prompts-per-step 1024 --group-size 8 --updates-per-batch 64 --micro-batch-size 2 \
     --max-new-tokens 3000 --temperature 0.6 --top-p 1.0 --clip-eps 0.2 --value-clip 0.2 --gamma 1.0 --gae-lambda 0.95 \
