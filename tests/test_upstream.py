@@ -8,7 +8,6 @@ upstream has no flag of ours for (a grader described in words, stop token ids) c
 """
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -16,18 +15,9 @@ import pytest
 from learn import ALGORITHMS
 from protocols import PROTOCOLS, apply
 from test_recipes import RECIPES, needs_data, parse_recipe
+from upstream import oat, simplerl_v0, simplerl_v1  # tests/upstream/, on the path as the tests' folder is
 
-UPSTREAM_DIR = Path(__file__).parent / "upstream"
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(f"upstream_{name}", UPSTREAM_DIR / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-SOURCES = {run: fields for name in ("simplerl_v0", "simplerl_v1", "oat") for run, fields in load(name).SOURCES.items()}
+SOURCES = {run: fields for module in (simplerl_v0, simplerl_v1, oat) for run, fields in module.SOURCES.items()}
 
 # (run, field) -> why ours differs. Runs: "<protocol>_protocol" or a recipe's stem.
 DIFFERENCES = {
