@@ -80,7 +80,7 @@ class EvalSettings:
     benchmarks: str = "math500,gsm8k"  # comma-separated benchmarks (data.BENCHMARKS, arithmetic, add_one) and paper tables: all, oat, simplerl, zoo
     limit: int = 0  # first N problems of each benchmark (0: all)
     template: str = "auto"  # prompt template; auto: the one recorded in our checkpoint, else qwen_math
-    extraction: str = "boxed"  # how the final answer is read (reward.EXTRACTIONS): boxed, qwen_harness, r1_strict
+    extraction: str = "boxed"  # how the final answer is read (reward.EXTRACTIONS): boxed, qwen_harness, harness_if_boxed, r1_strict
     stop: tuple[str, ...] = ()  # stop strings besides EOS and the template's own (r1: </answer>)
     max_new_tokens: int = 3000  # generation budget (docs/papers.md §5: 3,000)
     n: int = 1  # samples per problem

@@ -37,6 +37,7 @@ class EvalProtocol:
     top_p: float
     max_new_tokens: int
     minerva_gold: str  # "answer" (the Qwen2.5-Math harness) or "alternatives" (understand-r1-zero)
+    extraction: str  # reward.EXTRACTIONS: how the evaluation reads answers (the training reward may read otherwise)
 
 
 @dataclass(frozen=True)
@@ -71,23 +72,21 @@ PROTOCOLS: dict[str, Protocol] = {
         template="auto", extraction="boxed", grader="zero_rl", grader_timeout=5.0, reward="correct", stop=(),
         algo="drgrpo", loss_agg="algo", kl_estimator="k3", kl_in="loss", kl_clamp=0.0, logprob_temperature="sampling",
         shuffle_minibatches=False, truncated="keep",
-        eval=EvalProtocol("math500,gsm8k", 1, 0.0, 1.0, 3000, "answer")),
+        eval=EvalProtocol("math500,gsm8k", 1, 0.0, 1.0, 3000, "answer", "boxed")),
     "simplerl_zero": Protocol(
         source="hkust-nlp/simpleRL-reason@v0 (OpenRLHF)",
-        template="qwen_math", extraction="boxed", grader="zero_rl", grader_timeout=10.0, reward="simplerl",
+        template="qwen_math", extraction="harness_if_boxed", grader="zero_rl", grader_timeout=10.0, reward="simplerl",
         stop=HARNESS_STOPS, algo="ppo", loss_agg="seq_mean_token_mean", kl_estimator="k1", kl_in="reward",
         kl_clamp=0.0, logprob_temperature="1", shuffle_minibatches=True, truncated="keep",
-        eval=EvalProtocol("simplerl", 1, 0.0, 1.0, 3000, "answer"),
+        eval=EvalProtocol("simplerl", 1, 0.0, 1.0, 3000, "answer", "qwen_harness"),
         deviations=("grading: our layered grader (docs/grader.md), not the Qwen2.5-Math harness's math_equal",
-                    "extraction: v0 reads the Qwen harness chain but gives -1 whenever the text 'boxed' is absent; "
-                    "boxed keeps that -1 and reads boxes only",
                     "prompt: v0's training prompts (its data file) lack the newline after 'assistant'")),
     "simplerl_zoo": Protocol(
         source="hkust-nlp/simpleRL-reason@v1 (verl)",
         template="qwen_boxed", extraction="qwen_harness", grader="math_verify", grader_timeout=10.0, reward="mix",
         stop=HARNESS_STOPS, algo="grpo", loss_agg="token_mean", kl_estimator="k3", kl_in="loss", kl_clamp=10.0,
         logprob_temperature="sampling", shuffle_minibatches=False, truncated="keep",
-        eval=EvalProtocol("zoo", 1, 1.0, 0.95, 16000, "answer"),  # trained models; the Zoo decodes base models greedily
+        eval=EvalProtocol("zoo", 1, 1.0, 0.95, 16000, "answer", "qwen_harness"),  # trained models; the Zoo decodes base models greedily
         deviations=("template: the Zoo chose a prompt per base model (its recipes set --template)",
                     "evaluation of a base model: the Zoo decodes greedily (pass --temperature 0 --top-p 1)",
                     "token_mean over the optimiser step's tokens; verl averages per micro-batch")),
@@ -96,7 +95,7 @@ PROTOCOLS: dict[str, Protocol] = {
         template="qwen_math", extraction="boxed", grader="zero_rl", grader_timeout=1.0, reward="correct", stop=(),
         algo="drgrpo", loss_agg="algo", kl_estimator="k3", kl_in="loss", kl_clamp=0.0,
         logprob_temperature="sampling", shuffle_minibatches=True, truncated="zero_reward",
-        eval=EvalProtocol("oat", 1, 0.0, 1.0, 3000, "alternatives"),
+        eval=EvalProtocol("oat", 1, 0.0, 1.0, 3000, "alternatives", "boxed"),
         deviations=("grading: our layered grader, not oat's math_grader (docs/grader.md lists the disagreements)",)),
 }
 

@@ -8,6 +8,10 @@ Extraction modes, extract_answer(response, template, extraction):
   if it holds one). SimpleRL-Zero's rule as docs/papers.md §2 states it.
 - "qwen_harness": the Qwen2.5-Math harness chain for data "math" (QwenLM/Qwen2.5-Math evaluation/parser.py,
   extract_answer + strip_string; SimpleRL v0/Zoo evaluation and the Zoo reward, hf_math_verify.py); any template.
+- "harness_if_boxed": SimpleRL-Zero v0's reward extraction (hkust-nlp/simpleRL-reason@v0 experience_maker.py,
+  preprocess_box_response_for_qwen_prompt): no answer unless the text "boxed" occurs in the response (cut at its
+  first stop token), else the qwen_harness chain; an empty harness answer is "" (graded: wrong, not no answer),
+  so under "simplerl" a response without "boxed" scores -1 and one with a box upstream cannot read -0.5.
 - "r1_strict": Oat-Zero's r1 reward (sail-sg/understand-r1-zero math_grader.py, answer_tag_reward_fn): an answer
   only when the response holds "</think> <answer>" and "</answer>"; other templates read the last box, as oat does.
 
@@ -105,7 +109,7 @@ def stop_strings(template: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # Answer extraction (docs/papers.md §2, steps 1-2, and §8)
 
-EXTRACTIONS = ("boxed", "qwen_harness", "r1_strict")  # the modes of the module docstring
+EXTRACTIONS = ("boxed", "qwen_harness", "harness_if_boxed", "r1_strict")  # the modes of the module docstring
 _BRACE_DEPTH = {"{": 1, "}": -1}  # change of brace depth per character
 
 
@@ -268,9 +272,11 @@ def extract_answer(response: str, template: str, extraction: str = "boxed") -> s
 
     Args: response, the generated text only; template, a key of TEMPLATES; extraction, one of EXTRACTIONS:
     "boxed" (the last box; the last <answer> block under r1), "qwen_harness" (the Qwen2.5-Math harness chain and
-    its strip_string; the template is not consulted), "r1_strict" (Oat-Zero's strict r1 layout; the last box
+    its strip_string; the template is not consulted), "harness_if_boxed" (qwen_harness, but None when the text
+    "boxed" is absent and "" when the chain reads nothing: SimpleRL-Zero v0), "r1_strict" (Oat-Zero's strict r1 layout; the last box
     under other templates). Every mode first cuts the response at its first stop token (STOP_TOKENS).
-    Returns: the answer, stripped (qwen_harness: normalised as strip_string does); None when there is none.
+    Returns: the answer, stripped (qwen_harness: normalised as strip_string does); None when there is none
+    (harness_if_boxed: "" for a response with "boxed" that the chain reads nothing from).
     Raises: ValueError for an unknown template or extraction.
     Source: SimpleRL-Zero (last \\boxed{}), QwenLM/Qwen2.5-Math evaluation/parser.py (extract_answer,
     strip_string), sail-sg/understand-r1-zero math_grader.py (answer_tag_reward_fn); module docstring.
@@ -278,8 +284,11 @@ def extract_answer(response: str, template: str, extraction: str = "boxed") -> s
     _check_template(template)
     _check_extraction(extraction)
     cut = _cut_at_stop(response)
-    if extraction == "qwen_harness":
-        return _qwen_harness(cut.strip() if len(cut) < len(response) else cut)  # the Zoo strips a text it cut
+    if extraction in ("qwen_harness", "harness_if_boxed"):
+        answer = _qwen_harness(cut.strip() if len(cut) < len(response) else cut)  # upstream strips a text it cut
+        if extraction == "qwen_harness":
+            return answer
+        return (answer or "") if "boxed" in cut else None  # v0: "boxed" absent -> -1; a box read as "" -> -0.5
     if template != "r1":
         return _last_boxed(cut)
     return _r1_strict(cut) if extraction == "r1_strict" else _r1_tolerant(cut)

@@ -71,7 +71,7 @@ class RolloutSettings:
 
     template: str = "auto"  # prompt template (reward.TEMPLATES): qwen_math, qwen_boxed, r1, abel, o1_cot, no, chat_oneshot; auto: chat_oneshot for add_one, else qwen_boxed
     reward: str = "correct"  # reward rule (reward.REWARD_RULES): correct (1/0; Oat-Zero, the Zoo), simplerl (+1/-0.5/-1), the Zoo's mix and independent
-    extraction: str = "boxed"  # how the final answer is read (reward.EXTRACTIONS): boxed, qwen_harness, r1_strict
+    extraction: str = "boxed"  # how the final answer is read (reward.EXTRACTIONS): boxed, qwen_harness, harness_if_boxed, r1_strict
     stop: tuple[str, ...] = ()  # stop strings besides EOS and the template's own (r1: </answer>), for rollouts and eval
     prompts_per_step: int = 0  # prompts per rollout batch, over all ranks (group_size samples each); 0: 4, rounded up to a multiple of the world size
     temperature: float = 1.0  # sampling temperature; log-probs are taken at the same temperature

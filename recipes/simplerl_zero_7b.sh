@@ -11,8 +11,9 @@
 #   dropping each episode's partial batch); the published model is the step-120 checkpoint (v0 README), so evaluate
 #   checkpoints/step_000120. 64 optimiser steps per batch. --protocol simplerl_zero: v0's prompt (system-prompt form),
 #   10 s grading, raw-logit log-probs, shuffled mini-batches (tests/test_upstream.py checks each against v0's source).
-# Deviations: SimpleRL's 8,523-row file is rebuilt here (8,886 rows); v0 reads answers with the Qwen harness chain
-# and grades with its math_equal (ours: boxes and grader.py); OpenRLHF places actor, critic and vLLM on separate GPUs, this codebase colocates them on every
+#   Answers are read as v0's reward does (--extraction harness_if_boxed: the harness chain, -1 without "boxed").
+# Deviations: SimpleRL's 8,523-row file is rebuilt here (8,886 rows); v0 grades with the harness's math_equal
+# (ours: grader.py); OpenRLHF places actor, critic and vLLM on separate GPUs, this codebase colocates them on every
 # rank; the schedule advances per rollout batch, not per optimiser step (learn.lr_factor).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -4,6 +4,10 @@ Each answer was derived by hand from the rule the mode follows (reward.py's docs
 - BOXED: SimpleRL-Zero's rule as docs/papers.md §2 states it (rows: id, template, response, answer).
 - QWEN_HARNESS: QwenLM/Qwen2.5-Math evaluation/parser.py extract_answer(text, "math") with strip_string, as
   SimpleRL-Zoo's hf_math_verify.py calls it (after cutting at the first </s>, <|im_end|>, <|endoftext|>).
+- HARNESS_IF_BOXED: SimpleRL-Zero v0's reward (hkust-nlp/simpleRL-reason@v0 train/openrlhf/trainer/ppo_utils/
+  experience_maker.py, preprocess_box_response_for_qwen_prompt): the QWEN_HARNESS chain, gated on the substring
+  "boxed" in the cut response (absent: None, scored -1); a chain that reads nothing gives "" (graded, -0.5).
+  Every QWEN_HARNESS row is also checked through the gate (tests/test_extraction.py); these rows are the gate's own.
 - R1_STRICT: sail-sg/understand-r1-zero math_grader.py answer_tag_reward_fn under r1; boxed_reward_fn otherwise
   (rows: id, template, response, answer).
 None means no answer. The *_DEVIATIONS rows are where we knowingly differ: (id, response, ours, upstream's).
@@ -186,6 +190,23 @@ QWEN_HARNESS = [
     ("last_number_full_stop", "We need 5.", "5"),
     ("no_number", "No number here at all.", None),
     ("empty_response", "", None),
+]
+
+HARNESS_IF_BOXED = [
+    ("box", r"so \boxed{5}", "5"),
+    ("no_box_no_answer", "The answer is 5.", None),
+    ("last_number_needs_a_box", "so it is 12", None),
+    ("minerva_without_box", "The final answer is $3$. I hope it is correct.", None),
+    ("minerva_with_box_anywhere", r"\boxed{9} so the final answer is $4$. I hope it is correct.", "4"),
+    ("fbox_is_no_box", r"so \fbox{5}", None),
+    ("word_unboxed_counts", "the toys came unboxed, 5", ",5"),
+    ("bare_boxed_reads_empty", r"so \boxed", ""),
+    ("empty_box_reads_empty", r"so \boxed{}", ""),
+    ("braceless_box", r"hence $\boxed 5$", "5"),
+    ("box_after_stop_ignored", "The answer is 5.<|im_end|>\\boxed{5}", None),
+    ("box_before_stop_read", r"\boxed{3}<|im_end|>\boxed{4}", "3"),
+    ("harness_normalises", r"\boxed{\dfrac12}", r"\frac{1}{2}"),
+    ("unclosed_box_runs_to_end", r"\boxed{7", "7"),
 ]
 
 QWEN_HARNESS_DEVIATIONS = [

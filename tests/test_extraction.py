@@ -3,11 +3,12 @@
 The case tables live in tests/extraction_cases.py, each answer derived by hand from the upstream rule it names.
 """
 
+import re
 import time
 
 import pytest
 
-from extraction_cases import (BOXED, HAS_BOXED, QWEN_HARNESS, QWEN_HARNESS_DEVIATIONS, R1_STRICT,
+from extraction_cases import (BOXED, HARNESS_IF_BOXED, HAS_BOXED, QWEN_HARNESS, QWEN_HARNESS_DEVIATIONS, R1_STRICT,
                               R1_STRICT_DEVIATIONS)
 from grader_pool import Grader
 from reward import (EXTRACTIONS, OUTCOMES, REWARD_RULES, RewardResult, compute_rewards, extract_answer,
@@ -40,6 +41,19 @@ def test_qwen_harness(response, expected):
     assert extract_answer(response, "qwen_math", "qwen_harness") == expected
 
 
+@pytest.mark.parametrize("response, expected", _params(HARNESS_IF_BOXED))
+def test_harness_if_boxed(response, expected):
+    assert extract_answer(response, "qwen_math", "harness_if_boxed") == expected
+
+
+@pytest.mark.parametrize("response, harness", _params(QWEN_HARNESS))
+def test_harness_if_boxed_is_the_harness_behind_the_boxed_gate(response, harness):
+    """v0's gate over every harness row: no "boxed" before the first stop token -> None, else the chain's answer
+    ("" where the chain reads nothing)."""
+    gated = (harness or "") if "boxed" in re.split(r"</s>|<\|im_end\|>|<\|endoftext\|>", response)[0] else None
+    assert extract_answer(response, "qwen_math", "harness_if_boxed") == gated
+
+
 @pytest.mark.parametrize("response, ours, upstream", _params(QWEN_HARNESS_DEVIATIONS))
 def test_qwen_harness_documented_deviations(response, ours, upstream):
     assert extract_answer(response, "qwen_math", "qwen_harness") == ours != upstream
@@ -70,8 +84,8 @@ def test_qwen_harness_reads_every_template_alike(template):
 
 
 def test_unknown_extraction_names_the_choices(grader):
-    assert EXTRACTIONS == ("boxed", "qwen_harness", "r1_strict")
-    with pytest.raises(ValueError, match="boxed, qwen_harness, r1_strict"):
+    assert EXTRACTIONS == ("boxed", "qwen_harness", "harness_if_boxed", "r1_strict")
+    with pytest.raises(ValueError, match="boxed, qwen_harness, harness_if_boxed, r1_strict"):
         extract_answer("\\boxed{1}", "qwen_math", "last_number")
     with pytest.raises(ValueError, match="qwen_harness"):
         compute_rewards([], [], "qwen_math", "mix", grader, extraction="math")  # checked before any response
@@ -119,6 +133,19 @@ def test_rule_tables():
 def test_mix(grader, response, extraction, expected_score, expected_reason, expected_answer):
     [result] = compute_rewards([response], ["1/2"], "qwen_math", "mix", grader, extraction)
     assert result == RewardResult(expected_score, expected_reason, expected_answer)
+
+
+@pytest.mark.parametrize("response, expected_score, expected_reason", [
+    pytest.param("so \\boxed{0.5}", 1.0, "correct", id="correct_boxed"),
+    pytest.param("so \\boxed{3}", -0.5, "wrong", id="wrong_boxed"),
+    pytest.param("The answer is 0.5.", -1.0, "no_answer", id="correct_but_no_box"),
+    pytest.param("so \\boxed", -0.5, "wrong", id="unreadable_box_is_wrong"),
+    pytest.param("So \\fbox{0.5}", -1.0, "no_answer", id="fbox_is_no_box"),
+])
+def test_simplerl_v0_reward(grader, response, expected_score, expected_reason):
+    """SimpleRL-Zero v0: +1 right, -0.5 otherwise, then -1 whenever "boxed" is absent (experience_maker.py)."""
+    [result] = compute_rewards([response], ["1/2"], "qwen_math", "simplerl", grader, extraction="harness_if_boxed")
+    assert (result.score, result.reason) == (expected_score, expected_reason)
 
 
 @pytest.mark.parametrize("response, extraction, expected_score, expected_reason", [

@@ -56,7 +56,8 @@ def test_an_unknown_protocol_is_one_line():
 def test_help_lists_each_protocols_table():
     table = protocols.table()
     assert table.splitlines()[0] == "| setting | ours | simplerl_zero | simplerl_zoo | oat_zero |"
-    assert "| extraction | boxed | boxed | qwen_harness | boxed |" in table
+    assert "| extraction | boxed | harness_if_boxed | qwen_harness | boxed |" in table
+    assert "| eval.extraction | boxed | qwen_harness | qwen_harness | boxed |" in table
     assert table in train_zero.Config.__doc__
     assert {f.name for f in fields(protocols.Protocol)} - {"source", "eval", "deviations"} == \
         set(protocols.TRAIN_FIELDS)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from evaluate import PROTOCOL_FIELDS
 from learn import ALGORITHMS
 from protocols import PROTOCOLS, apply
 from test_recipes import RECIPES, needs_data, parse_recipe
@@ -22,13 +23,7 @@ SOURCES = {run: fields for module in (simplerl_v0, simplerl_v1, oat) for run, fi
 # (run, field) -> why ours differs. Runs: "<protocol>_protocol" or a recipe's stem.
 DIFFERENCES = {
     # protocols.py
-    ("simplerl_zero_protocol", "extraction"): "v0 reads the harness chain but gives -1 whenever 'boxed' is absent; "
-        "neither of our modes is both (to fix: issue 23 item 7)",
     ("simplerl_zero_protocol", "grader"): "v0 grades with the Qwen harness's math_equal; ours is the layered grader",
-    ("simplerl_zero_protocol", "eval.template"): "evaluate.py takes the template from --template / the checkpoint",
-    ("simplerl_zero_protocol", "eval.stop"): "evaluate.py takes stop strings from the train fields (protocol.stop)",
-    ("simplerl_zero_protocol", "eval.extraction"): "evaluate.py uses the protocol's extraction (boxed here)",
-    ("simplerl_zoo_protocol", "eval.stop"): "evaluate.py takes stop strings from the train fields (protocol.stop)",
     ("simplerl_zoo_protocol", "eval.grader"): "the Zoo's eval grades with the harness's math_equal; ours the protocol's",
     ("oat_zero_protocol", "grader"): "oat's math_grader (mathd | sympy | math_verify); ours the layered grader",
 }
@@ -41,7 +36,6 @@ for recipe in ("oat_zero_7b", "oat_zero_1.5b"):
         (recipe, "eval_data"): "ours evaluates MATH500 in training, oat its five sets (to fix: issue 23 item 7)",
     })
 DIFFERENCES.update({
-    ("simplerl_zero_7b", "extraction"): "see simplerl_zero_protocol extraction",
     ("simplerl_zero_7b", "grader"): "v0 grades with the Qwen harness's math_equal; ours the layered grader",
     ("simplerl_zero_7b", "steps"): "166 rollout batches is v0's schedule horizon; its published model is step 120 "
         "(the recipe's header: evaluate checkpoints/step_000120)",
@@ -52,9 +46,14 @@ DIFFERENCES.update({
 })
 
 def protocol_value(name: str, field: str):
+    """The value train_zero.py (a field) or evaluate.py --protocol (an "eval." field) resolves from the protocol:
+    evaluate.py takes EvalProtocol's fields, and PROTOCOL_FIELDS from the protocol's training fields."""
     protocol = PROTOCOLS[name]
     if field.startswith("eval."):
-        return getattr(protocol.eval, field[5:], None)
+        key = field[5:]
+        if hasattr(protocol.eval, key):
+            return getattr(protocol.eval, key)
+        return getattr(protocol, key) if key in PROTOCOL_FIELDS else None
     return getattr(protocol, field, None)
 
 

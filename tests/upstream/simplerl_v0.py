@@ -41,13 +41,12 @@ _TEMPLATE = ("qwen_math", f"{_DATA}:3",
 _REWARD = ("simplerl", f"{_EM}:612-618",
            "preprocess_box_response_for_qwen_prompt (called at EM:3758): +1 if harness math_equal(extracted, gold), "
            "else -0.5; then -1 whenever the substring 'boxed' is absent from the response (overrides a correct answer)")
-_EXTRACTION = ("qwen_harness", f"{_EM}:583",
+_EXTRACTION = ("harness_if_boxed", f"{_EM}:583",
                "Qwen2.5-Math harness extract_answer(text, 'math') (toolkit parser.py:499-569: Minerva '$. I hope' "
                "form first, then text after the LAST 'boxed', strip_string) on the response from the first "
-               "'<|im_start|>assistant' (EM:578) cut at the first stop word (EM:579-582). The -1 gate is the raw "
-               "substring 'boxed' (EM:617), not our extractor's None: our qwen_harness + simplerl would grade an "
-               "unboxed last number instead of giving -1; our 'boxed' mode reproduces the gate but not the harness "
-               "chain/strip_string (and counts \\fbox, which upstream gives -1)")
+               "'<|im_start|>assistant' (EM:578) cut at the first stop word (EM:579-582), then -1 whenever the raw "
+               "substring 'boxed' is absent (EM:617), overriding even a right answer; an empty extraction is graded "
+               "(math_equal('', gold) is False: -0.5). Our harness_if_boxed is exactly this gate over qwen_harness")
 _GRADER = ("harness math_equal (no exact flag of ours; nearest zero_rl)", f"{_EM}:531",
            "qwen_math_eval_toolkit.grader.math_equal, run in a child process (EM:551-573)")
 _GRADER_TIMEOUT = (10.0, f"{_EM}:551",
