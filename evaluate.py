@@ -62,7 +62,7 @@ from data import (BENCHMARKS, PROCEDURAL_SETS, DataSettings, Problem, ProblemSet
                   range_problems, write_atomic, write_jsonl)
 from distributed import Dist, all_reduce, setup_distributed
 from grader_pool import Grader, GraderSettings
-from model import ModelSettings, check_context, load_model, load_model_config, resolve_dtype, resolve_model
+from model import ModelSettings, check_context, check_token_ids, load_model, load_model_config, resolve_dtype, resolve_model
 from published import GROUPS, Column, format_table, published_rows
 from protocols import PROTOCOLS, ProtocolSettings, apply as apply_protocol
 from reward import (EXTRACTIONS, REFLECTION_WORDS, TEMPLATES, apply_template, compute_rewards, reflection_words,
@@ -82,6 +82,7 @@ class EvalSettings:
     template: str = "auto"  # prompt template; auto: the one recorded in our checkpoint, else qwen_math
     extraction: str = "boxed"  # how the final answer is read (reward.EXTRACTIONS): boxed, qwen_harness, harness_if_boxed, r1_strict
     stop: tuple[str, ...] = ()  # stop strings besides EOS and the template's own (r1: </answer>)
+    stop_token_ids: tuple[int, ...] = ()  # token ids that also end a response (kept in it); per model
     max_new_tokens: int = 3000  # generation budget (docs/papers.md §5: 3,000)
     n: int = 1  # samples per problem
     temperature: float = 0.0  # 0: greedy (the papers' pass@1); avg@k uses 1.0 with --top-p 0.95
@@ -284,7 +285,7 @@ def evaluate_problems(engine, problems: list[Problem], template: str, grader: Gr
 
 
 def eval_metrics(engine, eval_sets: dict, template: str, grader: Grader, max_new_tokens: int, d: Dist,
-                 extraction: str = "boxed", stop: tuple[str, ...] = ()) -> dict:
+                 extraction: str = "boxed", stop: tuple[str, ...] = (), stop_token_ids: tuple[int, ...] = ()) -> dict:
     """Training's held-out eval row: greedy pass@1 per eval set ("eval/<name>"), its standard error
     ("eval/<name>/stderr": sqrt(p (1 - p) / (n - 1)), summarize()'s stderr for one sample per problem; None for
     n < 2), the answer rate ("eval/<name>/answer_rate") and the mean response length in tokens ("eval/<name>/length").
@@ -292,7 +293,8 @@ def eval_metrics(engine, eval_sets: dict, template: str, grader: Grader, max_new
     Each rank decodes its share of the problems; the counts are summed over ranks.
     """
     row = {}
-    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, stop=list(stop))
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, stop=list(stop),
+                            stop_token_ids=list(stop_token_ids))
     for name, problem_set in eval_sets.items():
         records = evaluate_problems(engine, problem_set.problems[d.rank :: d.world_size], template, grader, params,
                                     extraction=extraction)
@@ -391,9 +393,10 @@ def main(cfg: EvalConfig) -> dict[str, dict]:
 
     context = getattr(load_model_config(cfg.model), "max_position_embeddings", None)
     path = resolve_model(cfg.model)
+    tokenizer = AutoTokenizer.from_pretrained(path)
     longest = check_context({name: [apply_template(template, p.problem) for p in s.problems] for name, s in
-                             problem_sets.items()}, AutoTokenizer.from_pretrained(path), cfg.max_new_tokens, context,
-                            "the model's context of")
+                             problem_sets.items()}, tokenizer, cfg.max_new_tokens, context, "the model's context of")
+    check_token_ids(cfg.stop_token_ids, tokenizer, "--stop-token-ids")
     d = setup_distributed()  # torchrun: the transformers engine is data parallel; one process: a world of one
     try:
         if d.world_size > 1 and cfg.engine == "vllm":
@@ -421,6 +424,7 @@ def evaluate(cfg: EvalConfig, d: Dist, path: str, template: str, columns: list[C
             sampling = {"temperature": cfg.temperature if column.temperature is None else column.temperature,
                         "top_p": cfg.top_p if column.top_p is None else column.top_p}
             params = SamplingParams(n=n, **sampling, max_new_tokens=cfg.max_new_tokens, stop=list(cfg.stop),
+                                    stop_token_ids=list(cfg.stop_token_ids),
                                     seed=cfg.seed + d.rank)
             start = time.perf_counter()
             problems = problem_set.problems[d.rank :: d.world_size]

@@ -135,6 +135,16 @@ def check_context(prompt_sets: dict[str, list[str]], tokenizer, max_new_tokens: 
     return longest
 
 
+def check_token_ids(ids, tokenizer, flag: str) -> None:
+    """Raises UsageError naming `flag` and the id when an id is outside the tokenizer's vocabulary (token ids are
+    per model: the Zoo recipes' --stop-token-ids are their base model's)."""
+    size = len(tokenizer)
+    for token_id in ids:
+        if not 0 <= token_id < size:
+            raise UsageError(f"{flag} {token_id}: not a token id of this model's tokenizer (ids 0..{size - 1}); "
+                             f"token ids are per model")
+
+
 def resolve_model(name: str) -> str:
     """Map `--model` to something `from_pretrained` loads: a local directory or a hub id.
 

@@ -72,7 +72,14 @@ class SamplingParams:
     top_p: float = 1.0
     max_new_tokens: int = 256
     stop: list[str] = field(default_factory=list)  # stop strings, kept in the response
+    stop_token_ids: list[int] = field(default_factory=list)  # token ids that end a response as EOS does (kept)
     seed: int = 0
+
+
+def end_ids(eos_ids: list[int], params: SamplingParams) -> list[int]:
+    """Every token id that ends a response, kept as its last token: the tokenizer's EOS ids, then
+    params.stop_token_ids (vLLM's stop_token_ids; the Zoo stops each base model at its own), without repeats."""
+    return list(dict.fromkeys([*eos_ids, *params.stop_token_ids]))
 
 
 @dataclass
@@ -178,7 +185,7 @@ class HFEngine:
                 **enc,
                 do_sample=sampling,
                 max_new_tokens=params.max_new_tokens,
-                eos_token_id=self.eos_ids,
+                eos_token_id=end_ids(self.eos_ids, params),
                 pad_token_id=tokenizer.pad_token_id,
                 stop_strings=params.stop or None,
                 tokenizer=tokenizer if params.stop else None,
@@ -193,10 +200,11 @@ class HFEngine:
         return [samples[i : i + params.n] for i in range(0, len(samples), params.n)]
 
     def _finish(self, prompt_ids: list[int], generated: list[int], params: SamplingParams) -> Sample:
-        """Cut the padded generation at EOS (kept) or at the end of a stop string (kept)."""
+        """Cut the padded generation at EOS or a stop token id (kept), or at the end of a stop string (kept)."""
         response, reason = generated, "length"
+        stop_ids = set(end_ids(self.eos_ids, params))
         for i, token in enumerate(generated):
-            if token in self.eos_ids:
+            if token in stop_ids:
                 response, reason = generated[: i + 1], "stop"
                 break
         if params.stop and any(s in self.tokenizer.decode(response) for s in params.stop):
@@ -361,7 +369,7 @@ class VLLMEngine:
                 n=1 if greedy else params.n,  # vLLM refuses n > 1 when greedy
                 temperature=params.temperature, top_p=params.top_p if params.temperature > 0 else 1.0,
                 top_k=0, max_tokens=params.max_new_tokens, stop=list(params.stop), include_stop_str_in_output=True,
-                stop_token_ids=self.eos_ids, seed=seed, logprobs=0, skip_special_tokens=True))
+                stop_token_ids=end_ids(self.eos_ids, params), seed=seed, logprobs=0, skip_special_tokens=True))
         outputs = self.llm.generate(requests, sampling, use_tqdm=False)
         groups = []
         for output in outputs:

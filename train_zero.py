@@ -52,7 +52,7 @@ from evaluate import eval_metrics, load_eval_set
 from grader_pool import Grader, GraderSettings
 from learn import ALGORITHMS, LearnSettings, learn, learn_critic, prepare_batch
 from metrics import append_logs, collapse_warning, peak_memory_gb, step_metrics, step_sums
-from model import (ModelSettings, ParallelSettings, TokenLogProbs, ValueModel, check_context, distribute,
+from model import (ModelSettings, ParallelSettings, TokenLogProbs, ValueModel, check_context, check_token_ids, distribute,
                    enable_gradient_checkpointing, frozen_copy, load_model, load_model_config, local_shard, resolve_dtype,
                    resolve_model, unwrap)
 from optim import Diverged, DivergenceGuard, OptimSettings, adamw, lr_factor, set_lr
@@ -73,6 +73,7 @@ class RolloutSettings:
     reward: str = "correct"  # reward rule (reward.REWARD_RULES): correct (1/0; Oat-Zero, the Zoo), simplerl (+1/-0.5/-1), the Zoo's mix and independent
     extraction: str = "boxed"  # how the final answer is read (reward.EXTRACTIONS): boxed, qwen_harness, harness_if_boxed, r1_strict
     stop: tuple[str, ...] = ()  # stop strings besides EOS and the template's own (r1: </answer>), for rollouts and eval
+    stop_token_ids: tuple[int, ...] = ()  # token ids that also end a response (kept in it), for rollouts and eval: the Zoo's per-model stops
     prompts_per_step: int = 0  # prompts per rollout batch, over all ranks (group_size samples each); 0: 4, rounded up to a multiple of the world size
     temperature: float = 1.0  # sampling temperature; log-probs are taken at the same temperature
     top_p: float = 1.0  # nucleus sampling
@@ -170,9 +171,11 @@ def load_data(cfg: Config) -> tuple[ProblemSet, dict[str, ProblemSet]]:
     context = load_model_config(cfg.model).max_position_embeddings
     limit, what = (cfg.vllm_max_model_len, "--vllm-max-model-len") if cfg.rollout_engine == "vllm" else \
         (context, "the model's max_position_embeddings")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model))
     check_context({name: [apply_template(cfg.template, p.problem) for p in s.problems]
                    for name, s in {"--train-data": train_set, **eval_sets}.items()},
-                  AutoTokenizer.from_pretrained(resolve_model(cfg.model)), cfg.max_new_tokens, limit, what)
+                  tokenizer, cfg.max_new_tokens, limit, what)
+    check_token_ids(cfg.stop_token_ids, tokenizer, "--stop-token-ids")
     return train_set, eval_sets
 
 
@@ -294,7 +297,7 @@ def problems_for_step(problems: list, step: int, cfg: Config, d: Dist) -> list:
 def rollout(engine, problems: list, cfg: Config, step: int, rank: int) -> list[Sample]:
     """group_size samples per problem (grouped, in problem order), seeded by (seed, step, rank); then the engine sleeps."""
     params = SamplingParams(cfg.group_size, cfg.temperature, cfg.top_p, cfg.max_new_tokens,
-                            [*stop_strings(cfg.template), *cfg.stop],
+                            [*stop_strings(cfg.template), *cfg.stop], list(cfg.stop_token_ids),
                             seed=cfg.seed * 1_000_003 + step * 1_009 + rank)
     try:
         groups = engine.generate([apply_template(cfg.template, p.problem) for p in problems], params)
@@ -322,7 +325,8 @@ def sync_engine(engine, model, policy, step: int, cfg: Config) -> tuple[float, d
 
 def evaluation(engine, eval_sets: dict, cfg: Config, grader, d: Dist) -> dict:
     """The held-out eval row (evaluate.eval_metrics) with the run's template, budget, extraction and stop strings."""
-    return eval_metrics(engine, eval_sets, cfg.template, grader, cfg.max_new_tokens, d, cfg.extraction, cfg.stop)
+    return eval_metrics(engine, eval_sets, cfg.template, grader, cfg.max_new_tokens, d, cfg.extraction, cfg.stop,
+                        cfg.stop_token_ids)
 
 
 def due(every: int, step: int, steps: int) -> bool:

@@ -24,7 +24,7 @@ torchrun --nnodes 4 --nproc_per_node 8 --rdzv-backend c10d --rdzv-endpoint "${MA
     --train-data "$DATA/train/math_lvl3to5_rebuilt.jsonl" \
     --algo ppo --prompts-per-step 1024 --group-size 8 --updates-per-batch 64 --micro-batch-size 2 \
     --max-new-tokens 3000 --temperature 0.6 --top-p 1.0 --clip-eps 0.2 --value-clip 0.2 --gamma 1.0 --gae-lambda 0.95 \
-    --kl-coef 0.01 --kl-estimator k1 --kl-in reward --max-grad-norm 1.0 \
+    --kl-coef 0.01 --kl-estimator k1 --kl-in reward --max-grad-norm 1.0 --stop-token-ids 151645 151643 \
     --lr 5e-7 --critic-lr 9e-6 --lr-schedule cosine --warmup-ratio 0.03 --min-lr-ratio 0.1 \
     --adam-betas 0.9 0.95 --adam-eps 1e-8 --weight-decay 0 \
     --shard fsdp --dtype bfloat16 --gradient-checkpointing --rollout-engine vllm --vllm-max-model-len 4096 \

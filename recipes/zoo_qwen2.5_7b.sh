@@ -20,6 +20,7 @@ torchrun --nnodes 2 --nproc_per_node 8 --rdzv-backend c10d --rdzv-endpoint "${MA
     --algo grpo --prompts-per-step 1024 --group-size 8 --updates-per-batch 4 --micro-batch-size 2 \
     --max-new-tokens 8192 --temperature 1.0 --top-p 1.0 --clip-eps 0.2 --entropy-coef 0.001 \
     --kl-coef 1e-4 --kl-estimator k3 --kl-in loss --max-grad-norm 1.0 --truncated keep \
+    --stop-token-ids 151645 151643 872 77091 1474 71703 151644 8948 \
     --lr 5e-7 --lr-schedule constant --adam-betas 0.9 0.999 --adam-eps 1e-8 --weight-decay 0.01 \
     --shard fsdp --dtype bfloat16 --gradient-checkpointing --rollout-engine vllm --vllm-max-model-len 9216 \
     --steps 100 --eval-data math500 --eval-limit 500 --eval-every 5 --save-every 5 \

@@ -158,6 +158,21 @@ def test_two_ranks_split_the_problems_and_write_what_one_process_writes(tiny_mod
 
 
 @needs_data
+def test_stop_token_ids_are_checked_and_reach_the_engine(tiny_model_dir, tmp_path, monkeypatch):
+    from rollout import HFEngine
+
+    with pytest.raises(UsageError, match="--stop-token-ids -1: not a token id"):
+        main(EvalConfig(model=tiny_model_dir, benchmarks="gsm8k", limit=2, max_new_tokens=8, engine="hf",
+                        stop_token_ids=(-1,), out_dir=str(tmp_path / "bad")))
+    seen, generate = [], HFEngine.generate
+    monkeypatch.setattr(HFEngine, "generate", lambda self, prompts, params: seen.append(params.stop_token_ids)
+                        or generate(self, prompts, params))
+    main(EvalConfig(model=tiny_model_dir, benchmarks="gsm8k", limit=2, max_new_tokens=8, engine="hf",
+                    stop_token_ids=(5,), out_dir=str(tmp_path / "good")))
+    assert seen and all(ids == [5] for ids in seen)
+
+
+@needs_data
 def test_a_prompt_longer_than_the_context_is_refused_before_generation(tiny_model_dir, tmp_path):
     with pytest.raises(UsageError, match="gsm8k problem 0: .* more than the model's context of 512"):
         main(EvalConfig(model=tiny_model_dir, benchmarks="gsm8k", limit=2, max_new_tokens=500, engine="hf",

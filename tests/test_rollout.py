@@ -76,6 +76,21 @@ def test_finish_cuts_after_stop_string(tiny_model, tokenizer):
     assert s.finish_reason == "stop" and s.text.endswith("</answer>") and s.response_ids == head
 
 
+def test_stop_token_ids_end_a_response_as_eos_does(tiny_model, tokenizer):
+    """--stop-token-ids (the Zoo's per-model stops): generation ends at the first such token, which is kept."""
+    engine = HFEngine(tiny_model, tokenizer)
+    greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=12)
+    full = engine.generate(["What is 5 + 5?"], greedy)[0][0].response_ids
+    firsts = [i for i, t in enumerate(full) if t not in full[:i] and t not in engine.eos_ids]  # first occurrences
+    stop_id = full[firsts[-1]]  # the latest one: the longest response that must still be cut there
+    greedy.stop_token_ids = [stop_id]
+    cut = engine.generate(["What is 5 + 5?"], greedy)[0][0]
+    assert cut.response_ids == full[: full.index(stop_id) + 1] and cut.finish_reason == "stop"
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    s = engine._finish([5], [7, 8, 9, eos], SamplingParams(stop_token_ids=[8]))
+    assert s.response_ids == [7, 8] and s.finish_reason == "stop"
+
+
 def test_response_mask_ends_at_and_includes_eos(tokenizer):
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     samples = [Sample([10, 11, 12], [20, 21, eos], "", "stop"), Sample([10], [30, 31], "", "length")]

@@ -105,6 +105,25 @@ def test_a_budget_beyond_the_context_fails_before_training(tiny_model_dir, tmp_p
     assert not (tmp_path / "metrics.jsonl").exists()
 
 
+def test_a_stop_token_id_outside_the_vocabulary_fails_before_training(tiny_model_dir, tmp_path):
+    with pytest.raises(UsageError, match=r"--stop-token-ids 999999: not a token id of this model's tokenizer"):
+        main(tiny_config(tiny_model_dir, tmp_path, stop_token_ids=(3, 999999)))
+    assert not (tmp_path / "config.json").exists()
+
+
+def test_rollouts_and_evaluation_stop_at_the_stop_token_ids(tiny_model_dir, tmp_path, monkeypatch):
+    """--stop-token-ids reaches the engine's SamplingParams in rollouts and in the held-out eval alike."""
+    from rollout import HFEngine
+
+    seen = []
+    generate = HFEngine.generate
+    monkeypatch.setattr(HFEngine, "generate", lambda self, prompts, params: seen.append(params.stop_token_ids)
+                        or generate(self, prompts, params))
+    main(tiny_config(tiny_model_dir, tmp_path, steps=1, eval_every=1, stop_token_ids=(5, 7)))
+    assert seen and all(ids == [5, 7] for ids in seen)
+    assert json.loads((tmp_path / "config.json").read_text())["stop_token_ids"] == [5, 7]
+
+
 def test_resume_without_checkpoint_says_so(tiny_model_dir, tmp_path):
     with pytest.raises(UsageError, match="no checkpoint"):
         main(tiny_config(tiny_model_dir, tmp_path, resume=True))

@@ -40,9 +40,6 @@ DIFFERENCES.update({
     ("simplerl_zero_7b", "steps"): "166 rollout batches is v0's schedule horizon; its published model is step 120 "
         "(the recipe's header: evaluate checkpoints/step_000120)",
     ("simplerl_zero_7b", "vllm_max_model_len"): "ours 4,096 leaves room; v0 sizes it 1,024 + 3,000",
-    ("zoo_mistral_7b", "stop"): "upstream also stops at the token id of '\\nStep'; a newline cannot be passed as a "
-        "stop string in the recipe's command line yet (to fix)",
-    ("zoo_qwen2.5_7b", "stop"): "upstream stops at 8 token ids; the recipe uses the protocol's harness strings (to fix)",
 })
 
 def protocol_value(name: str, field: str):
@@ -116,7 +113,7 @@ def test_recipe_matches_upstream_or_lists_why(path):
     assert sources, f"{path.stem}: no upstream table in tests/upstream/"
     ours = recipe_values(path)
     ours["train_data"] = Path(ours["train_data"]).stem if "/" in ours["train_data"] else ours["train_data"]
-    ours["stop"] = tuple(ours["stop"])
+    ours["stop"], ours["stop_token_ids"] = tuple(ours["stop"]), tuple(ours["stop_token_ids"])
     assert differences(path.stem, ours, sources) == ([], [])
 
 

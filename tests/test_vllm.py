@@ -87,6 +87,16 @@ def test_stop_strings_are_kept(engine):
         assert "." not in engine.tokenizer.decode(s.response_ids[:-1])
 
 
+def test_stop_token_ids_are_kept(engine):
+    greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=12)
+    full = engine.generate(PROMPTS[:1], greedy)[0][0].response_ids
+    firsts = [i for i, t in enumerate(full) if t not in full[:i] and t not in engine.eos_ids]  # first occurrences
+    stop_id = full[firsts[-1]]  # the latest one: the longest response that must still be cut there
+    greedy.stop_token_ids = [stop_id]
+    cut = engine.generate(PROMPTS[:1], greedy)[0][0]
+    assert cut.response_ids == full[: full.index(stop_id) + 1] and cut.finish_reason == "stop"
+
+
 def test_greedy_takes_the_argmax(engine, trainer):
     group = engine.generate(PROMPTS[:1], SamplingParams(n=2, temperature=0.0, max_new_tokens=8))[0]
     assert group[0].response_ids == group[1].response_ids

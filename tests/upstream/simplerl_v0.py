@@ -54,6 +54,8 @@ _GRADER_TIMEOUT = (10.0, f"{_EM}:551",
 _STOP = (("</s>", "<|im_end|>", "<|endoftext|>"), f"{_EM}:3895",
          "vLLM stop strings when 'qwen' is in the --pretrain path (it is: S:17), plus stop_token_ids 151645/151643 "
          "(EM:3896); the reward also cuts at these (EM:579)")
+_STOP_IDS = ((151645, 151643), f"{_EM}:3896",
+             "vLLM stop_token_ids when 'qwen' is in the --pretrain path: Qwen2.5's <|im_end|> and <|endoftext|>")
 _TRUNCATED = ("keep", f"{_EM}:3944-3945",
               "a response cut at generate_max_len gets an EOS appended and is scored and trained like any other")
 _ALGO = ("ppo", f"{_CLI}:306-312",
@@ -88,6 +90,7 @@ SOURCES = {
         "grader": _GRADER,
         "grader_timeout": _GRADER_TIMEOUT,
         "stop": _STOP,
+        "stop_token_ids": _STOP_IDS,
         "truncated": _TRUNCATED,
         "algo": _ALGO,
         "prompts_per_step": (1024, f"{_S}:22", "--rollout_batch_size 1024 (global; 128 per actor rank, ppo_actor.py:766-768)"),

@@ -91,6 +91,10 @@ SOURCES = {
                                 "mini-batches cut in order; actor.shuffle False (ppo_trainer.yaml:36) "
                                 "unused. The batch is reordered by sequence-length balancing across ranks first "
                                 "(ray_trainer.py:879, 758-769), deterministic, not a shuffle"),
+        "stop": (("</s>", "<|im_end|>", "<|endoftext|>"), f"{REWARD}:105",
+                 "the reward cuts the decoded text at these (lines 105-108); generation stops at EOS and the "
+                 "per-model stop_token_ids (each recipe's dict). Ours stops generating at these strings instead, "
+                 "so nothing after them is trained; for Qwen2.5 they are EOS tokens anyway"),
         "truncated": ("keep", f"{SH}:45",
                       "REMOVE_CLIP=False -> trainer.remove_clip; only when True are truncated responses masked out "
                       "(ray_trainer.py:855-867); reward computed as usual"),
@@ -100,15 +104,14 @@ SOURCES = {
         "save_every": (5, f"{README}:156", "--save_freq 5 in the README command (script default 20 at line 43)"),
     },
     "zoo_qwen2.5_0.5b": {
-        "stop": (("Question", "Answer", "Problem"), f"{VLLM}:140",
-                 "rollout stop_token_ids [14582, 16141, 31198] (comment: Question, Answer, Problem) for a path "
-                 "holding '0.5b'; token-id stops (vLLM keeps the stop token in the response), our strings only "
-                 "approximate them. EOS still stops generation"),
+        "stop_token_ids": ((14582, 16141, 31198), f"{VLLM}:140",
+                           "rollout stop_token_ids (comment: Question, Answer, Problem) for a path holding "
+                           "'0.5b' (vLLM keeps the stop token in the response); EOS still stops generation"),
         "max_new_tokens": (8192, f"{README}:166", "same command as README:156 for other models"),
     },
     "zoo_qwen2.5_1.5b": {
-        "stop": (("Question", "Answer", "Problem"), f"{VLLM}:138",
-                 "stop_token_ids [14582, 16141, 31198] (comment: Question, Answer, Problem) for '1.5b'"),
+        "stop_token_ids": ((14582, 16141, 31198), f"{VLLM}:138",
+                           "rollout stop_token_ids (comment: Question, Answer, Problem) for '1.5b'"),
         "max_new_tokens": (8192, f"{README}:166", "same command as README:156"),
     },
     "zoo_qwen2.5_7b": {
@@ -120,27 +123,28 @@ SOURCES = {
                        "README downloads simplelr_qwen_level3to5 (MATH levels 3-5); script default DATASET_NAME="
                        "simplelr_math_35 (train_grpo_math_tune_ray.sh:40). Prompts over 1024 characters dropped "
                        "(rl_dataset.py:117-119, max_prompt_length 1024 at train_grpo_math_tune_ray.sh:25)"),
-        "stop": ((151645, 151643, 872, 77091, 1474, 71703, 151644, 8948), f"{VLLM}:133",
-                 "stop_token_ids for a path holding 'qwen2.5' and '7b' (the line names none; the eval's qwen stop strings "
-                 "at math_eval.py:270 is assistant/user/_end/_start); not expressible as our strings exactly"),
+        "stop_token_ids": ((151645, 151643, 872, 77091, 1474, 71703, 151644, 8948), f"{VLLM}:133",
+                           "rollout stop_token_ids for a path holding 'qwen2.5' and '7b' (the line names none; "
+                           "the eval's qwen stop strings at math_eval.py:270 are assistant/user/_end/_start); a "
+                           "path also holding 'math' adds 73594 (line 135), not this base model"),
         "max_new_tokens": (8192, f"{README}:156", "--max_response_length 8192"),
         "steps": (100, f"{README}:140", "stated for the 7B/14B runs"),
     },
     "zoo_llama3.1_8b": {
-        "stop": (("Question", "Answer"), f"{VLLM}:128",
-                 "stop_token_ids [14924, 16533] (comment: Question, Answer) for a path holding 'llama'"),
+        "stop_token_ids": ((14924, 16533), f"{VLLM}:128",
+                           "rollout stop_token_ids (comment: Question, Answer) for a path holding 'llama'"),
         "max_new_tokens": (8192, f"{README}:166", "same command as README:156"),
     },
     "zoo_mistral_7b": {
-        "stop": (("Question", "Answer", "\nStep"), f"{VLLM}:126",
-                 "stop_token_ids [22478, 24994, 26307, 9977, 933, 2820] (comment: Question, Answer, \\nStep) for "
-                 "'mistral' + '7b-v0.1'; these stops fit the abel layout"),
+        "stop_token_ids": ((22478, 24994, 26307, 9977, 933, 2820), f"{VLLM}:126",
+                           "rollout stop_token_ids (comment: Question, Answer, \\nStep) for 'mistral' + "
+                           "'7b-v0.1'; these stops fit the abel layout"),
         "max_new_tokens": (8192, f"{README}:166", "same command as README:156"),
     },
     "zoo_deepseek_math_7b": {
-        "stop": (("user", "assistant", "system"), f"{VLLM}:130",
-                 "stop_token_ids [3631, 81038, 5726, 77398, 6713] (comment: user, assistant, system) for "
-                 "'deepseek-math': chat-markup words, as for Qwen2.5-7B's qwen prompt, not abel's Question/Answer"),
+        "stop_token_ids": ((3631, 81038, 5726, 77398, 6713), f"{VLLM}:130",
+                           "rollout stop_token_ids (comment: user, assistant, system) for 'deepseek-math': "
+                           "chat-markup words, as for Qwen2.5-7B's qwen prompt, not abel's Question/Answer"),
         "max_new_tokens": (3072, f"{SH}:26",
                            "MAX_RESPONSE_LENGTH default 3072; 8192 cannot run since vllm_rollout.py:90 asserts "
                            "max_position_embeddings >= 1024 prompt + response (DeepSeek-Math-7B's 4096 context is "
