@@ -285,19 +285,22 @@ def evaluate_problems(engine, problems: list[Problem], template: str, grader: Gr
 
 
 def eval_metrics(engine, eval_sets: dict, template: str, grader: Grader, max_new_tokens: int, d: Dist,
-                 extraction: str = "boxed", stop: tuple[str, ...] = (), stop_token_ids: tuple[int, ...] = ()) -> dict:
+                 extraction: str = "boxed", stop: tuple[str, ...] = (), stop_token_ids: tuple[int, ...] = (),
+                 alternatives: frozenset[str] = frozenset()) -> dict:
     """Training's held-out eval row: greedy pass@1 per eval set ("eval/<name>"), its standard error
     ("eval/<name>/stderr": sqrt(p (1 - p) / (n - 1)), summarize()'s stderr for one sample per problem; None for
     n < 2), the answer rate ("eval/<name>/answer_rate") and the mean response length in tokens ("eval/<name>/length").
 
-    Each rank decodes its share of the problems; the counts are summed over ranks.
+    Each rank decodes its share of the problems; the counts are summed over ranks. A set named in `alternatives`
+    counts a response correct when it equals any of a problem's answer_alternatives (Oat's Minerva rule).
     """
     row = {}
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, stop=list(stop),
                             stop_token_ids=list(stop_token_ids))
     for name, problem_set in eval_sets.items():
-        records = evaluate_problems(engine, problem_set.problems[d.rank :: d.world_size], template, grader, params,
-                                    extraction=extraction)
+        share = problem_set.problems[d.rank :: d.world_size]
+        golds = [p.meta.get("answer_alternatives") or [p.answer] for p in share] if name in alternatives else None
+        records = evaluate_problems(engine, share, template, grader, params, golds, extraction)
         counts = torch.tensor([sum(r["reason"] == "correct" for r in records),
                                sum(r["reason"] != "no_answer" for r in records), len(records),
                                sum(r["length"] for r in records)], dtype=torch.float64)

@@ -48,7 +48,8 @@ from checkpoint import NonFiniteWeights, load_checkpoint, save_checkpoint
 from data import (BENCHMARKS, PROCEDURAL_SETS, ProblemSet, TrainDataSettings, UsageError, load_train_data,
                   range_problems, step_indices)
 from distributed import Dist, print0, setup_distributed
-from evaluate import eval_metrics, load_eval_set
+from evaluate import benchmark_columns, eval_metrics, load_eval_set
+from published import GROUPS, Column
 from grader_pool import Grader, GraderSettings
 from learn import ALGORITHMS, LearnSettings, learn, learn_critic, prepare_batch
 from metrics import append_logs, collapse_warning, peak_memory_gb, step_metrics, step_sums
@@ -85,7 +86,7 @@ class RolloutSettings:
     probe_tolerance: float = PROBE_TOLERANCE  # vLLM: max |engine - trainer| log-prob (nats) before the run stops
     log_samples: int = 4  # rollouts per step written to samples.jsonl
     trace: bool = False  # print the first step's first group through every stage, a lesson (steptrace.py; docs/trace.md)
-    eval_data: str = "auto"  # comma-separated benchmarks (evaluate.py names) or procedural sets (held-out draws); auto: the built-in --train-data set, else arithmetic
+    eval_data: str = "auto"  # comma-separated benchmarks (evaluate.py names), groups (oat, simplerl, zoo, all: the papers' sets) or procedural sets (held-out draws); auto: the built-in --train-data set, else arithmetic
     eval_limit: int = 64  # problems per eval benchmark (0: all)
 
     def problems(self) -> list[str]:
@@ -146,9 +147,10 @@ def config_problems(cfg: Config, world_size: int) -> list[str]:
     out = settings_problems(cfg)
     if cfg.prompts_per_step >= 1 and cfg.prompts_per_step % world_size:
         out.append(f"--prompts-per-step {cfg.prompts_per_step}: must be a multiple of the world size {world_size}")
-    unknown = [n for n in cfg.eval_data.split(",") if n not in (*BENCHMARKS, "minerva", *PROCEDURAL_SETS, "auto")]
+    known = (*BENCHMARKS, "minerva", *PROCEDURAL_SETS, *GROUPS, "auto")
+    unknown = [n for n in cfg.eval_data.split(",") if n not in known]
     if cfg.eval_every and unknown:
-        out.append(f"--eval-data {cfg.eval_data}: unknown {', '.join(unknown)}; use {', '.join([*PROCEDURAL_SETS, *BENCHMARKS])}")
+        out.append(f"--eval-data {cfg.eval_data}: unknown {', '.join(unknown)}; use {', '.join(known[:-1])}")
     if cfg.tis_cap > 0 and cfg.rollout_engine != "vllm":
         out.append(f"--tis-cap {cfg.tis_cap}: needs the sampler's log-probs; use --rollout-engine vllm")
     if cfg.ref_offload and cfg.shard != "fsdp":
@@ -166,8 +168,8 @@ def load_data(cfg: Config) -> tuple[ProblemSet, dict[str, ProblemSet]]:
     from transformers import AutoTokenizer
 
     train_set = load_train_data(cfg.train_data, cfg.levels or None, cfg.seed, cfg.data_dir or None)
-    eval_sets = {name: load_eval_set(name, cfg.data_dir or None, cfg.eval_limit) for name in cfg.eval_data.split(",")} \
-        if cfg.eval_every else {}
+    eval_sets = {c.name: load_eval_set(c.benchmark, cfg.data_dir or None, cfg.eval_limit)
+                 for c in eval_columns(cfg.eval_data)} if cfg.eval_every else {}
     context = load_model_config(cfg.model).max_position_embeddings
     limit, what = (cfg.vllm_max_model_len, "--vllm-max-model-len") if cfg.rollout_engine == "vllm" else \
         (context, "the model's max_position_embeddings")
@@ -323,10 +325,19 @@ def sync_engine(engine, model, policy, step: int, cfg: Config) -> tuple[float, d
     return seconds, {} if diff is None else {"probe_max_abs_diff": diff, "time_probe": time.perf_counter() - start}
 
 
+def eval_columns(spec: str) -> list[Column]:
+    """--eval-data as evaluate.py's table columns: a group (published.GROUPS: oat, simplerl, zoo, all) expands to its
+    benchmarks, each with its gold rule (Oat's Minerva: any of answer_alternatives). The in-training eval is greedy
+    pass@1, so a column that samples several times (the Zoo's AIME avg@32) is left out."""
+    return [column for column in benchmark_columns(spec) if not column.n]
+
+
 def evaluation(engine, eval_sets: dict, cfg: Config, grader, d: Dist) -> dict:
-    """The held-out eval row (evaluate.eval_metrics) with the run's template, budget, extraction and stop strings."""
+    """The held-out eval row (evaluate.eval_metrics) with the run's template, budget, extraction, stop strings and
+    each set's gold rule."""
+    alternatives = frozenset(c.name for c in eval_columns(cfg.eval_data) if c.gold == "alternatives")
     return eval_metrics(engine, eval_sets, cfg.template, grader, cfg.max_new_tokens, d, cfg.extraction, cfg.stop,
-                        cfg.stop_token_ids)
+                        cfg.stop_token_ids, alternatives)
 
 
 def due(every: int, step: int, steps: int) -> bool:

@@ -8,6 +8,8 @@
 # Published: AIME24 20.0, AMC 53.0 (83 problems), MATH500 74.2, Minerva 25.7, OlympiadBench 37.6 (docs/papers.md §5).
 # Deviations: MATH 12k is rebuilt here (12,000 rows, ../shared/data/README.md); --steps 500 is an upper bound,
 # as for the 7B.
+# In-training eval as oat's: its five sets in full (--eval-data oat: Minerva accepts any listed answer), greedy,
+# every 16 steps. --protocol oat_zero sets the rest of oat's protocol (tests/test_upstream.py checks each value).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${ZERO_RL_DATA:-../shared/data}
@@ -18,5 +20,5 @@ torchrun --nproc_per_node 8 train_zero.py \
     --max-new-tokens 3000 --temperature 1.0 --top-p 1.0 --clip-eps 0.2 --kl-coef 0 --max-grad-norm 1.0 \
     --lr 1e-6 --lr-schedule constant --adam-betas 0.9 0.95 --adam-eps 1e-8 --weight-decay 0 \
     --shard fsdp --dtype bfloat16 --gradient-checkpointing --rollout-engine vllm --vllm-max-model-len 4096 \
-    --steps 500 --eval-data math500 --eval-limit 500 --eval-every 25 --save-every 25 \
+    --steps 500 --eval-data oat --eval-limit 0 --eval-every 16 --save-every 16 \
     --out-dir runs/oat_zero_1.5b "$@"

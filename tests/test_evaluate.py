@@ -108,6 +108,26 @@ def test_any_gold_of_a_list_counts_as_correct():
     assert all(r["gold"] == "8.7 \\times 10^{8}" for r in any_of[:2])
 
 
+def test_training_eval_grades_a_set_named_in_alternatives_against_any_alternative():
+    """Oat's Minerva rule in the in-training eval (train_zero --eval-data oat): any of answer_alternatives counts."""
+    import torch.distributed as dist
+
+    from data import ProblemSet
+    from distributed import setup_distributed
+    from evaluate import eval_metrics
+
+    problems = [Problem("q", "1", meta={"answer_alternatives": ["1", "2"]}), Problem("r", "3")]
+    sets = {"minerva_math": ProblemSet(problems, "x", 0, 0)}
+    engine, d = FixedEngine(["so \\boxed{2}"]), setup_distributed()
+    try:
+        with Grader(workers=1) as grader:
+            plain = eval_metrics(engine, sets, "qwen_math", grader, 8, d)
+            oat = eval_metrics(engine, sets, "qwen_math", grader, 8, d, alternatives=frozenset({"minerva_math"}))
+    finally:
+        dist.destroy_process_group()
+    assert (plain["eval/minerva_math"], oat["eval/minerva_math"]) == (0.0, 0.5)
+
+
 def test_continuous_and_static_batching_give_generates_greedy_answers(smollm_dir):
     """The engine seam: transformers' continuous batching, length-sorted generate and HFEngine's generate decode the
     same greedy tokens, each answer in its prompt's place."""

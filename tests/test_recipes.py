@@ -108,6 +108,8 @@ def test_recipe_code_path_runs_two_steps_on_a_tiny_model_of_its_family(path, tmp
     rows = main(replace(cfg, model=tiny, out_dir=str(tmp_path / "run"), steps=2, prompts_per_step=2, group_size=2,
                         micro_batch_size=2, max_new_tokens=8, rollout_engine="hf", eval_every=2, eval_limit=2,
                         save_every=2, lr=1e-3, critic_lr=1e-3,
+                        stop_token_ids=tuple(i % 49152 for i in cfg.stop_token_ids),  # the real model's ids, into
+                        # the tiny model's vocabulary: the stops stay on the code path
                         # a random model never stops, so every response is truncated: zero_reward would zero them
                         # all (test_train.py tests that mode); keep them here so the loss has something to learn
                         truncated="keep"))

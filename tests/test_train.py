@@ -105,6 +105,18 @@ def test_a_budget_beyond_the_context_fails_before_training(tiny_model_dir, tmp_p
     assert not (tmp_path / "metrics.jsonl").exists()
 
 
+def test_eval_data_takes_the_papers_groups():
+    from train_zero import config_problems, eval_columns
+
+    oat = eval_columns("oat")
+    assert [c.name for c in oat] == ["aime24_oat", "amc_oat", "math500", "minerva_math", "olympiadbench"]
+    assert [c.name for c in oat if c.gold == "alternatives"] == ["minerva_math"]
+    assert "aime24_avg32" not in [c.name for c in eval_columns("zoo")]  # sampled 32 times: not a greedy column
+    assert [c.name for c in eval_columns("math500,gsm8k")] == ["math500", "gsm8k"]
+    assert not [p for p in config_problems(Config(eval_data="oat,add_one"), 1) if "--eval-data" in p]
+    assert [p for p in config_problems(Config(eval_data="oat,nope"), 1) if "--eval-data" in p]
+
+
 def test_a_stop_token_id_outside_the_vocabulary_fails_before_training(tiny_model_dir, tmp_path):
     with pytest.raises(UsageError, match=r"--stop-token-ids 999999: not a token id of this model's tokenizer"):
         main(tiny_config(tiny_model_dir, tmp_path, stop_token_ids=(3, 999999)))

@@ -32,8 +32,6 @@ for recipe in ("oat_zero_7b", "oat_zero_1.5b"):
         (recipe, "grader"): "oat's math_grader; ours the layered grader (docs/grader.md)",
         (recipe, "train_data"): "oat's file is rebuilt from the MATH release (../shared/data/README.md)",
         (recipe, "micro_batch_size"): "memory only: the loss is the same at any micro-batch size",
-        (recipe, "eval_every"): "ours evaluates MATH500 every 25 steps, oat five sets every 16 (to fix: issue 23 item 7)",
-        (recipe, "eval_data"): "ours evaluates MATH500 in training, oat its five sets (to fix: issue 23 item 7)",
     })
 DIFFERENCES.update({
     ("simplerl_zero_7b", "grader"): "v0 grades with the Qwen harness's math_equal; ours the layered grader",

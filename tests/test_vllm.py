@@ -88,12 +88,16 @@ def test_stop_strings_are_kept(engine):
 
 
 def test_stop_token_ids_are_kept(engine):
-    greedy = SamplingParams(n=1, temperature=0.0, max_new_tokens=12)
-    full = engine.generate(PROMPTS[:1], greedy)[0][0].response_ids
-    firsts = [i for i, t in enumerate(full) if t not in full[:i] and t not in engine.eos_ids]  # first occurrences
-    stop_id = full[firsts[-1]]  # the latest one: the longest response that must still be cut there
-    greedy.stop_token_ids = [stop_id]
-    cut = engine.generate(PROMPTS[:1], greedy)[0][0]
+    """A stop token id ends the response there (kept); the same seeded sample otherwise (greedy ends at once here)."""
+    for seed in range(20):
+        params = SamplingParams(n=1, temperature=1.0, max_new_tokens=12, seed=seed)
+        full = engine.generate(PROMPTS[1:], params)[0][0].response_ids
+        firsts = [i for i, t in enumerate(full) if t not in full[:i] and t not in engine.eos_ids]
+        if len(firsts) >= 2:
+            break
+    stop_id = full[firsts[-1]]  # the latest first occurrence: the longest response that must still be cut there
+    params.stop_token_ids = [stop_id]
+    cut = engine.generate(PROMPTS[1:], params)[0][0]
     assert cut.response_ids == full[: full.index(stop_id) + 1] and cut.finish_reason == "stop"
 
 
