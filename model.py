@@ -89,9 +89,11 @@ class ParallelSettings:
     shard: Literal["ddp", "fsdp"] = "ddp"  # DDP (a full replica per rank) or FSDP2 (weights, grads, AdamW sharded)
     gradient_checkpointing: bool = False  # recompute decoder activations in backward: less memory, ~1.3x compute
     logprob_chunk_size: int = 1024  # tokens per chunk of the fused log-prob kernel
+    peak_tflops: float = 0.0  # the device's dense bf16 peak TFLOP/s, for metrics.jsonl's mfu; 0: known NVIDIA GPUs by name (metrics.PEAK_BF16_TFLOPS), no mfu on CPU
 
     def problems(self) -> list[str]:
-        return range_problems(self, [("logprob_chunk_size", self.logprob_chunk_size >= 1, "at least 1")])
+        return range_problems(self, [("logprob_chunk_size", self.logprob_chunk_size >= 1, "at least 1"),
+                                     ("peak_tflops", self.peak_tflops >= 0, ">= 0 (0: detect)")])
 
 
 def resolve_dtype(name: str, device: torch.device | str | None = None) -> torch.dtype:

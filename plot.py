@@ -46,6 +46,7 @@ PANELS: list[tuple[str, list[tuple[str, str]]]] = [
     ("loss", [("loss", "loss"), ("eval_loss", "eval loss")]),  # RL: policy loss; SFT: cross-entropy, held-out
     ("grad norm", [("grad_norm", "grad norm")]),
     ("held-out accuracy (greedy pass@1)", [("eval/*", "")]),
+    ("learn-phase MFU", [("mfu", "mfu")]),  # GPU runs (or --peak-tflops)
     ("seconds per phase", [("time_rollout", "rollout"), ("time_reward", "reward"), ("time_learn", "learn"),
                            ("time_sync", "sync")]),
 ]

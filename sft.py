@@ -46,8 +46,9 @@ from checkpoint import NonFiniteWeights, load_checkpoint, save_checkpoint
 from data import Problem, TrainDataSettings, UsageError, load_train_data, range_problems, step_indices
 from distributed import Dist, all_reduce, print0, setup_distributed
 from grader_pool import Grader, GraderSettings
+from metrics import LearnFlops, learn_efficiency, peak_tflops
 from model import (ModelSettings, ParallelSettings, TokenLogProbs, collate, distribute, enable_gradient_checkpointing,
-                   load_model, load_model_config, no_gradient_sync, resolve_dtype, resolve_model, score)
+                   load_model, load_model_config, no_gradient_sync, resolve_dtype, resolve_model, score, unwrap)
 from optim import Diverged, DivergenceGuard, OptimSettings, adamw, clipped_step, lr_factor, set_lr
 from plot import write_run_figure
 from protocols import PROTOCOLS, ProtocolSettings, apply as apply_protocol
@@ -224,12 +225,15 @@ def train(cfg: SFTConfig, d: Dist, checkpoint: Path | None, config: dict, pairs:
     if checkpoint is not None and d.is_main:
         truncate_logs(out_dir, start)
     guard, rows = DivergenceGuard(cfg.max_bad_steps), []
+    flops, peak = LearnFlops(lm), peak_tflops(d.device, cfg.peak_tflops)  # mfu: with a known peak (GPU, --peak-tflops)
+    flops.watch(unwrap(policy))
     # --- 2. the loop: one optimiser step over batch_size pairs, length-sorted micro-batches
     with ExternalLoggers(cfg.log_with if d.is_main else (), out_dir, config, start, cfg.wandb_project,
                          cfg.wandb_mode) as loggers:
         bar = tqdm(range(start, cfg.steps), desc="sft", disable=not d.is_main, initial=start, total=cfg.steps)
         for step in bar:
             t0 = time.perf_counter()
+            flops.take()  # from here on: the step's passes (not the held-out eval's)
             set_lr(optimizer, cfg.lr * lr_factor(step, cfg))
             mine = sorted((pairs[i] for i in step_indices(len(pairs), step, cfg.batch_size, cfg.seed, d.rank,
                                                             d.world_size)), key=lambda p: len(p[0]) + len(p[1]))
@@ -247,6 +251,8 @@ def train(cfg: SFTConfig, d: Dist, checkpoint: Path | None, config: dict, pairs:
             row = {"step": step + 1, "loss": loss, "target_tokens": tokens, "tokens_per_s": tokens / seconds,
                    "lr": cfg.lr * lr_factor(step, cfg), "grad_norm": norm, "skipped_updates": float(skipped),
                    "time_step": seconds}
+            if peak:
+                row["mfu"] = learn_efficiency(flops.take(), 0, seconds, peak, d)["mfu"]
             last = step + 1 == cfg.steps
             if held_out and cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or last):
                 row["eval_loss"] = eval_loss(policy, held_out, pad, d, cfg.micro_batch_size)

@@ -52,7 +52,8 @@ from evaluate import benchmark_columns, eval_metrics, load_eval_set
 from published import GROUPS, Column
 from grader_pool import Grader, GraderSettings
 from learn import ALGORITHMS, LearnSettings, learn, learn_critic, prepare_batch
-from metrics import append_logs, collapse_warning, peak_memory_gb, step_metrics, step_sums
+from metrics import (LearnFlops, append_logs, collapse_warning, learn_efficiency, peak_memory_gb, peak_tflops,
+                     step_metrics, step_sums)
 from model import (ModelSettings, ParallelSettings, TokenLogProbs, ValueModel, check_context, check_token_ids, distribute,
                    enable_gradient_checkpointing, frozen_copy, load_model, load_model_config, local_shard, resolve_dtype,
                    resolve_model, unwrap)
@@ -391,6 +392,12 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
         print0(d, f"resumed from {checkpoint} at step {start_step}")
     engine = make_engine(cfg, m.model, unwrap(m.policy), m.tokenizer, checkpoint, d,
                          tuple(o for o in (m.optimizer, m.critic_optimizer) if o))
+    flops, peak = LearnFlops(m.model), peak_tflops(d.device, cfg.peak_tflops)  # the learn phase's mfu
+    flops.watch(unwrap(m.policy))
+    if m.reference:
+        flops.watch(unwrap(m.reference))
+    if m.critic:
+        flops.watch(m.value_model, projects=False)  # a value head, no output projection
     if d.is_main:
         truncate_logs(out_dir, start_step)  # a resumed run rewrites the rows after its checkpoint
     pad = m.tokenizer.pad_token_id
@@ -421,6 +428,7 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
                                       extraction=cfg.extraction)
             # prepare batch (no-grad passes, advantages), then learn (policy, and the critic for PPO)
             t2 = time.perf_counter()
+            flops.take()  # from here on: the learn phase's passes
             batch = prepare_batch(samples, [r.score for r in results], unwrap(m.policy), m.reference, m.value_model, cfg,
                                   pad, d, shuffle_seed=cfg.seed * 1_000_003 + step * 1_009 + d.rank + 7)
             factor = lr_factor(step, cfg)
@@ -431,13 +439,16 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
                 if m.critic else None
             # sync the engine's weights (and probe them)
             t3 = time.perf_counter()
+            flops_learned = flops.take()
             sync_seconds, probe = sync_engine(engine, m.model, unwrap(m.policy), step, cfg)
             # log
             row = {"step": step + 1, **step_metrics(step_sums(batch, results, cfg.group_size), policy_stats, critic_stats,
                                                     batch.drift, d)}
             row.update({"lr": cfg.lr * factor, "time_rollout": t1 - t0, "time_reward": t2 - t1, "time_learn": t3 - t2, "time_sync": sync_seconds,
                         "tokens_per_s": row["generated_tokens"] / max(t1 - t0, 1e-9),
-                        "peak_memory_gb": peak_memory_gb(d.device), **probe})
+                        "peak_memory_gb": peak_memory_gb(d.device), **probe,
+                        **learn_efficiency(flops_learned, sum(len(s.prompt_ids) + len(s.response_ids) for s in samples),
+                                           t3 - t2, peak, d)})
             # eval
             if due(cfg.eval_every, step, cfg.steps):
                 row.update(evaluation(engine, eval_sets, cfg, grader, d))

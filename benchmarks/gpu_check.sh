@@ -8,7 +8,7 @@
 # Defaults: the Qwen2.5-Math-1.5B config (benchmarks/configs), 3 steps of Dr. GRPO, 8 prompts x 8 samples x
 # 1,024 new tokens, micro-batch 8, --dtype bfloat16 --shard fsdp --gradient-checkpointing, transformers engine,
 # arithmetic prompts, the parity reward (below). TOKENIZER: an HF directory or smollm2-135m. Needs no network.
-# Prints per step: s/step, generated tokens/s, peak allocated GB (metrics.jsonl's peak_memory_gb).
+# Prints per step: s/step, generated tokens/s, the learn phase's tokens/s and MFU, peak allocated GB (metrics.jsonl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/gpu_check}
@@ -36,12 +36,14 @@ echo "training: $((SECONDS - start)) s"
 python3 - "$out/run/metrics.jsonl" <<'EOF'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
-print("| step | s/step | rollout s | learn s | sync s | generated tokens | tokens/s | peak allocated GB |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+print("| step | s/step | rollout s | learn s | sync s | generated tokens | tokens/s | learn tokens/s | learn MFU | peak allocated GB |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for r in rows:
     seconds = r["time_rollout"] + r["time_reward"] + r["time_learn"] + r["time_sync"]
+    mfu = f"{r['mfu']:.1%}" if "mfu" in r else "-"  # no known peak (CPU): --peak-tflops
     print(f"| {r['step']} | {seconds:.1f} | {r['time_rollout']:.1f} | {r['time_learn']:.1f} | {r['time_sync']:.2f} | "
-          f"{r['generated_tokens']:.0f} | {r['tokens_per_s']:.0f} | {r['peak_memory_gb']:.2f} |")
+          f"{r['generated_tokens']:.0f} | {r['tokens_per_s']:.0f} | {r['learn_tokens_per_s']:.0f} | {mfu} | "
+          f"{r['peak_memory_gb']:.2f} |")
 EOF
 # The plan for the same run; it counts a runtime (CUDA context, allocator slack) that peak_memory_gb leaves out.
 python3 - "$out/run/metrics.jsonl" "$out/model" "$MODEL" "$MICRO" "$NEW_TOKENS" "$PROMPTS" "$GROUP" "$DATA" "$TEMPLATE" ${SET:-} <<'EOF'

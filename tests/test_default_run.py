@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 GOLDEN = Path(__file__).parent / "golden"
-TIMINGS = ("tokens_per_s", "peak_memory_gb")
+TIMINGS = ("tokens_per_s", "peak_memory_gb", "learn_tokens_per_s", "mfu")
 
 
 def same(a, b) -> bool:

@@ -114,3 +114,73 @@ def test_per_keyword_rates_and_lengths_of_correct_and_wrong(group):
     assert row["repetition_rate"] == 0.25
     none_right = step_metrics(step_sums(batch, [results[1]] * 4, group_size=2), PolicyStats(), None, None, group)
     assert none_right["response_length_correct"] is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Learn-phase FLOPs and MFU
+
+
+def hooked_tiny_model():
+    """A tiny Llama with eager attention (torch's FlopCounterMode sees its attention matmuls, not CPU sdpa's),
+    wrapped as the trainer wraps the policy, and a LearnFlops watching it."""
+    from conftest import make_tiny_model
+    from metrics import LearnFlops
+    from model import TokenLogProbs
+
+    lm = make_tiny_model(1000)
+    lm.config._attn_implementation = "eager"
+    policy = TokenLogProbs(lm)
+    flops = LearnFlops(lm)
+    flops.watch(policy)
+    return lm, policy, flops
+
+
+def test_learn_flops_agree_with_torch_flop_counter():
+    """The count from the attention masks against torch.utils.flop_counter on the same pass: equal within 2 % (the
+    counter also counts the rotary embedding's small matmuls; the norms' weights count here, not there)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    _, policy, flops = hooked_tiny_model()
+    ids = torch.randint(0, 1000, (3, 40))
+    attn, score_mask = torch.ones(3, 40, dtype=torch.long), torch.zeros(3, 39)
+    score_mask[:, 10:] = 1  # 29 response tokens each: the output projection runs on these only
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        policy(ids, attn, score_mask)
+    forward = flops.take()
+    assert forward == pytest.approx(counter.get_total_flops(), rel=0.02)
+    with FlopCounterMode(display=False) as counter_grad:
+        logp, _ = policy(ids, attn, score_mask)
+        logp.sum().backward()
+    assert flops.take() == 3 * forward  # forward and backward
+    assert counter_grad.get_total_flops() == pytest.approx(3 * counter.get_total_flops(), rel=0.02)
+    assert flops.take() == 0.0  # take() resets
+
+
+def test_learn_flops_count_real_tokens_only():
+    """Left padding is not counted; the output projection counts the scored tokens; by hand on nanoGPT's terms."""
+    lm, policy, flops = hooked_tiny_model()
+    attn = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    score_mask = torch.tensor([[0, 0, 0, 1, 1], [0, 0, 1, 1, 1]])
+    with torch.no_grad():
+        policy(torch.randint(0, 1000, (2, 6)), attn, score_mask)
+    body = sum(p.numel() for p in lm.parameters()) - 1000 * 32  # tied embeddings: the table once, no lookup cost
+    expected = 2 * body * (4 + 6) + 2 * 1000 * 32 * 5 + 4 * 2 * 32 * (4**2 + 6**2)
+    assert flops.take() == pytest.approx(expected, rel=1e-12)
+
+
+def test_peak_tflops_given_detected_or_unknown(monkeypatch):
+    from metrics import peak_tflops
+
+    assert peak_tflops(torch.device("cpu"), 0.0) is None and peak_tflops(torch.device("cpu"), 12.5) == 12.5
+    for name, peak in [("NVIDIA H200", 989.4), ("NVIDIA H100 80GB HBM3", 989.4), ("NVIDIA H100 PCIe", 756.0),
+                       ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA L40S", 362.1), ("NVIDIA L4", 121.0), ("Tesla T4", None)]:
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None, name=name: name)
+        assert peak_tflops(torch.device("cuda", 0)) == peak, name
+
+
+def test_learn_efficiency_divides_flops_by_time_and_peak(group):
+    from metrics import learn_efficiency
+
+    row = learn_efficiency(2e12, 5000, 4.0, 1.0, group)  # 2 TFLOP in 4 s on a 1 TFLOP/s device
+    assert row == {"learn_tokens_per_s": 1250.0, "mfu": 0.5}
+    assert learn_efficiency(2e12, 5000, 4.0, None, group) == {"learn_tokens_per_s": 1250.0}  # no peak, no mfu

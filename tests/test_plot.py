@@ -29,7 +29,7 @@ def row(step, **extra):
             "response_length_mean": 30.0, "response_length_correct": 20.0, "response_length_wrong": None,
             "truncation_rate": 0.1, "repetition_rate": 0.0, "reflection_rate": 0.05, "entropy": 0.8,
             "clip_fraction": 0.0, "kl": 0.0, "loss": 0.01, "grad_norm": 1.5, "time_rollout": 3.0, "time_reward": 0.1,
-            "time_learn": 2.0, "time_sync": 0.0}
+            "time_learn": 2.0, "time_sync": 0.0, "mfu": 0.4}
     return {**base, **extra}
 
 

@@ -87,11 +87,22 @@ def test_loss_falls_when_overfitting_a_handful_of_pairs(tiny_model_dir, tmp_path
     assert config["data"] == {"train_pairs": 8, "held_out": 4, "dropped": {"no_solution": 0, "answer_mismatch": 0, "too_long": 0}}
 
 
+def test_mfu_is_logged_with_a_peak(tiny_model_dir, tmp_path, monkeypatch):
+    """--peak-tflops: each row's mfu is the step's model FLOPs (metrics.LearnFlops) over time_step x the peak."""
+    from metrics import LearnFlops
+
+    taken, take = [], LearnFlops.take
+    monkeypatch.setattr(LearnFlops, "take", lambda self: taken.append(take(self)) or taken[-1])
+    rows = main(sft_config(tiny_model_dir, tmp_path, steps=1, save_every=0, eval_every=0, peak_tflops=1e-3))
+    assert taken[-1] > 0 and rows[0]["mfu"] == pytest.approx(taken[-1] / (rows[0]["time_step"] * 1e9), rel=1e-9)
+    assert "mfu" not in main(sft_config(tiny_model_dir, tmp_path / "cpu", steps=1, save_every=0, eval_every=0))[0]
+
+
 def test_resume_continues_exactly_and_the_checkpoint_feeds_rl_and_evaluate(tiny_model_dir, tmp_path, parity_reward):
     straight = main(sft_config(tiny_model_dir, tmp_path / "a", steps=4))
     main(sft_config(tiny_model_dir, tmp_path / "b", steps=2))
     resumed = main(sft_config(tiny_model_dir, tmp_path / "b", steps=4, resume=True))
-    timing = ("tokens_per_s", "time_step")
+    timing = ("tokens_per_s", "time_step", "mfu")
     assert [{k: v for k, v in r.items() if k not in timing} for r in straight[2:]] == \
         [{k: v for k, v in r.items() if k not in timing} for r in resumed]
     lines = (tmp_path / "b" / "sft" / "metrics.jsonl").read_text().splitlines()

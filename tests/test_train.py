@@ -32,7 +32,8 @@ def tiny_config(model_dir, out_dir, **overrides):
 
 def without_timings(row: dict) -> dict:
     """A metrics row without the fields that measure seconds or memory (they differ between equal runs)."""
-    return {k: v for k, v in row.items() if not k.startswith("time_") and k not in ("tokens_per_s", "peak_memory_gb")}
+    timings = ("tokens_per_s", "peak_memory_gb", "learn_tokens_per_s", "mfu")
+    return {k: v for k, v in row.items() if not k.startswith("time_") and k not in timings}
 
 
 def test_two_step_run_writes_metrics_samples_config_and_checkpoint(tiny_model_dir, tmp_path, parity_reward):
@@ -48,7 +49,8 @@ def test_two_step_run_writes_metrics_samples_config_and_checkpoint(tiny_model_di
     assert (tmp_path / "metrics.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")  # plot.py's figure
     for key in ("reward_mean", "accuracy", "answer_rate", "response_length_mean", "response_length_max",
                 "truncation_rate", "clip_fraction", "entropy", "grad_norm", "time_rollout", "time_reward",
-                "time_learn", "time_sync", "tokens_per_s", "peak_memory_gb", "zero_adv_group_frac", "reflection_rate"):
+                "time_learn", "time_sync", "tokens_per_s", "learn_tokens_per_s", "peak_memory_gb", "zero_adv_group_frac",
+                "reflection_rate"):
         assert key in rows[0], key
     assert "eval/arithmetic" in rows[1] and "eval/arithmetic" not in rows[0]
     assert sum(rows[0]["outcome_counts"].values()) == 4 * 2  # prompts x group size
@@ -103,6 +105,22 @@ def test_a_budget_beyond_the_context_fails_before_training(tiny_model_dir, tmp_p
                                          r"max_position_embeddings 512"):
         main(tiny_config(tiny_model_dir, tmp_path, max_new_tokens=600))
     assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_mfu_is_logged_against_the_given_peak(tiny_model_dir, tmp_path, parity_reward, monkeypatch):
+    """--peak-tflops: each row's mfu is the learn phase's model FLOPs over time_learn x the peak; on CPU without it
+    there is no mfu column (no known peak), only learn_tokens_per_s."""
+    from metrics import LearnFlops
+
+    plain = main(tiny_config(tiny_model_dir, tmp_path / "a", steps=1, eval_every=0))
+    taken, take = [], LearnFlops.take
+    monkeypatch.setattr(LearnFlops, "take", lambda self: taken.append(take(self)) or taken[-1])
+    rows = main(tiny_config(tiny_model_dir, tmp_path / "b", steps=1, eval_every=0, peak_tflops=1e-3))
+    assert "mfu" not in plain[0] and plain[0]["learn_tokens_per_s"] > 0
+    learned = taken[-1]  # the second take of the step: the passes between prepare_batch and the weight sync
+    assert learned > 0 and rows[0]["mfu"] == pytest.approx(learned / (rows[0]["time_learn"] * 1e9), rel=1e-9)
+    tokens = rows[0]["learn_tokens_per_s"] * rows[0]["time_learn"]  # the batch's prompt and response tokens
+    assert tokens == pytest.approx(round(tokens)) and tokens > rows[0]["generated_tokens"]
 
 
 def test_eval_data_takes_the_papers_groups():
