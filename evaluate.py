@@ -25,7 +25,7 @@ config.json, a second evaluation into it refused unless --overwrite), claimed af
 the model's config were checked (each problem one line, exit 2). The settings are train_zero's groups where they
 mean the same (model and dtype, data directory, vLLM, run directory, grader) and EvalSettings for the rest.
 
-Engines: `--engine vllm` (rollout.VLLMEngine; --dtype, --tensor-parallel-size, --vllm-gpu-memory-utilization),
+Engines: `--engine vllm` (rollout_vllm.VLLMEngine; --dtype, --tensor-parallel-size, --vllm-gpu-memory-utilization),
 `--engine hf` (transformers: prompts go in longest first; `--hf-batching continuous`, the default on a GPU, uses
 transformers' continuous batching, where a finished sequence leaves the batch at once and the next prompt takes its
 place; `static`, the default on CPU where it is faster, batches of `generate`), `auto`: vLLM when it is installed
@@ -67,7 +67,8 @@ from published import GROUPS, Column, format_table, published_rows
 from protocols import PROTOCOLS, ProtocolSettings, apply as apply_protocol
 from reward import (EXTRACTIONS, REFLECTION_WORDS, TEMPLATES, apply_template, compute_rewards, reflection_words,
                     stop_strings)
-from rollout import HFEngine, Sample, SamplingParams, VLLMSettings, vllm_engine
+from rollout import HFEngine, Sample, SamplingParams
+from rollout_vllm import VLLMSettings, vllm_engine
 from rundir import RunSettings, cli, run_directory, settings_problems
 
 PROCEDURAL_EVAL_SEED = 1_000_000  # the procedural sets' eval draw: not training's seed-0 (or any small-seed) draw

@@ -61,8 +61,8 @@ from optim import Diverged, DivergenceGuard, OptimSettings, adamw, lr_factor, se
 from plot import write_run_figure
 from protocols import PROTOCOLS, ProtocolSettings, apply as apply_protocol, table as protocol_table
 from reward import EXTRACTIONS, REWARD_RULES, TEMPLATES, apply_template, compute_rewards, stop_strings
-from rollout import (PROBE_TOLERANCE, HFEngine, NonFiniteLogits, Sample, SamplingParams, VLLMSettings,
-                     vllm_engine, vllm_memory_share)
+from rollout import HFEngine, NonFiniteLogits, Sample, SamplingParams
+from rollout_vllm import PROBE_TOLERANCE, VLLMSettings, vllm_engine, vllm_memory_share
 from steptrace import format_trace
 from rundir import ExternalLoggers, TrainRunSettings, cli, run_directory, settings_problems, truncate_logs
 

@@ -1,6 +1,6 @@
 """The vLLM side of VLLMEngine.sync_weights: tensors packed into byte buckets, and the worker extension that loads them.
 
-rollout.VLLMEngine packs the trainer's parameters with `pack_bucket` (vLLM's RPC serialiser sends bytes,
+rollout_vllm.VLLMEngine packs the trainer's parameters with `pack_bucket` (vLLM's RPC serialiser sends bytes,
 not tensors) and sends one `collective_rpc` per bucket; `VLLMWeightReceiver` is mixed into vLLM's worker
 (`worker_extension_cls="weight_sync.VLLMWeightReceiver"`) and runs in the worker process. This file
 imports vllm only inside the receiver's methods, so `import weight_sync` works without vllm.

@@ -63,7 +63,8 @@ def run_one(config: str, args) -> dict:
     from data import load_train_data
     from reward import apply_template
     from model import load_model, resolve_model
-    from rollout import HFEngine, SamplingParams, VLLMEngine
+    from rollout import HFEngine, SamplingParams
+    from rollout_vllm import VLLMEngine
 
     engine_name, options = parse_config(config)
     problems = load_train_data(args.train_data).problems[: args.prompts]

@@ -137,20 +137,20 @@ def test_weight_buckets_round_trip_every_dtype_and_shape():
 
 
 def test_one_vllm_construction_for_training_and_evaluation(monkeypatch):
-    """rollout.vllm_engine: on CPU the KV cache in GiB, eager mode, no GPU share (vLLM refuses a share of 0); on a
+    """rollout_vllm.vllm_engine: on CPU the KV cache in GiB, eager mode, no GPU share (vLLM refuses a share of 0); on a
     GPU the settings' share, else the caller's default, and CUDA graphs."""
-    import rollout
+    import rollout_vllm
 
     calls = []
-    monkeypatch.setattr(rollout, "VLLMEngine", lambda path, **kwargs: calls.append(kwargs))
-    settings = rollout.VLLMSettings(vllm_kv_cache_gb=2.0, vllm_cpu_bind="0-1")
-    rollout.vllm_engine("m", settings, torch.device("cpu"), torch.float32, 3, 512, gpu_share=0.0)
+    monkeypatch.setattr(rollout_vllm, "VLLMEngine", lambda path, **kwargs: calls.append(kwargs))
+    settings = rollout_vllm.VLLMSettings(vllm_kv_cache_gb=2.0, vllm_cpu_bind="0-1")
+    rollout_vllm.vllm_engine("m", settings, torch.device("cpu"), torch.float32, 3, 512, gpu_share=0.0)
     assert calls[-1] == {"dtype": "float32", "seed": 3, "max_model_len": 512, "kv_cache_gb": 2.0, "enforce_eager": True,
                          "cpu_threads_bind": "0-1"}
-    rollout.vllm_engine("m", settings, torch.device("cuda", 0), torch.bfloat16, 0, 512, gpu_share=0.9,
-                        tensor_parallel_size=2)
+    rollout_vllm.vllm_engine("m", settings, torch.device("cuda", 0), torch.bfloat16, 0, 512, gpu_share=0.9,
+                             tensor_parallel_size=2)
     assert calls[-1]["gpu_memory_utilization"] == 0.9 and calls[-1]["kv_cache_gb"] is None
     assert calls[-1]["enforce_eager"] is False and calls[-1]["dtype"] == "bfloat16" and calls[-1]["tensor_parallel_size"] == 2
-    rollout.vllm_engine("m", rollout.VLLMSettings(vllm_gpu_memory_utilization=0.4), torch.device("cuda", 0),
-                        torch.bfloat16, 0, 512, gpu_share=0.9)
+    rollout_vllm.vllm_engine("m", rollout_vllm.VLLMSettings(vllm_gpu_memory_utilization=0.4),
+                             torch.device("cuda", 0), torch.bfloat16, 0, 512, gpu_share=0.9)
     assert calls[-1]["gpu_memory_utilization"] == 0.4
