@@ -67,7 +67,7 @@ from published import GROUPS, Column, format_table, published_rows
 from protocols import PROTOCOLS, ProtocolSettings, apply as apply_protocol
 from reward import (EXTRACTIONS, REFLECTION_WORDS, TEMPLATES, apply_template, compute_rewards, reflection_words,
                     stop_strings)
-from rollout import HFEngine, Sample, SamplingParams
+from rollout import HFEngine, Sample, SamplingParams, end_ids
 from rollout_vllm import VLLMSettings, vllm_engine
 from rundir import RunSettings, cli, run_directory, settings_problems
 
@@ -92,7 +92,8 @@ class EvalSettings:
     engine: Literal["auto", "vllm", "hf"] = "auto"  # auto: vllm when installed (one process), else transformers
     tensor_parallel_size: int = 1  # vLLM: GPUs per engine
     batch_size: int = 64  # transformers engine: sequences decoded together
-    hf_batching: Literal["auto", "continuous", "static"] = "auto"  # transformers engine; auto: continuous on a GPU, static (length-sorted generate) on CPU
+    hf_batching: Literal["auto", "continuous", "static"] = "auto"  # transformers engine; auto: continuous on a GPU, static (length-sorted generate) on CPU or with --hf-static-cache
+    hf_static_cache: bool = False  # transformers engine, static batching: preallocated KV cache; on CUDA the decode step replays as CUDA graphs (rollout.HFEngine)
     minerva_gold: Literal["answer", "alternatives"] = "answer"  # see the module docstring
     compare: str = ""  # published rows to add: names of published.PUBLISHED, comma-separated, or auto (from --model)
 
@@ -104,6 +105,8 @@ class EvalSettings:
             ("tensor_parallel_size", self.tensor_parallel_size >= 1, "at least 1")])
         if self.extraction not in EXTRACTIONS:
             out.append(f"--extraction {self.extraction!r}: use one of {', '.join(EXTRACTIONS)}")
+        if self.hf_static_cache and self.hf_batching == "continuous":
+            out.append("--hf-static-cache: with --hf-batching static or auto (continuous batching pages its own cache)")
         if self.n > 1 and self.temperature <= 0:
             out.append(f"--n {self.n}: above 1 only with --temperature > 0 (greedy samples are all the same, so avg@n "
                        "and pass@n would repeat pass@1)")
@@ -214,8 +217,8 @@ class EvalHFEngine(HFEngine):
     of `generate` (on this 2-core CPU continuous batching decoded 34 tok/s against generate's 64: docs/evaluation.md). At most
     batch_size sequences decode together; greedy answers are the same either way (tests/test_evaluate.py)."""
 
-    def __init__(self, model, tokenizer, batch_size: int = 64, continuous: bool = True):
-        super().__init__(model, tokenizer, batch_size=batch_size)
+    def __init__(self, model, tokenizer, batch_size: int = 64, continuous: bool = True, static_cache: bool = False):
+        super().__init__(model, tokenizer, batch_size=batch_size, static_cache=static_cache)
         self.continuous = continuous
 
     @torch.no_grad()
@@ -229,7 +232,8 @@ class EvalHFEngine(HFEngine):
 
         expanded = [i for i in order for _ in range(params.n)]
         sampling = params.temperature > 0
-        config = GenerationConfig(max_new_tokens=params.max_new_tokens, do_sample=sampling, eos_token_id=self.eos_ids,
+        config = GenerationConfig(max_new_tokens=params.max_new_tokens, do_sample=sampling,
+                                  eos_token_id=end_ids(self.eos_ids, params),
                                   pad_token_id=self.tokenizer.pad_token_id,
                                   **(dict(temperature=params.temperature, top_p=params.top_p, top_k=0) if sampling else {}))
         # The KV cache holds batch_size sequences at full length (transformers' default fills 90 % of free memory,
@@ -370,8 +374,10 @@ def build_engine(cfg: EvalConfig, engine: str, path: str, d: Dist, max_model_len
         return vllm_engine(path, cfg, d.device, dtype, cfg.seed, max_model_len, gpu_share=0.9,
                            tensor_parallel_size=cfg.tensor_parallel_size)
     model, tokenizer = load_model(path, dtype=dtype, attn_implementation=cfg.attn_implementation)
-    continuous = cfg.hf_batching == "continuous" or (cfg.hf_batching == "auto" and d.device.type == "cuda")
-    return EvalHFEngine(model.to(d.device), tokenizer, batch_size=cfg.batch_size, continuous=continuous)
+    continuous = cfg.hf_batching == "continuous" or \
+        (cfg.hf_batching == "auto" and d.device.type == "cuda" and not cfg.hf_static_cache)
+    return EvalHFEngine(model.to(d.device), tokenizer, batch_size=cfg.batch_size, continuous=continuous,
+                        static_cache=cfg.hf_static_cache)
 
 
 def main(cfg: EvalConfig) -> dict[str, dict]:

@@ -74,6 +74,8 @@ class Sample:
 # ---------------------------------------------------------------------------------------------
 # The transformers engine
 
+STATIC_BUCKET = 64  # static_cache: prompts are left-padded to a multiple of this many tokens
+
 
 class NonFiniteLogits(RuntimeError):
     """The policy's next-token logits hold NaN or +inf, or a row is all -inf: its weights diverged. Sampling them
@@ -97,13 +99,23 @@ class HFEngine:
     generate(prompts, params) -> list (one per prompt) of lists (params.n Samples each).
     sync_weights() and probe() are no-ops when the engine holds the training model itself; with own_copy
     (sharded training), sync_weights copies the trainer's gathered weights into the engine's copy.
+
+    static_cache: the fast decode path for a GPU. The KV cache is preallocated (transformers' static cache), so
+    every decoding step has the same shapes, and on CUDA transformers compiles the step with
+    torch.compile(mode="reduce-overhead"): CUDA graphs replay it with one launch instead of hundreds. To reuse a
+    graph across calls, prompts are left-padded to a multiple of STATIC_BUCKET tokens and a batch is filled up to
+    a power of two (at most batch_size) with copies of its last prompt, whose samples are dropped. Sampling, the
+    finite-logits check and the stop rules run on each step's logits as on the dynamic path; greedy decoding gives
+    the same tokens (tests/test_rollout.py), sampling the same distribution but other draws (the fill rows take
+    their share of the random stream). On CPU nothing is compiled: the static cache only.
     """
 
-    def __init__(self, model, tokenizer, batch_size: int = 64, own_copy: bool = False):
+    def __init__(self, model, tokenizer, batch_size: int = 64, own_copy: bool = False, static_cache: bool = False):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size  # sequences per generate call
         self.own_copy = own_copy  # `model` is the engine's own copy (sharded training), refreshed by sync_weights
+        self.static_cache = static_cache  # see the class docstring
         self.eos_ids = eos_token_ids(tokenizer)
         from transformers import GenerationConfig
 
@@ -155,9 +167,14 @@ class HFEngine:
         samples: list[Sample] = []
         for start in range(0, len(expanded), self.batch_size):
             batch = expanded[start : start + self.batch_size]
-            enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False,
+                            pad_to_multiple_of=STATIC_BUCKET if self.static_cache else None).to(model.device)
             sampling = params.temperature > 0
             kwargs = dict(temperature=params.temperature, top_p=params.top_p, top_k=0) if sampling else {}
+            if self.static_cache:  # one graph per (bucket, batch shape): fill the batch up to a power of two
+                rows = min(self.batch_size, 1 << (len(batch) - 1).bit_length())
+                enc = {key: torch.cat([value, value[-1:].expand(rows - len(batch), -1)]) for key, value in enc.items()}
+                kwargs["cache_implementation"] = "static"
             out = model.generate(
                 logits_processor=LogitsProcessorList([FiniteLogitsCheck()]),
                 **enc,

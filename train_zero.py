@@ -80,6 +80,7 @@ class RolloutSettings:
     temperature: float = 1.0  # sampling temperature; log-probs are taken at the same temperature
     top_p: float = 1.0  # nucleus sampling
     rollout_engine: Literal["hf", "vllm"] = "hf"  # transformers generate on the live model, or a vLLM engine per rank
+    hf_static_cache: bool = False  # hf engine: preallocated KV cache, prompts in 64-token buckets; on CUDA the decode step replays as CUDA graphs (torch.compile reduce-overhead; rollout.HFEngine)
     vllm_dtype: str = ""  # vLLM weights/activations; "": --dtype (model.resolve_dtype; a bf16 engine needs --probe-tolerance ~5e-2)
     vllm_max_model_len: int = 2048  # prompt + response tokens per sequence in the vLLM engine
     vllm_sleep: bool = True  # GPU: vLLM sleep mode (weights and KV cache freed while learning); CPU: no-op
@@ -252,11 +253,12 @@ def make_engine(cfg: Config, model, policy, tokenizer, checkpoint: Path | None, 
     processes). Raises ImportError without vllm, RuntimeError if the first probe fails.
     """
     if cfg.rollout_engine == "hf" and cfg.shard == "ddp":
-        return HFEngine(model, tokenizer)
+        return HFEngine(model, tokenizer, static_cache=cfg.hf_static_cache)
     if cfg.rollout_engine == "hf":
         copy = load_model(str(checkpoint) if checkpoint else cfg.model, resolve_dtype(cfg.dtype, d.device),
                           cfg.attn_implementation)[0]
-        engine = HFEngine(copy.to(d.device).requires_grad_(False), tokenizer, own_copy=True)
+        engine = HFEngine(copy.to(d.device).requires_grad_(False), tokenizer, own_copy=True,
+                          static_cache=cfg.hf_static_cache)
         engine.sync_weights(model)
         return engine
     on_gpu = d.device.type == "cuda"

@@ -2,7 +2,8 @@
 # The GPU check (issue #10): a few training steps of a random-weight model at a paper model's size on one
 # GPU, with the memory plan's prediction beside the measured peak, then the log-prob kernel's GPU rows.
 #
-#   bash benchmarks/gpu_check.sh [OUT_DIR]        # env: MODEL, STEPS, PROMPTS, GROUP, NEW_TOKENS, MICRO, TOKENIZER
+#   bash benchmarks/gpu_check.sh [OUT_DIR]        # env: MODEL, STEPS, PROMPTS, GROUP, NEW_TOKENS, MICRO, TOKENIZER, FLAGS
+# FLAGS: more train_zero flags, e.g. FLAGS=--hf-static-cache (the transformers engine's CUDA-graph decode path).
 #
 # SET="KEY=VALUE ..." overrides config fields (the CPU dry run: SET="num_hidden_layers=2 hidden_size=64 ...").
 # Defaults: the Qwen2.5-Math-1.5B config (benchmarks/configs), 3 steps of Dr. GRPO, 8 prompts x 8 samples x
@@ -26,7 +27,7 @@ python3 benchmarks/random_model.py --model "$MODEL" --tokenizer "$TOKENIZER" --o
 echo "random model: $((SECONDS - start)) s"
 
 flags=(--train-data "$DATA" --template "$TEMPLATE" --algo drgrpo --dtype bfloat16 --shard fsdp --gradient-checkpointing --prompts-per-step "$PROMPTS"
-       --group-size "$GROUP" --max-new-tokens "$NEW_TOKENS" --micro-batch-size "$MICRO")
+       --group-size "$GROUP" --max-new-tokens "$NEW_TOKENS" --micro-batch-size "$MICRO" ${FLAGS:-})
 start=$SECONDS
 # tests/parity_run.py is train_zero.py with a reward that has variance (+1 / -0.5 by index): a random model's
 # answers are all wrong, so with the real reward every advantage is 0 and the learn pass would be skipped.

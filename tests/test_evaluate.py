@@ -108,6 +108,11 @@ def test_any_gold_of_a_list_counts_as_correct():
     assert all(r["gold"] == "8.7 \\times 10^{8}" for r in any_of[:2])
 
 
+def test_the_static_cache_needs_the_generate_path():
+    assert any("--hf-static-cache" in p for p in EvalSettings(hf_batching="continuous", hf_static_cache=True).problems())
+    assert not any("--hf-static-cache" in p for p in EvalSettings(hf_static_cache=True).problems())
+
+
 def test_training_eval_grades_a_set_named_in_alternatives_against_any_alternative():
     """Oat's Minerva rule in the in-training eval (train_zero --eval-data oat): any of answer_alternatives counts."""
     import torch.distributed as dist
@@ -129,8 +134,8 @@ def test_training_eval_grades_a_set_named_in_alternatives_against_any_alternativ
 
 
 def test_continuous_and_static_batching_give_generates_greedy_answers(smollm_dir):
-    """The engine seam: transformers' continuous batching, length-sorted generate and HFEngine's generate decode the
-    same greedy tokens, each answer in its prompt's place."""
+    """The engine seam: transformers' continuous batching, length-sorted generate (with and without the static
+    cache) and HFEngine's generate decode the same greedy tokens, each answer in its prompt's place."""
     from model import load_model
     from reward import apply_template
 
@@ -139,8 +144,9 @@ def test_continuous_and_static_batching_give_generates_greedy_answers(smollm_dir
               [apply_template("qwen_math", "What is the sum of the first five odd numbers?")]
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=24)
     batched = HFEngine(model, tokenizer).generate(prompts, params)
-    for continuous in (True, False):
-        groups = EvalHFEngine(model, tokenizer, batch_size=2, continuous=continuous).generate(prompts, params)
+    for continuous, static_cache in ((True, False), (False, False), (False, True)):
+        groups = EvalHFEngine(model, tokenizer, batch_size=2, continuous=continuous,
+                              static_cache=static_cache).generate(prompts, params)
         assert [g[0].response_ids for g in groups] == [g[0].response_ids for g in batched]
         assert [g[0].finish_reason for g in groups] == [g[0].finish_reason for g in batched]
 

@@ -57,6 +57,27 @@ def test_greedy_is_deterministic(tiny_model, tokenizer):
     assert group[0].response_ids == group[1].response_ids
 
 
+def test_static_cache_decodes_the_same_greedy_tokens(tiny_model, tokenizer):
+    """HFEngine(static_cache=True): prompts padded to 64-token buckets, a batch of 6 filled to 8, a preallocated
+    cache; greedy tokens, stop handling and the records equal the dynamic path's (on CPU nothing is compiled)."""
+    prompts = ["What is 1 + 1?", "A much longer prompt, to force left padding: what is 17 * 4?"]
+    params = SamplingParams(n=3, temperature=0.0, max_new_tokens=10, stop_token_ids=[7])
+    dynamic = HFEngine(tiny_model, tokenizer, batch_size=8).generate(prompts, params)
+    static = HFEngine(tiny_model, tokenizer, batch_size=8, static_cache=True).generate(prompts, params)
+    assert [[(s.prompt_ids, s.response_ids, s.text, s.finish_reason) for s in g] for g in static] == \
+        [[(s.prompt_ids, s.response_ids, s.text, s.finish_reason) for s in g] for g in dynamic]
+
+
+def test_static_cache_samples_from_the_policy(tiny_model, tokenizer):
+    """Sampling on the static path: seeded (the same call draws the same tokens), distinct draws within a group,
+    and a group larger than batch_size split over calls (4 + 1, the 1 filled up to no more than itself)."""
+    engine = HFEngine(tiny_model, tokenizer, batch_size=4, static_cache=True)
+    params = SamplingParams(n=5, temperature=1.0, max_new_tokens=6, seed=11)
+    groups = engine.generate(["What is 2 + 2?"], params)
+    assert [len(g) for g in groups] == [5] and groups == engine.generate(["What is 2 + 2?"], params)
+    assert len({tuple(s.response_ids) for s in groups[0]}) > 1  # a random 49k-token policy: distinct draws
+
+
 def test_finish_cuts_at_eos_and_keeps_it(tiny_model, tokenizer):
     engine = HFEngine(tiny_model, tokenizer)
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")

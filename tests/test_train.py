@@ -123,6 +123,14 @@ def test_mfu_is_logged_against_the_given_peak(tiny_model_dir, tmp_path, parity_r
     assert tokens == pytest.approx(round(tokens)) and tokens > rows[0]["generated_tokens"]
 
 
+def test_the_static_cache_engine_trains_and_evaluates_as_the_dynamic_one(tiny_model_dir, tmp_path, parity_reward):
+    """--hf-static-cache: the same greedy eval (step 0, and after the same first update), and a step that learns."""
+    dynamic = main(tiny_config(tiny_model_dir, tmp_path / "a", steps=1, eval_every=1))
+    static = main(tiny_config(tiny_model_dir, tmp_path / "b", steps=1, eval_every=1, hf_static_cache=True))
+    assert static[0] == dynamic[0] and static[1]["grad_norm"] > 0
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["hf_static_cache"] is True
+
+
 def test_eval_data_takes_the_papers_groups():
     from train_zero import config_problems, eval_columns
 
