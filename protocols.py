@@ -89,7 +89,9 @@ PROTOCOLS: dict[str, Protocol] = {
         eval=EvalProtocol("zoo", 1, 1.0, 0.95, 16000, "answer", "qwen_harness"),  # trained models; the Zoo decodes base models greedily
         deviations=("template: the Zoo chose a prompt per base model (its recipes set --template)",
                     "evaluation of a base model: the Zoo decodes greedily (pass --temperature 0 --top-p 1)",
-                    "token_mean over the optimiser step's tokens; verl averages per micro-batch")),
+                    "token_mean over the optimiser step's tokens; verl averages per micro-batch",
+                    "stop strings end generation here; the Zoo generates on to EOS or the model's stop ids and cuts the "
+                    "text at them only for the reward (it trains on what follows; for Qwen2.5 they are EOS tokens)")),
     "oat_zero": Protocol(
         source="sail-sg/understand-r1-zero, sail-sg/oat",
         template="qwen_math", extraction="boxed", grader="zero_rl", grader_timeout=1.0, reward="correct", stop=(),
