@@ -30,5 +30,6 @@ def test_gpu_decode_script_dry_run_on_cpu(tmp_path):
     assert set(rows) == {"hf", "hf:static"}
     assert all(float(row[4]) > 0 and row[5] != "-" for row in rows.values())  # ms/step, and its bound printed
     assert r.stdout.count("evaluate --engine hf (") == 2
+    assert "greedy, dynamic vs static cache: 2/2 responses identical" in r.stdout
     steps = [line for line in r.stdout.splitlines() if line.startswith("| 1 |")]
     assert steps and steps[0].split("|")[9].strip() == "-"  # learn MFU: no known peak on CPU
