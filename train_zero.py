@@ -49,7 +49,6 @@ from data import (BENCHMARKS, PROCEDURAL_SETS, ProblemSet, TrainDataSettings, Us
                   range_problems, step_indices)
 from distributed import Dist, print0, setup_distributed
 from evaluate import benchmark_columns, eval_metrics, load_eval_set
-from published import GROUPS, Column
 from grader_pool import Grader, GraderSettings
 from learn import ALGORITHMS, LearnSettings, learn, learn_critic, prepare_batch
 from metrics import (LearnFlops, append_logs, collapse_warning, learn_efficiency, peak_memory_gb, peak_tflops,
@@ -60,6 +59,7 @@ from model import (ModelSettings, ParallelSettings, TokenLogProbs, ValueModel, c
 from optim import Diverged, DivergenceGuard, OptimSettings, adamw, lr_factor, set_lr
 from plot import write_run_figure
 from protocols import PROTOCOLS, ProtocolSettings, apply as apply_protocol, table as protocol_table
+from published import GROUPS, Column
 from reward import EXTRACTIONS, REWARD_RULES, TEMPLATES, apply_template, compute_rewards, stop_strings
 from rollout import HFEngine, NonFiniteLogits, Sample, SamplingParams
 from rollout_vllm import PROBE_TOLERANCE, VLLMSettings, vllm_engine, vllm_memory_share
