@@ -132,13 +132,14 @@ class LearnFlops:
         self.body_params = total - embeddings.numel() - (0 if tied else output.numel())
         self.output_params = output.numel()  # V * H
         self.layers, self.hidden = config.num_hidden_layers, config.hidden_size
-        self.flops = 0.0
+        self.pending: list[torch.Tensor] = []  # each forward's FLOPs, on its device, summed by take()
 
-    def forward_flops(self, lengths: torch.Tensor, scored: float) -> float:
-        """FLOPs of one forward over sequences of `lengths` tokens (real, unpadded) with `scored` projected tokens."""
+    def forward_flops(self, lengths: torch.Tensor, scored: torch.Tensor | float) -> torch.Tensor:
+        """FLOPs of one forward over sequences of `lengths` tokens (real, unpadded) with `scored` projected tokens, a
+        0-d float64 tensor on the lengths' device (no host sync in the training loop's forwards)."""
         lengths = lengths.double()
-        return float(2 * self.body_params * lengths.sum() + 2 * self.output_params * scored
-                     + 4 * self.layers * self.hidden * (lengths**2).sum())
+        return (2 * self.body_params * lengths.sum() + 2 * self.output_params * scored
+                + 4 * self.layers * self.hidden * (lengths**2).sum())
 
     def watch(self, module: torch.nn.Module, projects: bool = True) -> None:
         """Count every forward of `module` from here on; projects: whether it computes the output projection for the
@@ -147,15 +148,16 @@ class LearnFlops:
         def count(_, args, kwargs):
             inputs = [*args, *kwargs.values()]
             attention_mask, score_mask = inputs[1], inputs[2] if len(inputs) > 2 else None
-            scored = float(score_mask.bool().sum()) if projects and score_mask is not None else 0.0
+            scored = score_mask.bool().sum() if projects and score_mask is not None else 0.0
             flops = self.forward_flops(attention_mask.sum(dim=1), scored)
-            self.flops += 3 * flops if torch.is_grad_enabled() else flops
+            self.pending.append(3 * flops if torch.is_grad_enabled() else flops)
 
         module.register_forward_pre_hook(count, with_kwargs=True)
 
     def take(self) -> float:
-        flops, self.flops = self.flops, 0.0
-        return flops
+        """The FLOPs counted since the last take, as a float (one host sync), and a fresh count."""
+        pending, self.pending = self.pending, []
+        return float(sum(flops.item() for flops in pending)) if pending else 0.0
 
 
 def learn_efficiency(flops: float, tokens: int, seconds: float, peak: float | None, d: Dist) -> dict:
