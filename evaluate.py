@@ -7,7 +7,7 @@
 
 Benchmarks (files under --data-dir, default $ZERO_RL_DATA or ../shared/data; data.BENCHMARKS): the six of
 docs/papers.md §5, Oat-Zero's aime24_oat and amc_oat, SimpleRL v0's gaokao2023en and college_math, and "arithmetic",
-"add_one" (held-out draws of the procedural sets); or a paper's table (published.GROUPS, its columns in its order):
+"add_one" (held-out draws of the procedural sets); or a paper's table (fidelity/published.py GROUPS, its columns in its order):
 `all` (the six), `oat`, `simplerl`, `zoo` (with AIME24 avg@32). A column samples with --n / --temperature / --top-p
 unless it fixes its own (the Zoo's aime24_avg32: 32 samples at temperature 1.0 / top-p 0.95, pass@1..32; Oat's Minerva
 grades against answer_alternatives). Greedy is the default (--n 1 --temperature 0), the papers' protocol. Per
@@ -25,7 +25,7 @@ config.json, a second evaluation into it refused unless --overwrite), claimed af
 the model's config were checked (each problem one line, exit 2). The settings are train_zero's groups where they
 mean the same (model and dtype, data directory, vLLM, run directory, grader) and EvalSettings for the rest.
 
-Engines: `--engine vllm` (rollout_vllm.VLLMEngine; --dtype, --tensor-parallel-size, --vllm-gpu-memory-utilization),
+Engines: `--engine vllm` (scale.vllm_engine.VLLMEngine; --dtype, --tensor-parallel-size, --vllm-gpu-memory-utilization),
 `--engine hf` (transformers: prompts go in longest first; `--hf-batching continuous`, the default on a GPU, uses
 transformers' continuous batching, where a finished sequence leaves the batch at once and the next prompt takes its
 place; `static`, the default on CPU where it is faster, batches of `generate`), `auto`: vLLM when it is installed
@@ -58,21 +58,18 @@ import torch
 import torch.distributed as dist
 
 from checkpoint import read_trainer_state
-from data import (BENCHMARKS, PROCEDURAL_SETS, DataSettings, Problem, ProblemSet, UsageError, load_benchmark,
-                  range_problems, write_atomic, write_jsonl)
+from data import (BENCHMARKS, PROCEDURAL_SETS, DataSettings, ProblemSet, UsageError, load_eval_set, range_problems,
+                  write_atomic, write_jsonl)
 from distributed import Dist, all_reduce, setup_distributed
 from grader_pool import Grader, GraderSettings
 from model import ModelSettings, check_context, check_token_ids, load_model, load_model_config, resolve_dtype, resolve_model
-from published import GROUPS, Column, format_table, published_rows
-from protocols import PROTOCOLS, ProtocolSettings, apply as apply_protocol
+from fidelity.published import GROUPS, Column, benchmark_columns, format_table, published_rows
 from reward import (EXTRACTIONS, REFLECTION_WORDS, TEMPLATES, apply_template, compute_rewards, reflection_words,
                     stop_strings)
 from rollout import HFEngine, Sample, SamplingParams, end_ids
-from rollout_vllm import VLLMSettings, vllm_engine
 from rundir import RunSettings, cli, run_directory, settings_problems
-
-PROCEDURAL_EVAL_SEED = 1_000_000  # the procedural sets' eval draw: not training's seed-0 (or any small-seed) draw
-
+from scale.vllm_engine import vllm_engine
+from train_zero import ProtocolSettings, VLLMSettings, apply_protocol, evaluate_problems
 
 @dataclass
 class EvalSettings:
@@ -95,7 +92,7 @@ class EvalSettings:
     hf_batching: Literal["auto", "continuous", "static"] = "auto"  # transformers engine; auto: continuous on a GPU, static (length-sorted generate) on CPU or with --hf-static-cache
     hf_static_cache: bool = False  # transformers engine, static batching: preallocated KV cache; on CUDA the decode step replays as CUDA graphs (rollout.HFEngine)
     minerva_gold: Literal["answer", "alternatives"] = "answer"  # see the module docstring
-    compare: str = ""  # published rows to add: names of published.PUBLISHED, comma-separated, or auto (from --model)
+    compare: str = ""  # published rows to add: names of fidelity.published.PUBLISHED, comma-separated, or auto (from --model)
 
     def problems(self) -> list[str]:
         out = range_problems(self, [
@@ -129,16 +126,6 @@ class EvalConfig(ProtocolSettings, ModelSettings, DataSettings, EvalSettings, VL
     """Every knob of an evaluation, by settings group."""
 
     out_dir: str = "runs/eval"
-
-
-def benchmark_columns(spec: str) -> list[Column]:
-    """--benchmarks as table columns: each comma-separated item a group of published.GROUPS (its columns in the
-    paper's order) or a benchmark (one column sampled with the flags); a column name given twice is kept once."""
-    columns: dict[str, Column] = {}
-    for item in (item.strip() for item in spec.split(",") if item.strip()):
-        for column in GROUPS.get(item, (Column(item, item),)):
-            columns.setdefault(column.name, column)
-    return list(columns.values())
 
 
 PROTOCOL_FIELDS = ("template", "extraction", "grader", "grader_timeout", "stop")  # --protocol's, besides its `eval`
@@ -256,78 +243,8 @@ class EvalHFEngine(HFEngine):
         return groups
 
 
-def evaluate_problems(engine, problems: list[Problem], template: str, grader: Grader, params: SamplingParams,
-                      golds: list[list[str]] | None = None, extraction: str = "boxed") -> list[dict]:
-    """Sample params.n responses per problem and grade each; returns one record per (problem, sample).
-
-    Each record: index (the problem's position in `problems`), sample (0..n-1), problem, gold, response, answer
-    (extracted or None), reason (the verdict: "correct" | "wrong" | "parse_error" (the answer could not be parsed
-    to compare beyond strings) | "timeout" | "no_answer"), finish_reason, length (response tokens, EOS included).
-    golds: per problem, the accepted answers (correct when any grades equal; the first one's verdict otherwise);
-    default [problem.answer]. Same template, stop strings (the template's and params.stop) and grader as training;
-    extraction: reward.EXTRACTIONS.
-    """
-    if not problems:
-        return []
-    golds = golds or [[p.answer] for p in problems]
-    prompts = [apply_template(template, p.problem) for p in problems]
-    params = SamplingParams(**{**asdict(params), "stop": [*stop_strings(template), *params.stop]})
-    groups = engine.generate(prompts, params)
-    flat = [(i, j, s) for i, group in enumerate(groups) for j, s in enumerate(group)]
-    texts, gold_of = [], []
-    for i, _, s in flat:
-        texts += [s.text] * len(golds[i])
-        gold_of += golds[i]
-    verdicts = iter(compute_rewards(texts, gold_of, template, "correct", grader, extraction=extraction))
-    records = []
-    for i, j, s in flat:
-        results = [next(verdicts) for _ in golds[i]]
-        result = next((r for r in results if r.reason == "correct"), results[0])
-        records.append({"index": i, "sample": j, "problem": problems[i].problem, "gold": golds[i][0],
-                        "response": s.text, "answer": result.answer, "reason": result.reason,
-                        "finish_reason": s.finish_reason, "length": len(s.response_ids)})
-    return records
-
-
-def eval_metrics(engine, eval_sets: dict, template: str, grader: Grader, max_new_tokens: int, d: Dist,
-                 extraction: str = "boxed", stop: tuple[str, ...] = (), stop_token_ids: tuple[int, ...] = (),
-                 alternatives: frozenset[str] = frozenset()) -> dict:
-    """Training's held-out eval row: greedy pass@1 per eval set ("eval/<name>"), its standard error
-    ("eval/<name>/stderr": sqrt(p (1 - p) / (n - 1)), summarize()'s stderr for one sample per problem; None for
-    n < 2), the answer rate ("eval/<name>/answer_rate") and the mean response length in tokens ("eval/<name>/length").
-
-    Each rank decodes its share of the problems; the counts are summed over ranks. A set named in `alternatives`
-    counts a response correct when it equals any of a problem's answer_alternatives (Oat's Minerva rule).
-    """
-    row = {}
-    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, stop=list(stop),
-                            stop_token_ids=list(stop_token_ids))
-    for name, problem_set in eval_sets.items():
-        share = problem_set.problems[d.rank :: d.world_size]
-        golds = [p.meta.get("answer_alternatives") or [p.answer] for p in share] if name in alternatives else None
-        records = evaluate_problems(engine, share, template, grader, params, golds, extraction)
-        counts = torch.tensor([sum(r["reason"] == "correct" for r in records),
-                               sum(r["reason"] != "no_answer" for r in records), len(records),
-                               sum(r["length"] for r in records)], dtype=torch.float64)
-        all_reduce(counts)
-        correct, answered, n, tokens = counts.tolist()
-        accuracy = correct / max(n, 1)
-        row[f"eval/{name}"] = accuracy
-        row[f"eval/{name}/stderr"] = math.sqrt(accuracy * (1 - accuracy) / (n - 1)) if n > 1 else None
-        row[f"eval/{name}/answer_rate"] = answered / max(n, 1)
-        row[f"eval/{name}/length"] = tokens / max(n, 1)
-    return row
-
-
 # ---------------------------------------------------------------------------------------------
 # The command
-
-
-def load_eval_set(name: str, data_dir: str | None, limit: int | None) -> ProblemSet:
-    """A benchmark by name (data.load_benchmark), or a procedural set ("arithmetic", "add_one": a held-out draw)."""
-    if name in PROCEDURAL_SETS:
-        return ProblemSet(PROCEDURAL_SETS[name](limit or 500, seed=PROCEDURAL_EVAL_SEED), name, 0, 0)
-    return load_benchmark(name, data_dir, limit or None)
 
 
 def checkpoint_template(model: str) -> str | None:
@@ -390,8 +307,8 @@ def main(cfg: EvalConfig) -> dict[str, dict]:
     benchmark file, a model config that does not load, a prompt that does not fit the model's context, or a refused
     --out-dir.
     """
-    if cfg.protocol in PROTOCOLS:  # the upstream's evaluation: its benchmarks, sampling, extraction, grader
-        cfg = apply_protocol(cfg, cfg.protocol, PROTOCOL_FIELDS, eval_fields=True)
+    # an upstream's evaluation (--protocol): its benchmarks, sampling, extraction, grader
+    cfg = apply_protocol(cfg, fields=PROTOCOL_FIELDS, eval_fields=True)
     if problems := config_problems(cfg):
         raise UsageError("\n".join(problems))
     columns = benchmark_columns(cfg.benchmarks)

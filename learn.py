@@ -14,13 +14,14 @@ step weighs the same, DAPO's and verl's default, which SimpleRL-Zoo trained with
 train_zero.py calls, each step:
     prepare_batch(...)    -> Batch: the no-grad passes (logp_old, logp_ref, values), KL rows, TIS weights,
                              sampler drift, and the advantages (and PPO returns)
-    learn(...)            -> PolicyStats: the clipped policy loss over mini- and micro-batches (losses.policy_loss)
+    learn(...)            -> PolicyStats: per mini-batch (minibatches), per micro-batch collate -> log-probs ->
+                             losses.policy_loss -> backward, then one clipped optimiser step; read top to bottom
     learn_critic(...)     -> CriticStats: the clipped value loss, same batching (losses.value_loss), PPO only
 Their knobs are `LearnSettings` (a settings group of train_zero's Config, so each knob has one default, here); the
-optimiser step itself (clipping, the divergence guard) is optim.clipped_step.
+optimiser step itself (clipping, the divergence guard) is clipped_step, below.
 
 Per-response quantities travel as "rows": one 1-D float tensor per response with one entry per
-response token (len(sample.response_ids)). model.collate lays samples out right-padded; `place_rows`
+response token (len(sample.response_ids)). collate lays samples out right-padded; `place_rows`
 puts rows back at their response positions, so a row does not depend on the micro-batch it lands in.
 
 Every micro-batch loss is divided by the global number of responses (token_mean: response tokens) in its
@@ -41,6 +42,7 @@ Deviations, one line each:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from dataclasses import dataclass
@@ -48,13 +50,13 @@ from typing import Annotated, Literal, get_args
 
 import torch
 import tyro
+from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils.rnn import pad_sequence
 
 from data import range_problems
 from distributed import Dist, all_reduce
 from losses import gae_advantages, group_advantages, kl_estimate, policy_loss, value_loss, whiten
-from model import collate, no_gradient_sync, score
-from optim import clipped_step
+from model import reshard
 from rollout import Sample
 
 # ---------------------------------------------------------------------------------------------
@@ -134,8 +136,64 @@ class LearnSettings:
 
 
 def pairs(samples: list[Sample]) -> list[tuple[list[int], list[int]]]:
-    """(prompt_ids, response_ids) of each sample: what model.collate and model.score lay out."""
+    """(prompt_ids, response_ids) of each sample: what collate and score lay out."""
     return [(s.prompt_ids, s.response_ids) for s in samples]
+
+
+def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded prompt+response ids (B, T) long, attention_mask (B, T) long, response_mask (B, T-1) float32.
+
+    pairs: (prompt_ids, response_ids) per row (an RL sample's response, an SFT pair's target).
+    response_mask[b, t] = 1 when token t+1 of row b is a response token (it is scored at position t).
+    """
+    lengths = [len(p) + len(r) for p, r in pairs]
+    T = max(lengths)
+    input_ids = torch.full((len(pairs), T), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(pairs), T), dtype=torch.long)
+    response_mask = torch.zeros((len(pairs), T - 1), dtype=torch.float32)
+    for b, (prompt, response) in enumerate(pairs):
+        P, R = len(prompt), len(response)
+        input_ids[b, : P + R] = torch.tensor(prompt + response)
+        attention_mask[b, : P + R] = 1
+        response_mask[b, P - 1 : P + R - 1] = 1
+    return input_ids.to(device), attention_mask.to(device), response_mask.to(device)
+
+
+@torch.no_grad()
+def score(module, pairs: list[tuple[list[int], list[int]]], pad_id: int, device, micro_batch_size: int) -> list[torch.Tensor]:
+    """One no-grad pass of a TokenLogProbs (log-probs) or ValueModel (values) over (prompt_ids, response_ids) pairs.
+
+    Returns one (len(response_ids),) float32 row per pair, on the CPU: the entries scoring its response tokens.
+    An FSDP module (distribute) is called on every rank alike (same pair count per rank) and resharded
+    afterwards: FSDP2 keeps the root's parameters gathered after a forward, and gathered outside autograd they
+    would take no gradient. Training's no-grad passes (logp_old, logp_ref, values) and sft.py's eval_loss.
+    """
+    rows: list[torch.Tensor] = []
+    for start in range(0, len(pairs), micro_batch_size):
+        batch = pairs[start : start + micro_batch_size]
+        ids, attn, rmask = collate(batch, pad_id, device)
+        out = module(ids, attn, rmask)
+        out = out[0] if isinstance(out, tuple) else out  # TokenLogProbs returns (logp, entropy)
+        rows.extend(out[b, len(p) - 1 : len(p) + len(r) - 1].float().cpu() for b, (p, r) in enumerate(batch))
+    reshard(module)
+    return rows
+
+
+@contextlib.contextmanager
+def no_gradient_sync(module: nn.Module, skip: bool = True):
+    """Accumulate gradients locally (no all-reduce / reduce-scatter) inside the context when `skip`; for the
+    micro-batches before the last one of an optimiser step. DDP: no_sync(); FSDP2: set_requires_gradient_sync."""
+    if not skip:
+        yield
+    elif isinstance(module, DistributedDataParallel):
+        with module.no_sync():
+            yield
+    else:
+        module.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            module.set_requires_gradient_sync(True)
 
 
 def response_rows(x: torch.Tensor, samples: list[Sample]) -> list[torch.Tensor]:
@@ -296,7 +354,106 @@ def prepare_batch(samples: list[Sample], scores: list[float], policy, reference,
 
 
 # ---------------------------------------------------------------------------------------------
-# Optimiser steps: mini-batches, micro-batches, gradient accumulation
+# The optimiser: AdamW, the learning rate of each step, the clipped step and its divergence guard
+
+
+@dataclass
+class OptimSettings:
+    """Optimiser (AdamW) and learning-rate schedule."""
+
+    steps: int = 15  # optimiser rounds: rollout batches (train_zero) or optimiser steps (sft); the schedule's horizon
+    lr: float = 5e-5  # AdamW learning rate (the peak of --lr-schedule)
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # after warmup: constant, or cosine down to --min-lr-ratio x lr at --steps
+    warmup_ratio: float = 0.0  # linear warmup over this fraction of --steps (OpenRLHF / SimpleRL-Zero: 0.03)
+    min_lr_ratio: float = 0.0  # cosine: the final lr as a fraction of --lr (OpenRLHF: 0.1)
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas (OpenRLHF and oat: 0.9 0.95; verl: 0.9 0.999)
+    adam_eps: float = 1e-8  # AdamW epsilon
+    weight_decay: float = 0.0  # AdamW weight decay
+    max_grad_norm: float = 1.0  # gradient clipping: the global L2 norm is scaled down to at most this
+    max_bad_steps: int = 3  # stop after this many steps in a row with a non-finite loss or grad norm (skipped)
+
+    def problems(self) -> list[str]:
+        return range_problems(self, [
+            ("steps", self.steps >= 1, "at least 1"), ("lr", self.lr > 0, "> 0"),
+            ("warmup_ratio", 0 <= self.warmup_ratio < 1, "in [0, 1)"),
+            ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
+            ("adam_betas", len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas), "two numbers in [0, 1)"),
+            ("adam_eps", self.adam_eps > 0, "> 0"), ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("max_grad_norm", self.max_grad_norm > 0, "> 0 (a negative clip coefficient would reverse the update)"),
+            ("max_bad_steps", self.max_bad_steps >= 1, "at least 1")])
+
+
+def lr_factor(step: int, settings: OptimSettings) -> float:
+    """The learning-rate multiplier of step `step` (0-based) for the settings' steps, warmup_ratio, lr_schedule and
+    min_lr_ratio: linear warmup over round(warmup_ratio x steps) steps ((step + 1) / warmup), then 1 (constant) or
+    a cosine from 1 down to min_lr_ratio at the last step, as OpenRLHF's cosine_with_min_lr (SimpleRL-Zero) and HF's
+    get_cosine_with_min_lr_schedule_with_warmup. A pure function of the step, so --resume continues it exactly
+    (checkpoint.check_resume_config refuses a new --steps when the schedule depends on it)."""
+    warmup = round(settings.warmup_ratio * settings.steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    if settings.lr_schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, settings.steps - warmup - 1)
+    return settings.min_lr_ratio + (1 - settings.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def adamw(module: torch.nn.Module, lr: float, settings: OptimSettings) -> torch.optim.AdamW:
+    """torch.optim.AdamW over `module`'s parameters (plain, DDP- or FSDP2-wrapped) with the settings' adam_betas,
+    adam_eps and weight_decay. fused=True: one kernel per parameter, so no multi-tensor temporaries (2.5 GB less
+    peak at 1.5B on an H200: docs/scaling.md); also on CPU and DTensor."""
+    return torch.optim.AdamW(module.parameters(), lr=lr, betas=settings.adam_betas, eps=settings.adam_eps,
+                             weight_decay=settings.weight_decay, fused=True)
+
+
+def set_lr(optimizer: torch.optim.Optimizer | None, lr: float) -> None:
+    """Set every parameter group's learning rate (a None optimiser is skipped)."""
+    for group in optimizer.param_groups if optimizer else ():
+        group["lr"] = lr
+
+
+def clipped_step(parameters: list[torch.nn.Parameter], optimizer: torch.optim.Optimizer, max_grad_norm: float,
+                 loss_finite: bool = True) -> tuple[float, bool]:
+    """Clip the accumulated gradients to max_grad_norm (global L2 norm over all ranks) and take the optimiser step,
+    unless the loss on any rank (loss_finite False) or the norm is not finite: then the step is skipped (weights and
+    AdamW state unchanged). Gradients are zeroed either way. Collective: every rank calls it.
+
+    Returns (the norm before clipping, equal on every rank; whether the step was skipped). Raises ValueError for
+    max_grad_norm <= 0 (clip_grad_norm_ would scale the gradients by a negative or infinite coefficient).
+    """
+    if not max_grad_norm > 0:
+        raise ValueError(f"max_grad_norm {max_grad_norm}: must be > 0")
+    norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    norm = (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item()  # FSDP: a DTensor, reduced in full
+    skipped = bool(all_reduce(torch.tensor([float(not (loss_finite and math.isfinite(norm)))]), op="max").item())
+    if not skipped:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return norm, skipped
+
+
+class Diverged(RuntimeError):
+    """--max-bad-steps steps in a row had a non-finite loss or gradient norm: the run stops (no checkpoint of them)."""
+
+
+class DivergenceGuard:
+    """Counts steps in a row with a skipped optimiser step; check() raises Diverged at max_bad_steps of them."""
+
+    def __init__(self, max_bad_steps: int):
+        self.max_bad_steps, self.in_a_row = max_bad_steps, 0
+
+    def check(self, step: int, skipped: bool) -> None:
+        """step: 0-based; skipped: this step skipped an update (clipped_step). Raises Diverged naming the steps."""
+        self.in_a_row = self.in_a_row + 1 if skipped else 0
+        if self.in_a_row >= self.max_bad_steps:
+            raise Diverged(f"step {step + 1}: {self.in_a_row} steps in a row (since step {step + 2 - self.in_a_row}) "
+                           f"with a non-finite loss or gradient norm (--max-bad-steps {self.max_bad_steps}); their "
+                           f"optimiser steps were skipped, so every checkpoint holds finite weights; start again with a "
+                           f"lower --lr (into another --out-dir, or --overwrite)")
+
+
+# ---------------------------------------------------------------------------------------------
+# The update: mini-batches, micro-batches, gradient accumulation, one clipped step per mini-batch
 
 
 @dataclass
@@ -323,118 +480,132 @@ class CriticStats:
     skipped_updates: float = 0.0  # as PolicyStats.skipped_updates
 
 
-def _optimiser_steps(module, optimizer, active: list[bool], micro_loss, settings: LearnSettings, d: Dist,
-                     max_grad_norm: float, order: list[int] | None = None,
-                     tokens: list[int] | None = None) -> tuple[float, int]:
-    """settings.updates_per_batch optimiser steps over this rank's responses; returns (mean grad norm, skipped).
+@dataclass
+class MiniBatch:
+    """One optimiser step's share of this rank's responses, cut before the update (minibatches)."""
 
-    The responses, in `order` (default: as they are), are cut into updates_per_batch mini-batches.
-    micro_loss(indices, learned (b,) float, num_responses, num_tokens) -> the micro-batch's loss (already divided
-    by num_responses, the step's global response count, or by num_tokens, its global count of `tokens`, the
-    response tokens each response puts in the loss; None without `tokens`). Only `active` responses are run; every rank
-    must run the same number of backward passes (DDP all-reduces in each), so ranks pad with inactive
-    responses whose loss mask is zeroed (learned = 0). A mini-batch with nothing to run on any rank
-    makes no optimiser step.
+    micro_batches: list[list[int]]  # response indices per forward/backward
+    learned: set[int]  # the responses whose loss counts (the rest pad the rank to the others' backward count)
+    num_responses: int  # responses in the optimiser step over all ranks: the loss divisor
+    num_tokens: float | None  # their response tokens in the loss over all ranks (token_mean), else None
 
-    Each optimiser step is optim.clipped_step (gradients clipped to max_grad_norm): a mini-batch whose loss (on
-    any rank) or global gradient norm is not finite makes no optimiser step (its gradients are dropped, the
-    weights and AdamW state stay as they were); it is counted in `skipped` and its NaN / inf norm enters the
-    mean, so the logged grad_norm shows it.
+
+def minibatches(active: list[bool], settings: LearnSettings, d: Dist, order: list[int] | None = None,
+                tokens: list[int] | None = None) -> tuple[list[MiniBatch], int]:
+    """Cut this rank's responses (in `order`, default as they are) into settings.updates_per_batch mini-batches and
+    those into micro-batches of settings.micro_batch_size; returns (the mini-batches to run, how many were cut).
+
+    Only `active` responses are run. Every rank must run the same number of backward passes (DDP all-reduces in
+    each), so a rank pads with inactive responses of its mini-batch, whose loss mask learn zeroes. A mini-batch with
+    nothing to run on any rank is left out: no optimiser step. tokens: each response's tokens in the loss
+    (token_mean); None otherwise. Collective (one all_reduce per mini-batch).
     """
-    parameters = [p for p in module.parameters() if p.requires_grad]
     order = list(range(len(active))) if order is None else order
     mini_size = math.ceil(len(order) / settings.updates_per_batch)
-    minis = [order[i : i + mini_size] for i in range(0, len(order), mini_size)]
-    grad_norm, skipped = 0.0, 0
-    for mini in minis:
+    cut = [order[i : i + mini_size] for i in range(0, len(order), mini_size)]
+    out = []
+    for mini in cut:
         runs = [i for i in mini if active[i]]
-        count = all_reduce(torch.tensor([len(runs)]), op="max")
-        if count.item() == 0:
+        count = int(all_reduce(torch.tensor([len(runs)]), op="max").item())
+        if count == 0:
             continue  # no gradient on any rank: no optimiser step
         learned = set(runs)
-        runs += [i for i in mini if i not in learned][: count.item() - len(runs)]
-        micros = [runs[i : i + settings.micro_batch_size] for i in range(0, len(runs), settings.micro_batch_size)]
+        runs += [i for i in mini if i not in learned][: count - len(runs)]
         num_tokens = None if tokens is None else all_reduce(torch.tensor([float(sum(tokens[i] for i in mini))])).item()
-        finite = True
-        for k, micro in enumerate(micros):
-            with no_gradient_sync(module, skip=k < len(micros) - 1):  # gradients are reduced after the last one
-                weight = torch.tensor([float(i in learned) for i in micro])
-                loss = micro_loss(micro, weight, len(mini) * d.world_size, num_tokens)
-                finite = finite and math.isfinite(loss.item())
-                (loss * d.world_size).backward()
-        norm, bad = clipped_step(parameters, optimizer, max_grad_norm, finite)  # norm equal on every rank
-        grad_norm += norm / len(minis)
-        skipped += bad
-    return grad_norm, skipped
+        out.append(MiniBatch([runs[i : i + settings.micro_batch_size] for i in range(0, len(runs), settings.micro_batch_size)],
+                             learned, len(mini) * d.world_size, num_tokens))
+    return out, len(cut)
 
 
 def learn(policy, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad_id: int,
           max_grad_norm: float) -> PolicyStats:
-    """Policy update: settings.updates_per_batch optimiser steps on this rank's batch, gradients clipped to
-    max_grad_norm (optim.OptimSettings).
+    """The policy update: settings.updates_per_batch optimiser steps on this rank's batch.
 
-    policy: TokenLogProbs wrapped by model.distribute (DDP or FSDP). Uses batch.advantages, batch.in_loss, batch.logp_old (None: the
-    current log-probs, detached; exact when the batch makes one optimiser step), batch.logp_ref (the KL
-    loss term, settings.kl_in == "loss") and batch.importance (TIS weights on the surrogate).
-    Responses whose gradient is exactly zero (zero advantage, and no KL or entropy term) are not run.
-    Logged entropy and clip fraction are over the tokens that were run.
+    Each mini-batch: for each micro-batch, collate -> log-probs (the fused kernel) -> loss -> backward; then one
+    clipped optimiser step (clipped_step: gradients clipped to max_grad_norm; a mini-batch whose loss on any rank or
+    gradient norm is not finite is skipped, counted in skipped_updates, and its NaN / inf norm enters the logged mean).
+    policy: TokenLogProbs wrapped by model.distribute (DDP or FSDP). Uses batch.advantages, batch.in_loss,
+    batch.logp_old (None: the current log-probs, detached; exact when the batch makes one optimiser step),
+    batch.logp_ref (the KL loss term, settings.kl_in == "loss") and batch.importance (TIS weights on the surrogate).
+    Every micro-batch loss is already divided by the step's global response (or token) count; it is multiplied by
+    world_size before backward because DDP averages gradients over ranks. Responses whose gradient is exactly zero
+    (zero advantage, and no KL or entropy term) are not run; logged entropy and clip fraction are over those run.
     """
     samples, advantages = batch.samples, batch.advantages
     aggregation = ALGORITHMS[settings.algo].aggregation if settings.loss_agg == "algo" else settings.loss_agg
     kl_in_loss = batch.logp_ref is not None and settings.kl_in == "loss"
     always = kl_in_loss or settings.entropy_coef != 0
     active = [bool(batch.in_loss[i]) and (always or bool(advantages[i].abs().sum() > 0)) for i in range(len(samples))]
-    stats = PolicyStats()
-
-    def micro_loss(micro, weight, num_responses, num_tokens):
-        part = [samples[i] for i in micro]
-        ids, attn, rmask = collate(pairs(part), pad_id, d.device)
-        rmask = rmask * weight.to(d.device)[:, None]
-        logp, entropy = policy(ids, attn, rmask)  # (b, T-1) each
-        rows = lambda per_response: place_rows([per_response[i] for i in micro], part, logp.shape[1], d.device)
-        old = logp.detach() if batch.logp_old is None else rows(batch.logp_old)
-        penalty = -settings.entropy_coef * entropy if settings.entropy_coef else torch.zeros_like(logp)
-        if kl_in_loss:
-            penalty = penalty + settings.kl_coef * kl_estimate(logp, rows(batch.logp_ref), settings.kl_estimator,
-                                                               settings.kl_clamp)
-        weights = None if batch.importance is None else rows(batch.importance)
-        loss, st = policy_loss(logp, old, rows(advantages), rmask, settings.clip_eps, aggregation, num_responses,
-                               settings.max_new_tokens, settings.clip_eps_high or None, penalty, weights, num_tokens)
-        stats.loss += loss.item()
-        stats.clipped_tokens += st["clipped_tokens"].item()
-        stats.tokens += st["tokens"].item()
-        stats.entropy_sum += (entropy.detach() * rmask).sum().item()
-        return loss
-
     tokens = [len(s.response_ids) * bool(batch.in_loss[i]) for i, s in enumerate(samples)] \
         if aggregation == "token_mean" else None
-    stats.grad_norm, stats.skipped_updates = _optimiser_steps(policy, optimizer, active, micro_loss, settings, d,
-                                                              max_grad_norm, batch.order, tokens)
+    parameters = [p for p in policy.parameters() if p.requires_grad]
+    stats = PolicyStats()
+    minis, cut = minibatches(active, settings, d, batch.order, tokens)
+    for mini in minis:
+        finite = True
+        for k, micro in enumerate(mini.micro_batches):
+            with no_gradient_sync(policy, skip=k < len(mini.micro_batches) - 1):  # gradients reduced after the last
+                part = [samples[i] for i in micro]
+                ids, attn, response_mask = collate(pairs(part), pad_id, d.device)
+                response_mask = response_mask * torch.tensor([float(i in mini.learned) for i in micro], device=d.device)[:, None]
+                logp, entropy = policy(ids, attn, response_mask)  # (b, T-1) each
+
+                def rows(per_response):  # this micro-batch's rows at their (b, T-1) positions
+                    return place_rows([per_response[i] for i in micro], part, logp.shape[1], d.device)
+
+                old = logp.detach() if batch.logp_old is None else rows(batch.logp_old)
+                penalty = -settings.entropy_coef * entropy if settings.entropy_coef else torch.zeros_like(logp)
+                if kl_in_loss:
+                    penalty = penalty + settings.kl_coef * kl_estimate(logp, rows(batch.logp_ref), settings.kl_estimator,
+                                                                       settings.kl_clamp)
+                weights = None if batch.importance is None else rows(batch.importance)
+                loss, st = policy_loss(logp, old, rows(advantages), response_mask, settings.clip_eps, aggregation,
+                                       mini.num_responses, settings.max_new_tokens, settings.clip_eps_high or None,
+                                       penalty, weights, mini.num_tokens)
+                stats.loss += loss.item()
+                stats.clipped_tokens += st["clipped_tokens"].item()
+                stats.tokens += st["tokens"].item()
+                stats.entropy_sum += (entropy.detach() * response_mask).sum().item()
+                finite = finite and math.isfinite(loss.item())
+                (loss * d.world_size).backward()
+        norm, bad = clipped_step(parameters, optimizer, max_grad_norm, finite)  # norm equal on every rank
+        stats.grad_norm += norm / cut
+        stats.skipped_updates += bad
     return stats
 
 
 def learn_critic(critic, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad_id: int,
                  max_grad_norm: float) -> CriticStats:
-    """Critic update (PPO): the clipped value loss toward batch.returns around batch.values, batched like `learn`.
+    """The critic update (PPO): the clipped value loss toward batch.returns around batch.values, on the policy's
+    mini- and micro-batches (minibatches), each mini-batch one clipped optimiser step as in `learn`.
 
     critic: ValueModel wrapped by model.distribute. Every response in the loss (batch.in_loss) is run.
     """
     samples = batch.samples
+    parameters = [p for p in critic.parameters() if p.requires_grad]
     stats = CriticStats()
+    minis, cut = minibatches([bool(x) for x in batch.in_loss], settings, d, batch.order)
+    for mini in minis:
+        finite = True
+        for k, micro in enumerate(mini.micro_batches):
+            with no_gradient_sync(critic, skip=k < len(mini.micro_batches) - 1):
+                part = [samples[i] for i in micro]
+                ids, attn, response_mask = collate(pairs(part), pad_id, d.device)
+                response_mask = response_mask * torch.tensor([float(i in mini.learned) for i in micro], device=d.device)[:, None]
+                values = critic(ids, attn)  # (b, T-1)
 
-    def micro_loss(micro, weight, num_responses, num_tokens):
-        part = [samples[i] for i in micro]
-        ids, attn, rmask = collate(pairs(part), pad_id, d.device)
-        rmask = rmask * weight.to(d.device)[:, None]
-        values = critic(ids, attn)  # (b, T-1)
-        rows = lambda per_response: place_rows([per_response[i] for i in micro], part, values.shape[1], d.device)
-        loss, st = value_loss(values, rows(batch.values), rows(batch.returns), rmask, settings.value_clip, num_responses)
-        stats.loss += loss.item()
-        stats.clipped_tokens += st["value_clipped_tokens"].item()
-        stats.tokens += st["tokens"].item()
-        stats.error_sum += st["value_error_sum"].item()
-        return loss
+                def rows(per_response):
+                    return place_rows([per_response[i] for i in micro], part, values.shape[1], d.device)
 
-    stats.grad_norm, stats.skipped_updates = _optimiser_steps(critic, optimizer, [bool(x) for x in batch.in_loss],
-                                                              micro_loss, settings, d, max_grad_norm, batch.order)
+                loss, st = value_loss(values, rows(batch.values), rows(batch.returns), response_mask, settings.value_clip,
+                                      mini.num_responses)
+                stats.loss += loss.item()
+                stats.clipped_tokens += st["value_clipped_tokens"].item()
+                stats.tokens += st["tokens"].item()
+                stats.error_sum += st["value_error_sum"].item()
+                finite = finite and math.isfinite(loss.item())
+                (loss * d.world_size).backward()
+        norm, bad = clipped_step(parameters, optimizer, max_grad_norm, finite)
+        stats.grad_norm += norm / cut
+        stats.skipped_updates += bad
     return stats

@@ -90,85 +90,11 @@ def step_sums(batch: Batch, results: list[RewardResult], group_size: int) -> Ste
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Learn-phase efficiency: model FLOPs per step and MFU
-
-# Dense bf16 peak TFLOP/s per GPU (NVIDIA's datasheets, without sparsity), matched against the device name in order
-PEAK_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H200", 989.4), ("H100", 989.4), ("GH200", 989.4),
-                    ("A100", 312.0), ("L40S", 362.1), ("L40", 181.0), ("L4", 121.0), ("A10", 125.0))
-
-
-def peak_tflops(device: torch.device, given: float = 0.0) -> float | None:
-    """The device's peak (dense bf16) TFLOP/s for the mfu column: `given` when > 0 (--peak-tflops), else the
-    PEAK_BF16_TFLOPS entry whose name occurs in the CUDA device's name; None on CPU or for a GPU not listed."""
-    if given > 0:
-        return given
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((tflops for key, tflops in PEAK_BF16_TFLOPS if key in name), None)
-
-
-class LearnFlops:
-    """Model FLOPs of the passes a module runs (nanoGPT's estimate_mfu, PaLM's model FLOPs; not recomputation).
-
-    A forward over a sequence of T tokens, S of them scored (their logits computed), costs
-    2 * body_params * T + 2 * V * H * S + 4 * layers * H * T^2: every parameter a token passes through once
-    (decoder layers and norms; the embedding lookup is free), the output projection for the scored tokens only
-    (TokenLogProbs projects no prompt token), and attention's QK^T and AV (nanoGPT's 12 L H T per token for forward
-    and backward, ignoring the causal mask). A pass with gradients (forward and backward) counts 3x, a no-grad pass
-    1x. Gradient checkpointing's recomputed forwards are not counted, so this is MFU, not hardware FLOPs.
-
-    watch(module) hooks a TokenLogProbs or ValueModel (called as module(input_ids, attention_mask, score_mask));
-    take() returns the FLOPs counted since the last take (this rank) and resets the count.
-    """
-
-    def __init__(self, lm):
-        config = lm.config
-        embeddings = lm.get_input_embeddings().weight
-        output = lm.get_output_embeddings().weight
-        total = sum(p.numel() for p in lm.parameters())  # the global count (an FSDP2 DTensor's numel is global)
-        tied = output is embeddings or bool(getattr(config, "tie_word_embeddings", False))
-        self.body_params = total - embeddings.numel() - (0 if tied else output.numel())
-        self.output_params = output.numel()  # V * H
-        self.layers, self.hidden = config.num_hidden_layers, config.hidden_size
-        self.pending: list[torch.Tensor] = []  # each forward's FLOPs, on its device, summed by take()
-
-    def forward_flops(self, lengths: torch.Tensor, scored: torch.Tensor | float) -> torch.Tensor:
-        """FLOPs of one forward over sequences of `lengths` tokens (real, unpadded) with `scored` projected tokens, a
-        0-d float64 tensor on the lengths' device (no host sync in the training loop's forwards)."""
-        lengths = lengths.double()
-        return (2 * self.body_params * lengths.sum() + 2 * self.output_params * scored
-                + 4 * self.layers * self.hidden * (lengths**2).sum())
-
-    def watch(self, module: torch.nn.Module, projects: bool = True) -> None:
-        """Count every forward of `module` from here on; projects: whether it computes the output projection for the
-        score_mask tokens (TokenLogProbs) or not (ValueModel)."""
-
-        def count(_, args, kwargs):
-            inputs = [*args, *kwargs.values()]
-            attention_mask, score_mask = inputs[1], inputs[2] if len(inputs) > 2 else None
-            scored = score_mask.bool().sum() if projects and score_mask is not None else 0.0
-            flops = self.forward_flops(attention_mask.sum(dim=1), scored)
-            self.pending.append(3 * flops if torch.is_grad_enabled() else flops)
-
-        module.register_forward_pre_hook(count, with_kwargs=True)
-
-    def take(self) -> float:
-        """The FLOPs counted since the last take, as a float (one host sync), and a fresh count."""
-        pending, self.pending = self.pending, []
-        return float(sum(flops.item() for flops in pending)) if pending else 0.0
-
-
-def learn_efficiency(flops: float, tokens: int, seconds: float, peak: float | None, d: Dist) -> dict:
-    """metrics.jsonl's learn_tokens_per_s (the rollout batch's prompt and response tokens, all ranks, per second of
-    the learn phase) and, when the peak is known, mfu (the model FLOPs of all ranks over world_size x seconds x the
-    per-device peak, in [0, 1])."""
-    flops, tokens = all_reduce(torch.tensor([flops, float(tokens)], dtype=torch.float64)).tolist()
-    row = {"learn_tokens_per_s": tokens / max(seconds, 1e-9)}
-    if peak:
-        row["mfu"] = flops / (d.world_size * max(seconds, 1e-9) * peak * 1e12)
-    return row
+def learn_tokens_per_s(samples: list, seconds: float) -> float:
+    """metrics.jsonl's learn_tokens_per_s: the rollout batch's prompt and response tokens (all ranks) per second of
+    the learn phase."""
+    tokens = all_reduce(torch.tensor([float(sum(len(s.prompt_ids) + len(s.response_ids) for s in samples))]))
+    return tokens.item() / max(seconds, 1e-9)
 
 
 def sum_over_ranks(*records):
@@ -276,3 +202,36 @@ def append_logs(out_dir: Path, row: dict, problems: list = (), samples: list = (
                 "gold": problems[i // group_size].answer, "reward": r.score, "reason": r.reason,
                 "finish_reason": s.finish_reason} for i, (s, r) in enumerate(list(zip(samples, results))[:log_samples])]
     append_row(out_dir / "samples.jsonl", *records)
+
+
+# ---------------------------------------------------------------------------------------------
+# The console: a line per evaluation, a summary at the end
+
+
+def eval_line(row: dict) -> str:
+    """One evaluation on one line: "eval @ step 5: add_one 68.8 % (answer rate 1.00)", every set of the row."""
+    sets = [key.removeprefix("eval/") for key in row if key.startswith("eval/") and key.count("/") == 1]
+    return f"eval @ step {row['step']}: " + ", ".join(
+        f"{name} {100 * row[f'eval/{name}']:.1f} % (answer rate {row[f'eval/{name}/answer_rate']:.2f})" for name in sets)
+
+
+def run_summary(out_dir: Path, history: list[dict], seconds: float) -> str:
+    """The closing lines: held-out accuracy before -> after (the run's first and last evaluation, read from
+    metrics.jsonl, so a resumed run reports from step 0), wall time, where the run, its figure and checkpoint are."""
+    from data import read_log
+
+    rows = read_log(out_dir / "metrics.jsonl") if (out_dir / "metrics.jsonl").exists() else history
+    evals = [row for row in rows if any(key.startswith("eval/") for key in row)]
+    lines = [f"done: {rows[-1]['step'] if rows else 0} steps in {seconds / 60:.1f} min (this process)"]
+    if evals:
+        first, last = evals[0], evals[-1]
+        sets = [key for key in last if key.startswith("eval/") and key.count("/") == 1 and key in first]
+        lines.append("held-out accuracy: " + ", ".join(
+            f"{key.removeprefix('eval/')} {100 * first[key]:.1f} % (step {first['step']}) -> {100 * last[key]:.1f} % "
+            f"(step {last['step']})" for key in sets))
+    lines.append(f"run: {out_dir} (metrics.jsonl, samples.jsonl, config.json)")
+    if (out_dir / "metrics.png").exists():
+        lines.append(f"figure: {out_dir / 'metrics.png'}")
+    if (out_dir / "checkpoints" / "latest").exists():
+        lines.append(f"checkpoint: {out_dir / 'checkpoints' / (out_dir / 'checkpoints' / 'latest').read_text().strip()}")
+    return "\n".join(lines)

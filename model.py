@@ -5,8 +5,6 @@
     policy = TokenLogProbs(model, temperature)    # forward -> per-token log-probs and entropy (B, T-1)
     critic = ValueModel(load_model(path)[0])      # forward -> per-token values (B, T-1)
     reference = frozen_copy(load_model(path)[0], temperature)   # no-grad log-probs of the starting policy
-    ids, attention_mask, response_mask = collate(pairs, pad_id, device)   # (prompt_ids, response_ids) -> tensors
-    rows = score(policy, pairs, pad_id, device, micro_batch_size)         # one no-grad pass, a row per response
 
 The settings every entry point composes live here too: ModelSettings (--model, --dtype, --attn-implementation)
 with the one dtype rule (resolve_dtype: "auto" is bfloat16 on a GPU, float32 on CPU), ParallelSettings
@@ -89,7 +87,7 @@ class ParallelSettings:
     shard: Literal["ddp", "fsdp"] = "ddp"  # DDP (a full replica per rank) or FSDP2 (weights, grads, AdamW sharded)
     gradient_checkpointing: bool = False  # recompute decoder activations in backward: less memory, ~1.3x compute
     logprob_chunk_size: int = 1024  # tokens per chunk of the fused log-prob kernel
-    peak_tflops: float = 0.0  # the device's dense bf16 peak TFLOP/s, for metrics.jsonl's mfu; 0: known NVIDIA GPUs by name (metrics.PEAK_BF16_TFLOPS), no mfu on CPU
+    peak_tflops: float = 0.0  # the device's dense bf16 peak TFLOP/s, for metrics.jsonl's mfu; 0: known NVIDIA GPUs by name (scale.mfu.PEAK_BF16_TFLOPS), no mfu on CPU
 
     def problems(self) -> list[str]:
         return range_problems(self, [("logprob_chunk_size", self.logprob_chunk_size >= 1, "at least 1"),
@@ -296,45 +294,6 @@ def frozen_copy(lm: nn.Module, temperature: float = 1.0, chunk_size: int = 1024,
 # Layout: (prompt, response) token ids -> padded tensors, and no-grad passes over them
 
 
-def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded prompt+response ids (B, T) long, attention_mask (B, T) long, response_mask (B, T-1) float32.
-
-    pairs: (prompt_ids, response_ids) per row (an RL sample's response, an SFT pair's target).
-    response_mask[b, t] = 1 when token t+1 of row b is a response token (it is scored at position t).
-    """
-    lengths = [len(p) + len(r) for p, r in pairs]
-    T = max(lengths)
-    input_ids = torch.full((len(pairs), T), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(pairs), T), dtype=torch.long)
-    response_mask = torch.zeros((len(pairs), T - 1), dtype=torch.float32)
-    for b, (prompt, response) in enumerate(pairs):
-        P, R = len(prompt), len(response)
-        input_ids[b, : P + R] = torch.tensor(prompt + response)
-        attention_mask[b, : P + R] = 1
-        response_mask[b, P - 1 : P + R - 1] = 1
-    return input_ids.to(device), attention_mask.to(device), response_mask.to(device)
-
-
-@torch.no_grad()
-def score(module, pairs: list[tuple[list[int], list[int]]], pad_id: int, device, micro_batch_size: int) -> list[torch.Tensor]:
-    """One no-grad pass of a TokenLogProbs (log-probs) or ValueModel (values) over (prompt_ids, response_ids) pairs.
-
-    Returns one (len(response_ids),) float32 row per pair, on the CPU: the entries scoring its response tokens.
-    An FSDP module (distribute) is called on every rank alike (same pair count per rank) and resharded
-    afterwards: FSDP2 keeps the root's parameters gathered after a forward, and gathered outside autograd they
-    would take no gradient. Training's no-grad passes (logp_old, logp_ref, values) and sft.py's eval_loss.
-    """
-    rows: list[torch.Tensor] = []
-    for start in range(0, len(pairs), micro_batch_size):
-        batch = pairs[start : start + micro_batch_size]
-        ids, attn, rmask = collate(batch, pad_id, device)
-        out = module(ids, attn, rmask)
-        out = out[0] if isinstance(out, tuple) else out  # TokenLogProbs returns (logp, entropy)
-        rows.extend(out[b, len(p) - 1 : len(p) + len(r) - 1].float().cpu() for b, (p, r) in enumerate(batch))
-    reshard(module)
-    return rows
-
-
 # ---------------------------------------------------------------------------------------------
 # Data parallelism
 
@@ -363,18 +322,9 @@ def distribute(module: nn.Module, shard: str = "ddp", compute_dtype: torch.dtype
         return DistributedDataParallel(module, gradient_as_bucket_view=True) if trainable else module
     if shard != "fsdp":
         raise ValueError(f"--shard {shard!r}: use ddp or fsdp")
-    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
+    from scale.fsdp import fully_shard_layers
 
-    options = {"mp_policy": MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32),
-               "offload_policy": CPUOffloadPolicy() if offload and torch.cuda.is_available() else OffloadPolicy()}
-    layer_classes = {name for m in module.modules() for name in (getattr(m, "_no_split_modules", None) or [])}
-    layers = [m for m in module.modules() if type(m).__name__ in layer_classes]
-    if not layers:
-        raise ValueError(f"--shard fsdp: found no decoder layers ({sorted(layer_classes)}) in {type(module).__name__}")
-    for layer in layers:
-        fully_shard(layer, **options)
-    fully_shard(module, **options)
-    return module
+    return fully_shard_layers(module, compute_dtype, offload)
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -383,36 +333,9 @@ def unwrap(module: nn.Module) -> nn.Module:
     return module.module if isinstance(module, DistributedDataParallel) else module
 
 
-@contextlib.contextmanager
-def no_gradient_sync(module: nn.Module, skip: bool = True):
-    """Accumulate gradients locally (no all-reduce / reduce-scatter) inside the context when `skip`; for the
-    micro-batches before the last one of an optimiser step. DDP: no_sync(); FSDP2: set_requires_gradient_sync."""
-    if not skip:
-        yield
-    elif isinstance(module, DistributedDataParallel):
-        with module.no_sync():
-            yield
-    else:
-        module.set_requires_gradient_sync(False)
-        try:
-            yield
-        finally:
-            module.set_requires_gradient_sync(True)
-
-
 def local_shard(tensor: torch.Tensor) -> torch.Tensor:
     """This rank's part of a parameter: an FSDP2 DTensor's local shard, or the tensor itself (DDP, one process)."""
     return tensor.to_local() if hasattr(tensor, "to_local") else tensor
-
-
-def full_parameters(module: nn.Module):
-    """Yield (name, tensor) for each parameter of `module`, one at a time: an FSDP shard all-gathered into the
-    full tensor (DTensor.full_tensor(), a collective: every rank must iterate), else the parameter, detached.
-    Never more than one gathered parameter exists at once (weight sync, HF export)."""
-    from torch.distributed.tensor import DTensor
-
-    for name, parameter in module.named_parameters():
-        yield name, (parameter.full_tensor() if isinstance(parameter, DTensor) else parameter).detach()
 
 
 def reshard(module: nn.Module) -> None:
@@ -426,8 +349,3 @@ def is_sharded(module: nn.Module) -> bool:
     from torch.distributed.tensor import DTensor
 
     return any(isinstance(p, DTensor) for p in module.parameters())
-
-
-def total_norm(norm: torch.Tensor) -> float:
-    """clip_grad_norm_'s result as a float: a DTensor (FSDP's sharded gradients) is reduced to its full value."""
-    return (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item()

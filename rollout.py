@@ -2,7 +2,7 @@
 
 An engine turns prompt strings into `Sample` records grouped by prompt. The transformers engine
 (`HFEngine`) runs `model.generate` on the training model itself, so it always samples from the
-current weights; the vLLM engine (rollout_vllm.py) plugs in behind the same `generate` /
+current weights; the vLLM engine (scale/vllm_engine.py) plugs in behind the same `generate` /
 `sync_weights` interface.
 `--model` is resolved and loaded in model.py.
 
@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from model import full_parameters
 from reward import STOP_TOKENS
 
 # ---------------------------------------------------------------------------------------------
@@ -126,10 +125,12 @@ class HFEngine:
 
     def sync_weights(self, model=None) -> float:
         """Copy the trainer's weights into the engine's own copy (own_copy), gathered one parameter at a time
-        from FSDP shards (model.full_parameters, a collective); returns the seconds it took. A no-op (0.0) when
+        from FSDP shards (scale.fsdp.full_parameters, a collective); returns the seconds it took. A no-op (0.0) when
         the engine samples from the training model itself. Raises RuntimeError when the names differ."""
         if not self.own_copy:
             return 0.0
+        from scale.fsdp import full_parameters  # an own copy exists only under --shard fsdp
+
         start = time.perf_counter()
         engine_parameters = dict(self.model.named_parameters())
         received = set()

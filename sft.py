@@ -20,8 +20,8 @@ padding stays small. --holdout pairs are held out; their loss is logged as eval_
 train_zero.py's foundation, not a copy of it: the settings groups (model and precision, sharding, training data,
 optimiser and schedule, run directory and loggers, grader) with their checks, the run directory (rundir.py:
 lock, --resume, --overwrite, everything checked before anything is written), the seeded step sampler
-(data.step_indices), the layout and no-grad pass (model.collate, model.score), the clipped optimiser step with
-its divergence guard (optim.py) and atomic checkpoints (checkpoint.py). Checkpoints are HF directories that
+(data.step_indices), the layout and no-grad pass (learn.collate, learn.score), the clipped optimiser step with
+its divergence guard (learn.py) and atomic checkpoints (checkpoint.py). Checkpoints are HF directories that
 `train_zero.py --model` and `evaluate.py --model` load, and their trainer_state.json records the template
 (evaluate.py's --template auto reads it). metrics.jsonl rows: step, loss, target_tokens, tokens_per_s, lr,
 grad_norm, skipped_updates, time_step, and eval_loss at --eval-every and the last step (plot.py draws them).
@@ -46,14 +46,14 @@ from checkpoint import NonFiniteWeights, load_checkpoint, save_checkpoint
 from data import Problem, TrainDataSettings, UsageError, load_train_data, range_problems, step_indices
 from distributed import Dist, all_reduce, print0, setup_distributed
 from grader_pool import Grader, GraderSettings
-from metrics import LearnFlops, learn_efficiency, peak_tflops
-from model import (ModelSettings, ParallelSettings, TokenLogProbs, collate, distribute, enable_gradient_checkpointing,
-                   load_model, load_model_config, no_gradient_sync, resolve_dtype, resolve_model, score, unwrap)
-from optim import Diverged, DivergenceGuard, OptimSettings, adamw, clipped_step, lr_factor, set_lr
+from learn import (Diverged, DivergenceGuard, OptimSettings, adamw, clipped_step, collate, lr_factor, no_gradient_sync,
+                   score, set_lr)
+from model import (ModelSettings, ParallelSettings, TokenLogProbs, distribute, enable_gradient_checkpointing, load_model,
+                   load_model_config, resolve_dtype, resolve_model, unwrap)
 from plot import write_run_figure
-from protocols import PROTOCOLS, ProtocolSettings, apply as apply_protocol
 from reward import TEMPLATES, apply_template, compute_rewards
 from rundir import ExternalLoggers, TrainRunSettings, append_row, cli, run_directory, settings_problems, truncate_logs
+from train_zero import ProtocolSettings, apply_protocol
 
 
 @dataclass
@@ -94,6 +94,8 @@ class SFTConfig(ProtocolSettings, ModelSettings, ParallelSettings, TrainDataSett
 def sft_protocol_fields(name: str) -> tuple[str, ...]:
     """What --protocol sets in sft.py: the template (unless the protocol's is train_zero's "auto", which picks one
     from the RL data) and the grader that checks the targets."""
+    from fidelity.protocols import PROTOCOLS
+
     return ("grader", "grader_timeout") + (("template",) if PROTOCOLS[name].template != "auto" else ())
 
 
@@ -147,7 +149,7 @@ def build_pairs(problems: list[Problem], template: str, tokenizer, max_tokens: i
 
 def target_nll(policy, pairs, pad_id: int, device: torch.device) -> torch.Tensor:
     """Summed negative log-likelihood (nats, fp32 scalar) of the pairs' target tokens under `policy` (a
-    TokenLogProbs); the prompt tokens and the padding are masked (model.collate's response_mask)."""
+    TokenLogProbs); the prompt tokens and the padding are masked (learn.collate's response_mask)."""
     ids, attention, target_mask = collate(pairs, pad_id, device)
     logp, _ = policy(ids, attention, target_mask)
     return -(logp * target_mask).sum()
@@ -176,8 +178,8 @@ def main(cfg: SFTConfig) -> list[dict]:
     without more learnable pairs than --holdout, or a run directory that is refused (rundir.run_directory);
     Diverged when --max-bad-steps steps in a row were skipped for a non-finite loss or gradient norm.
     """
-    if cfg.protocol in PROTOCOLS:  # the upstream's prompt and target check (the rest of a protocol is RL's)
-        cfg = apply_protocol(cfg, cfg.protocol, sft_protocol_fields(cfg.protocol))
+    if cfg.protocol and not ProtocolSettings.problems(cfg):  # its prompt and target check (the rest is RL's)
+        cfg = apply_protocol(cfg, fields=sft_protocol_fields(cfg.protocol))
     cfg = replace(cfg, dtype=str(resolve_dtype(cfg.dtype)).removeprefix("torch."))
     if problems := config_problems(cfg, int(os.environ.get("WORLD_SIZE", 1))):
         raise UsageError("\n".join(problems))
@@ -225,15 +227,19 @@ def train(cfg: SFTConfig, d: Dist, checkpoint: Path | None, config: dict, pairs:
     if checkpoint is not None and d.is_main:
         truncate_logs(out_dir, start)
     guard, rows = DivergenceGuard(cfg.max_bad_steps), []
-    flops, peak = LearnFlops(lm), peak_tflops(d.device, cfg.peak_tflops)  # mfu: with a known peak (GPU, --peak-tflops)
-    flops.watch(unwrap(policy))
+    mfu = None  # with a known peak (a GPU, --peak-tflops)
+    if d.device.type == "cuda" or cfg.peak_tflops > 0:
+        from scale.mfu import learn_flops
+
+        mfu = learn_flops(lm, unwrap(policy), None, None, d.device, cfg.peak_tflops)
     # --- 2. the loop: one optimiser step over batch_size pairs, length-sorted micro-batches
     with ExternalLoggers(cfg.log_with if d.is_main else (), out_dir, config, start, cfg.wandb_project,
                          cfg.wandb_mode) as loggers:
         bar = tqdm(range(start, cfg.steps), desc="sft", disable=not d.is_main, initial=start, total=cfg.steps)
         for step in bar:
             t0 = time.perf_counter()
-            flops.take()  # from here on: the step's passes (not the held-out eval's)
+            if mfu:
+                mfu.take()  # from here on: the step's passes (not the held-out eval's)
             set_lr(optimizer, cfg.lr * lr_factor(step, cfg))
             mine = sorted((pairs[i] for i in step_indices(len(pairs), step, cfg.batch_size, cfg.seed, d.rank,
                                                             d.world_size)), key=lambda p: len(p[0]) + len(p[1]))
@@ -251,8 +257,8 @@ def train(cfg: SFTConfig, d: Dist, checkpoint: Path | None, config: dict, pairs:
             row = {"step": step + 1, "loss": loss, "target_tokens": tokens, "tokens_per_s": tokens / seconds,
                    "lr": cfg.lr * lr_factor(step, cfg), "grad_norm": norm, "skipped_updates": float(skipped),
                    "time_step": seconds}
-            if peak:
-                row["mfu"] = learn_efficiency(flops.take(), 0, seconds, peak, d)["mfu"]
+            if mfu:
+                row["mfu"] = mfu.utilisation(seconds, d)
             last = step + 1 == cfg.steps
             if held_out and cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or last):
                 row["eval_loss"] = eval_loss(policy, held_out, pad, d, cfg.micro_batch_size)
@@ -270,7 +276,7 @@ def train(cfg: SFTConfig, d: Dist, checkpoint: Path | None, config: dict, pairs:
 
 
 def eval_loss(policy, held_out: list, pad_id: int, d: Dist, micro_batch_size: int) -> float:
-    """Mean NLL per target token of the held-out pairs: each rank scores its share (model.score, the no-grad pass
+    """Mean NLL per target token of the held-out pairs: each rank scores its share (learn.score, the no-grad pass
     of training's logp_old), summed over ranks."""
     mine = held_out[d.rank :: d.world_size]
     nll = -sum(row.sum().item() for row in score(policy, mine, pad_id, d.device, micro_batch_size))

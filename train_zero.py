@@ -30,7 +30,7 @@ Deviations from the papers, one line each (the learn stage's own are in learn.py
 from __future__ import annotations
 
 import importlib.util
-import json
+import math
 import os
 import random
 import sys
@@ -38,41 +38,36 @@ import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.distributed as dist
+import tyro
 from tqdm import tqdm
 
 from checkpoint import NonFiniteWeights, load_checkpoint, save_checkpoint
-from data import (BENCHMARKS, PROCEDURAL_SETS, ProblemSet, TrainDataSettings, UsageError, load_train_data,
-                  range_problems, step_indices)
-from distributed import Dist, print0, setup_distributed
-from evaluate import benchmark_columns, eval_metrics, load_eval_set
+from data import (BENCHMARKS, EVAL_GROUPS, PROCEDURAL_SETS, Problem, ProblemSet, TrainDataSettings, UsageError,
+                  load_eval_set, load_train_data, range_problems, step_indices)
+from distributed import Dist, all_reduce, print0, setup_distributed
 from grader_pool import Grader, GraderSettings
 from learn import ALGORITHMS, LearnSettings, learn, learn_critic, prepare_batch
-from metrics import (LearnFlops, append_logs, collapse_warning, learn_efficiency, peak_memory_gb, peak_tflops,
+from metrics import (append_logs, collapse_warning, eval_line, learn_tokens_per_s, peak_memory_gb, run_summary,
                      step_metrics, step_sums)
 from model import (ModelSettings, ParallelSettings, TokenLogProbs, ValueModel, check_context, check_token_ids, distribute,
-                   enable_gradient_checkpointing, frozen_copy, load_model, load_model_config, local_shard, resolve_dtype,
+                   enable_gradient_checkpointing, frozen_copy, load_model, load_model_config, resolve_dtype,
                    resolve_model, unwrap)
-from optim import Diverged, DivergenceGuard, OptimSettings, adamw, lr_factor, set_lr
+from learn import Diverged, DivergenceGuard, OptimSettings, adamw, lr_factor, set_lr
 from plot import write_run_figure
-from protocols import PROTOCOLS, ProtocolSettings, apply as apply_protocol, table as protocol_table
-from published import GROUPS, Column
-from reward import EXTRACTIONS, REWARD_RULES, TEMPLATES, apply_template, compute_rewards, stop_strings
+from reward import EXTRACTIONS, RULES, TEMPLATES, apply_template, compute_rewards, stop_strings
 from rollout import HFEngine, NonFiniteLogits, Sample, SamplingParams
-from rollout_vllm import PROBE_TOLERANCE, VLLMSettings, vllm_engine, vllm_memory_share
-from steptrace import format_trace
 from rundir import ExternalLoggers, TrainRunSettings, cli, run_directory, settings_problems, truncate_logs
-
 
 @dataclass
 class RolloutSettings:
     """Rollouts, reward and the in-training evaluation."""
 
     template: str = "auto"  # prompt template (reward.TEMPLATES): qwen_math, qwen_boxed, r1, abel, o1_cot, no, chat_oneshot; auto: chat_oneshot for add_one, else qwen_boxed
-    reward: str = "correct"  # reward rule (reward.REWARD_RULES): correct (1/0; Oat-Zero, the Zoo), simplerl (+1/-0.5/-1), the Zoo's mix and independent
+    reward: str = "correct"  # reward rule (reward.RULES): correct (1/0; Oat-Zero, the Zoo), simplerl (+1/-0.5/-1), the Zoo's mix and independent
     extraction: str = "boxed"  # how the final answer is read (reward.EXTRACTIONS): boxed, qwen_harness, harness_if_boxed, r1_strict
     stop: tuple[str, ...] = ()  # stop strings besides EOS and the template's own (r1: </answer>), for rollouts and eval
     stop_token_ids: tuple[int, ...] = ()  # token ids that also end a response (kept in it), for rollouts and eval: the Zoo's per-model stops
@@ -85,9 +80,9 @@ class RolloutSettings:
     vllm_max_model_len: int = 2048  # prompt + response tokens per sequence in the vLLM engine
     vllm_sleep: bool = True  # GPU: vLLM sleep mode (weights and KV cache freed while learning); CPU: no-op
     probe_every: int = 1  # vLLM: compare engine and trainer log-probs on a fixed sequence every N syncs (0: never)
-    probe_tolerance: float = PROBE_TOLERANCE  # vLLM: max |engine - trainer| log-prob (nats) before the run stops
+    probe_tolerance: float = 1e-3  # vLLM: max |engine - trainer| log-prob (nats) before the run stops (fp32 ~1e-5)
     log_samples: int = 4  # rollouts per step written to samples.jsonl
-    trace: bool = False  # print the first step's first group through every stage, a lesson (steptrace.py; docs/trace.md)
+    trace: bool = False  # print the first step's first group through every stage, a lesson (docs/trace.md)
     eval_data: str = "auto"  # comma-separated benchmarks (evaluate.py names), groups (oat, simplerl, zoo, all: the papers' sets) or procedural sets (held-out draws); auto: the built-in --train-data set, else arithmetic
     eval_limit: int = 64  # problems per eval benchmark (0: all)
 
@@ -101,7 +96,7 @@ class RolloutSettings:
         if self.temperature <= 0:
             out.append(f"--temperature {self.temperature}: must be > 0 (greedy sampling makes a group's samples identical, "
                        "so every advantage is 0, and log-probs at temperature 0 are undefined; the papers: 1.0)")
-        for name, value, known in [("template", self.template, [*TEMPLATES, "auto"]), ("reward", self.reward, REWARD_RULES)]:
+        for name, value, known in [("template", self.template, [*TEMPLATES, "auto"]), ("reward", self.reward, RULES)]:
             if value not in known:
                 out.append(f"--{name} {value!r}: use one of {', '.join(sorted(known))}")
         if self.extraction not in EXTRACTIONS:
@@ -115,15 +110,47 @@ class RolloutSettings:
 
 
 @dataclass
-class Config(ProtocolSettings, ModelSettings, ParallelSettings, TrainDataSettings, RolloutSettings, LearnSettings,
-             OptimSettings, VLLMSettings, TrainRunSettings, GraderSettings):
-    """Every knob of a run, by settings group (each group's fields, defaults and checks live with its stage).
-    --protocol NAME sets what an upstream fixed (a flag given its own value wins):
+class VLLMSettings:
+    """vLLM engine (--rollout-engine vllm, evaluate.py --engine vllm; docs/vllm.md)."""
 
-"""
+    vllm_gpu_memory_utilization: Annotated[float, tyro.conf.arg(aliases=("--gpu-memory-utilization",))] = 0.0  # GPU share for the engine; 0: training, what the trainer leaves free; evaluation, 0.9
+    vllm_kv_cache_gb: float = 1.0  # CPU: the engine's KV cache in GiB (VLLM_CPU_KVCACHE_SPACE); GPU: unused
+    vllm_cpu_bind: str = ""  # CPU: cores for the engine's worker, e.g. 0-1 (VLLM_CPU_OMP_THREADS_BIND); "": vLLM's auto
+
+    def problems(self) -> list[str]:
+        return range_problems(self, [
+            ("vllm_gpu_memory_utilization", 0 <= self.vllm_gpu_memory_utilization < 1, "in [0, 1) (0: the default share)"),
+            ("vllm_kv_cache_gb", self.vllm_kv_cache_gb > 0, "> 0")])
 
 
-Config.__doc__ += protocol_table()  # --help shows each protocol's settings
+@dataclass
+class ProtocolSettings:
+    """Upstream protocol (docs/protocols.md: the settings each one fixes)."""
+
+    protocol: str = ""  # ours, simplerl_zero, simplerl_zoo or oat_zero: an upstream's settings ("": none); typed flags win
+
+    def problems(self) -> list[str]:
+        if not self.protocol:
+            return []
+        from fidelity.protocols import PROTOCOLS
+
+        return [] if self.protocol in PROTOCOLS else [f"--protocol {self.protocol!r}: use one of {', '.join(PROTOCOLS)}"]
+
+
+def apply_protocol(cfg, **options):
+    """cfg with its --protocol's settings (fidelity.protocols.apply; a flag given its own value wins); cfg itself
+    without one, or with an unknown name (the settings check reports it)."""
+    if not cfg.protocol:
+        return cfg
+    from fidelity.protocols import PROTOCOLS, apply
+
+    return apply(cfg, cfg.protocol, **options) if cfg.protocol in PROTOCOLS else cfg
+
+
+@dataclass
+class Config(ModelSettings, TrainDataSettings, RolloutSettings, LearnSettings, OptimSettings, TrainRunSettings,
+             GraderSettings, ParallelSettings, VLLMSettings, ProtocolSettings):
+    """Every knob of a run, by settings group. --protocol NAME sets what an upstream fixed (docs/protocols.md)."""
 
 
 DEFAULT_PROMPTS_PER_STEP = 4  # --prompts-per-step 0: this many, rounded up to a multiple of the world size
@@ -149,7 +176,7 @@ def config_problems(cfg: Config, world_size: int) -> list[str]:
     out = settings_problems(cfg)
     if cfg.prompts_per_step >= 1 and cfg.prompts_per_step % world_size:
         out.append(f"--prompts-per-step {cfg.prompts_per_step}: must be a multiple of the world size {world_size}")
-    known = (*BENCHMARKS, "minerva", *PROCEDURAL_SETS, *GROUPS, "auto")
+    known = (*BENCHMARKS, "minerva", *PROCEDURAL_SETS, *EVAL_GROUPS, "auto")
     unknown = [n for n in cfg.eval_data.split(",") if n not in known]
     if cfg.eval_every and unknown:
         out.append(f"--eval-data {cfg.eval_data}: unknown {', '.join(unknown)}; use {', '.join(known[:-1])}")
@@ -170,8 +197,8 @@ def load_data(cfg: Config) -> tuple[ProblemSet, dict[str, ProblemSet]]:
     from transformers import AutoTokenizer
 
     train_set = load_train_data(cfg.train_data, cfg.levels or None, cfg.seed, cfg.data_dir or None)
-    eval_sets = {c.name: load_eval_set(c.benchmark, cfg.data_dir or None, cfg.eval_limit)
-                 for c in eval_columns(cfg.eval_data)} if cfg.eval_every else {}
+    eval_sets = {name: load_eval_set(benchmark, cfg.data_dir or None, cfg.eval_limit)
+                 for name, (benchmark, _) in eval_columns(cfg.eval_data).items()} if cfg.eval_every else {}
     context = load_model_config(cfg.model).max_position_embeddings
     limit, what = (cfg.vllm_max_model_len, "--vllm-max-model-len") if cfg.rollout_engine == "vllm" else \
         (context, "the model's max_position_embeddings")
@@ -232,60 +259,21 @@ def build_models(cfg: Config, d: Dist, checkpoint: Path | None) -> Models:
     return m
 
 
-def adamw_bytes_to_come(optimizers) -> int:
-    """Bytes of the AdamW moments (exp_avg, exp_avg_sq: 8 per fp32 parameter element, of this rank's shard under
-    FSDP) that the first optimiser step will allocate: those of parameters with no state yet (0 after a resume)."""
-    return sum(2 * local_shard(p).numel() * local_shard(p).element_size()
-               for opt in optimizers for group in opt.param_groups for p in group["params"] if not opt.state.get(p))
-
-
 def make_engine(cfg: Config, model, policy, tokenizer, checkpoint: Path | None, d: Dist,
                 optimizers: tuple[torch.optim.Optimizer, ...] = ()):
-    """HFEngine on the live model, or one VLLMEngine per rank loaded from the same weights, synced and probed once.
+    """HFEngine on the live model; or, under --shard fsdp, on its own unsharded copy (in --dtype), refreshed by
+    sync_weights after every optimiser step (no rank holds the whole live model); or, with --rollout-engine vllm, one
+    VLLMEngine per rank (scale.vllm_engine.training_engine). model: the policy's HF module; policy: its TokenLogProbs."""
+    if cfg.rollout_engine == "vllm":
+        from scale.vllm_engine import training_engine
 
-    model: the policy's HF module (its weights are synced, gathered one parameter at a time under FSDP);
-    policy: its TokenLogProbs (unwrapped from DDP; under FSDP the sharded root), which scores the probe.
-    optimizers: the trainer's (their AdamW moments, made at the first step, count toward the GPU share's default).
-
-    Under --shard fsdp no rank holds the whole live model, so the transformers engine samples from its own
-    unsharded copy (in --dtype), refreshed by sync_weights after every optimiser step.
-    On GPU each rank's engine is placed on the rank's own device (CUDA_VISIBLE_DEVICES for the engine's
-    processes). Raises ImportError without vllm, RuntimeError if the first probe fails.
-    """
-    if cfg.rollout_engine == "hf" and cfg.shard == "ddp":
+        return training_engine(cfg, model, policy, checkpoint, d, optimizers)
+    if cfg.shard == "ddp":
         return HFEngine(model, tokenizer, static_cache=cfg.hf_static_cache)
-    if cfg.rollout_engine == "hf":
-        copy = load_model(str(checkpoint) if checkpoint else cfg.model, resolve_dtype(cfg.dtype, d.device),
-                          cfg.attn_implementation)[0]
-        engine = HFEngine(copy.to(d.device).requires_grad_(False), tokenizer, own_copy=True,
-                          static_cache=cfg.hf_static_cache)
-        engine.sync_weights(model)
-        return engine
-    on_gpu = d.device.type == "cuda"
-    share = cfg.vllm_gpu_memory_utilization
-    if on_gpu and not share:  # the memory plan's rollout phase, measured: what the trainer holds while sampling
-        if not cfg.vllm_sleep:
-            raise UsageError("--no-vllm-sleep: the engine then shares the GPU with the learn phase too; set "
-                             "--vllm-gpu-memory-utilization (benchmarks/memory_plan.py --no-vllm-sleep helps size it)")
-        share = vllm_memory_share(torch.cuda.get_device_properties(d.device).total_memory,
-                                  torch.cuda.memory_allocated(d.device) + adamw_bytes_to_come(optimizers))
-        print0(d, f"vLLM GPU share {share:.2f} (--vllm-gpu-memory-utilization 0: what the trainer leaves free)")
-    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if on_gpu:  # the engine's processes see only this rank's GPU
-        visible = saved.split(",") if saved else [str(i) for i in range(torch.cuda.device_count())]
-        os.environ["CUDA_VISIBLE_DEVICES"] = visible[d.device.index]
-    try:
-        engine = vllm_engine(str(checkpoint) if checkpoint else resolve_model(cfg.model), cfg, d.device,
-                             resolve_dtype(cfg.vllm_dtype or cfg.dtype, d.device), cfg.seed + d.rank,
-                             cfg.vllm_max_model_len, share, enable_sleep_mode=cfg.vllm_sleep)
-    finally:  # the trainer's own view of the GPUs is unchanged (CUDA is already initialised in this process)
-        if on_gpu and saved is None:
-            del os.environ["CUDA_VISIBLE_DEVICES"]
-        elif on_gpu:
-            os.environ["CUDA_VISIBLE_DEVICES"] = saved
-    engine.sync_weights(model)  # the trainer's exact tensors (e.g. fp32 after a dequantised GGUF load)
-    diff = engine.probe(policy, tolerance=cfg.probe_tolerance)
-    print0(d, f"vLLM engine ready: probe max |engine - trainer| log-prob {diff:.2e} (tolerance {cfg.probe_tolerance:g})")
+    copy = load_model(str(checkpoint) if checkpoint else cfg.model, resolve_dtype(cfg.dtype, d.device),
+                      cfg.attn_implementation)[0]
+    engine = HFEngine(copy.to(d.device).requires_grad_(False), tokenizer, own_copy=True, static_cache=cfg.hf_static_cache)
+    engine.sync_weights(model)
     return engine
 
 
@@ -328,17 +316,90 @@ def sync_engine(engine, model, policy, step: int, cfg: Config) -> tuple[float, d
     return seconds, {} if diff is None else {"probe_max_abs_diff": diff, "time_probe": time.perf_counter() - start}
 
 
-def eval_columns(spec: str) -> list[Column]:
-    """--eval-data as evaluate.py's table columns: a group (published.GROUPS: oat, simplerl, zoo, all) expands to its
-    benchmarks, each with its gold rule (Oat's Minerva: any of answer_alternatives). The in-training eval is greedy
-    pass@1, so a column that samples several times (the Zoo's AIME avg@32) is left out."""
-    return [column for column in benchmark_columns(spec) if not column.n]
+# ---------------------------------------------------------------------------------------------
+# Eval: greedy pass@1 on held-out problems (evaluate.py builds the papers' tables on evaluate_problems)
+
+
+def eval_columns(spec: str) -> dict[str, tuple[str, bool]]:
+    """--eval-data as {column: (benchmark, graded against answer_alternatives)}: each comma-separated name a benchmark
+    or procedural set, or a paper's group (data.EVAL_GROUPS: its benchmarks from fidelity/published.py, each with its
+    gold rule, Oat's Minerva any of answer_alternatives). The in-training eval is greedy pass@1, so a column that
+    samples several times (the Zoo's AIME avg@32) is left out."""
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    if not any(name in EVAL_GROUPS for name in names):
+        return {name: (name, False) for name in names}
+    from fidelity.published import benchmark_columns
+
+    return {c.name: (c.benchmark, c.gold == "alternatives") for c in benchmark_columns(spec) if not c.n}
+
+
+def evaluate_problems(engine, problems: list[Problem], template: str, grader: Grader, params: SamplingParams,
+                      golds: list[list[str]] | None = None, extraction: str = "boxed") -> list[dict]:
+    """Sample params.n responses per problem and grade each; returns one record per (problem, sample).
+
+    Each record: index (the problem's position in `problems`), sample (0..n-1), problem, gold, response, answer
+    (extracted or None), reason (the verdict: "correct" | "wrong" | "parse_error" (the answer could not be parsed
+    to compare beyond strings) | "timeout" | "no_answer"), finish_reason, length (response tokens, EOS included).
+    golds: per problem, the accepted answers (correct when any grades equal; the first one's verdict otherwise);
+    default [problem.answer]. Same template, stop strings (the template's and params.stop) and grader as training;
+    extraction: reward.EXTRACTIONS.
+    """
+    if not problems:
+        return []
+    golds = golds or [[p.answer] for p in problems]
+    prompts = [apply_template(template, p.problem) for p in problems]
+    params = SamplingParams(**{**asdict(params), "stop": [*stop_strings(template), *params.stop]})
+    groups = engine.generate(prompts, params)
+    flat = [(i, j, s) for i, group in enumerate(groups) for j, s in enumerate(group)]
+    texts, gold_of = [], []
+    for i, _, s in flat:
+        texts += [s.text] * len(golds[i])
+        gold_of += golds[i]
+    verdicts = iter(compute_rewards(texts, gold_of, template, "correct", grader, extraction=extraction))
+    records = []
+    for i, j, s in flat:
+        results = [next(verdicts) for _ in golds[i]]
+        result = next((r for r in results if r.reason == "correct"), results[0])
+        records.append({"index": i, "sample": j, "problem": problems[i].problem, "gold": golds[i][0],
+                        "response": s.text, "answer": result.answer, "reason": result.reason,
+                        "finish_reason": s.finish_reason, "length": len(s.response_ids)})
+    return records
+
+
+def eval_metrics(engine, eval_sets: dict, template: str, grader: Grader, max_new_tokens: int, d: Dist,
+                 extraction: str = "boxed", stop: tuple[str, ...] = (), stop_token_ids: tuple[int, ...] = (),
+                 alternatives: frozenset[str] = frozenset()) -> dict:
+    """Training's held-out eval row: greedy pass@1 per eval set ("eval/<name>"), its standard error
+    ("eval/<name>/stderr": sqrt(p (1 - p) / (n - 1)), summarize()'s stderr for one sample per problem; None for
+    n < 2), the answer rate ("eval/<name>/answer_rate") and the mean response length in tokens ("eval/<name>/length").
+
+    Each rank decodes its share of the problems; the counts are summed over ranks. A set named in `alternatives`
+    counts a response correct when it equals any of a problem's answer_alternatives (Oat's Minerva rule).
+    """
+    row = {}
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, stop=list(stop),
+                            stop_token_ids=list(stop_token_ids))
+    for name, problem_set in eval_sets.items():
+        share = problem_set.problems[d.rank :: d.world_size]
+        golds = [p.meta.get("answer_alternatives") or [p.answer] for p in share] if name in alternatives else None
+        records = evaluate_problems(engine, share, template, grader, params, golds, extraction)
+        counts = torch.tensor([sum(r["reason"] == "correct" for r in records),
+                               sum(r["reason"] != "no_answer" for r in records), len(records),
+                               sum(r["length"] for r in records)], dtype=torch.float64)
+        all_reduce(counts)
+        correct, answered, n, tokens = counts.tolist()
+        accuracy = correct / max(n, 1)
+        row[f"eval/{name}"] = accuracy
+        row[f"eval/{name}/stderr"] = math.sqrt(accuracy * (1 - accuracy) / (n - 1)) if n > 1 else None
+        row[f"eval/{name}/answer_rate"] = answered / max(n, 1)
+        row[f"eval/{name}/length"] = tokens / max(n, 1)
+    return row
 
 
 def evaluation(engine, eval_sets: dict, cfg: Config, grader, d: Dist) -> dict:
-    """The held-out eval row (evaluate.eval_metrics) with the run's template, budget, extraction, stop strings and
-    each set's gold rule."""
-    alternatives = frozenset(c.name for c in eval_columns(cfg.eval_data) if c.gold == "alternatives")
+    """The held-out eval row (eval_metrics) with the run's template, budget, extraction, stop strings and each set's
+    gold rule."""
+    alternatives = frozenset(name for name, (_, any_of) in eval_columns(cfg.eval_data).items() if any_of)
     return eval_metrics(engine, eval_sets, cfg.template, grader, cfg.max_new_tokens, d, cfg.extraction, cfg.stop,
                         cfg.stop_token_ids, alternatives)
 
@@ -360,7 +421,7 @@ def main(cfg: Config) -> list[dict]:
     something else, or a refused --resume; Diverged / NonFiniteWeights when training diverges.
     """
     world_size = int(os.environ.get("WORLD_SIZE", 1))
-    cfg = resolve_auto(apply_protocol(cfg, cfg.protocol) if cfg.protocol in PROTOCOLS else cfg, world_size)
+    cfg = resolve_auto(apply_protocol(cfg), world_size)
     if problems := config_problems(cfg, world_size):
         raise UsageError("\n".join(problems))
     d = setup_distributed()
@@ -379,10 +440,10 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
           eval_sets: dict[str, ProblemSet]) -> list[dict]:
     """The run in cfg.out_dir (claimed by main: locked, config.json written), from `checkpoint` when resuming."""
     # --- 1. setup
-    out_dir = Path(cfg.out_dir)
+    out_dir, started = Path(cfg.out_dir), time.perf_counter()
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    print0(d, json.dumps(asdict(cfg), indent=1))
+    print0(d, f"config: {out_dir / 'config.json'} (every setting, resolved)")
     # --- 2. data (loaded and checked by main)
     print0(d, f"train data {train_set.path}: {len(train_set.problems)} problems "
               f"({train_set.skipped_empty} empty answers skipped)")
@@ -394,12 +455,12 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
         print0(d, f"resumed from {checkpoint} at step {start_step}")
     engine = make_engine(cfg, m.model, unwrap(m.policy), m.tokenizer, checkpoint, d,
                          tuple(o for o in (m.optimizer, m.critic_optimizer) if o))
-    flops, peak = LearnFlops(m.model), peak_tflops(d.device, cfg.peak_tflops)  # the learn phase's mfu
-    flops.watch(unwrap(m.policy))
-    if m.reference:
-        flops.watch(unwrap(m.reference))
-    if m.critic:
-        flops.watch(m.value_model, projects=False)  # a value head, no output projection
+    mfu = None  # the learn phase's model FLOPs utilisation: on a GPU with a known peak, or with --peak-tflops
+    if d.device.type == "cuda" or cfg.peak_tflops > 0:
+        from scale.mfu import learn_flops
+
+        mfu = learn_flops(m.model, unwrap(m.policy), m.reference and unwrap(m.reference), m.value_model, d.device,
+                          cfg.peak_tflops)
     if d.is_main:
         truncate_logs(out_dir, start_step)  # a resumed run rewrites the rows after its checkpoint
     pad = m.tokenizer.pad_token_id
@@ -416,6 +477,7 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
             if d.is_main:
                 append_logs(out_dir, history[-1])
                 loggers.log(history[-1])
+                print(eval_line(history[-1]), flush=True)
         peak_memory_gb(d.device)  # each row's peak_memory_gb on CUDA covers the time since the previous row
         bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, disable=not d.is_main, desc="train")
         for step in bar:
@@ -430,7 +492,8 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
                                       extraction=cfg.extraction)
             # prepare batch (no-grad passes, advantages), then learn (policy, and the critic for PPO)
             t2 = time.perf_counter()
-            flops.take()  # from here on: the learn phase's passes
+            if mfu:
+                mfu.take()  # from here on: the learn phase's passes
             batch = prepare_batch(samples, [r.score for r in results], unwrap(m.policy), m.reference, m.value_model, cfg,
                                   pad, d, shuffle_seed=cfg.seed * 1_000_003 + step * 1_009 + d.rank + 7)
             factor = lr_factor(step, cfg)
@@ -441,21 +504,22 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
                 if m.critic else None
             # sync the engine's weights (and probe them)
             t3 = time.perf_counter()
-            flops_learned = flops.take()
             sync_seconds, probe = sync_engine(engine, m.model, unwrap(m.policy), step, cfg)
             # log
             row = {"step": step + 1, **step_metrics(step_sums(batch, results, cfg.group_size), policy_stats, critic_stats,
                                                     batch.drift, d)}
-            row.update({"lr": cfg.lr * factor, "time_rollout": t1 - t0, "time_reward": t2 - t1, "time_learn": t3 - t2, "time_sync": sync_seconds,
-                        "tokens_per_s": row["generated_tokens"] / max(t1 - t0, 1e-9),
+            row.update({"lr": cfg.lr * factor, "time_rollout": t1 - t0, "time_reward": t2 - t1, "time_learn": t3 - t2,
+                        "time_sync": sync_seconds, "tokens_per_s": row["generated_tokens"] / max(t1 - t0, 1e-9),
                         "peak_memory_gb": peak_memory_gb(d.device), **probe,
-                        **learn_efficiency(flops_learned, sum(len(s.prompt_ids) + len(s.response_ids) for s in samples),
-                                           t3 - t2, peak, d)})
+                        "learn_tokens_per_s": learn_tokens_per_s(samples, t3 - t2),
+                        **({"mfu": mfu.utilisation(t3 - t2, d)} if mfu else {})})
             # eval
             if due(cfg.eval_every, step, cfg.steps):
                 row.update(evaluation(engine, eval_sets, cfg, grader, d))
             history.append(row)
             if d.is_main and cfg.trace and step == start_step:  # a lesson: one group through every stage
+                from steptrace import format_trace
+
                 G = cfg.group_size
                 tqdm.write(format_trace(apply_template(cfg.template, problems[0].problem), samples[:G], results[:G],
                                         batch.advantages[:G], row, cfg))
@@ -464,16 +528,21 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
                 loggers.log(row)
                 bar.set_postfix(reward=f"{row['reward_mean']:.2f}", acc=f"{row['accuracy']:.2f}",
                                 len=f"{row['response_length_mean']:.0f}")
+                if due(cfg.eval_every, step, cfg.steps):
+                    tqdm.write(eval_line(row))
                 if warning := collapse_warning(row, cfg.group_size):
                     tqdm.write(f"warning: {warning}", file=sys.stderr)
                 if due(cfg.eval_every, step, cfg.steps) or step + 1 == cfg.steps:
                     write_run_figure(out_dir)  # out_dir/metrics.png (plot.py)
-            # divergence guard: updates with a non-finite loss or grad norm were skipped (optim.clipped_step)
+            # divergence guard: updates with a non-finite loss or grad norm were skipped (learn.clipped_step)
             guard.check(step, bool(row["skipped_updates"] or row.get("critic_skipped_updates")))
             # save
             if due(cfg.save_every, step, cfg.steps):
                 save_checkpoint(out_dir, step + 1, m.model, m.tokenizer, m.optimizer, asdict(cfg), d, m.value_model,
                                 m.critic_optimizer)
+    if d.is_main:
+        bar.close()
+        print(run_summary(out_dir, history, time.perf_counter() - started), flush=True)
     return history
 
 

@@ -8,9 +8,11 @@ Modules: every module in sys.modules at the end of the run (its eval, checkpoint
 lies in this repository (tests and benchmarks excepted), with its line count (wc -l).
 
 The step trace (--trace-step) runs 3 steps under --reward simplerl (so step 2 learns: loss_tokens > 0) and records,
-from the start of step 2 to the start of step 3, every call into a project function. It prints the files, the
-functions, and the walk between files: the file of the innermost project frame after each call and return; a
-switch is a change of that file, a return is a switch back into a file the walk has already left.
+from the start of step 2 to the start of step 3, every call into a project function. It prints the functions and
+files, and two walks between files: the files of the functions in the order they are first called (how a reader
+follows the step: each function read once), and the file of the innermost project frame after every call and return
+(as executed: a loop over responses repeats its switches). A switch is a change of file; a return is a switch back
+into a file the walk has already left.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 def project_file(filename: str | None) -> str | None:
     """The repository-relative path of a project source file, else None (libraries, tests, benchmarks)."""
-    if not filename:
+    if not filename or not Path(filename).is_absolute():
         return None
     path = Path(filename).resolve()
     if ROOT not in path.parents or ".venv" in path.parts or path.parts[len(ROOT.parts)] in ("tests", "benchmarks"):
@@ -83,10 +85,14 @@ class StepTrace:
         for previous, current in zip(self.walk, self.walk[1:]):
             left.add(previous)
             returns += current in left
-        lines = [f"one learning step: {len(functions)} project functions in {len(files)} files, "
-                 f"{len(self.walk) - 1} switches between files, {returns} of them back to a file already left",
-                 "files (calls): " + ", ".join(f"{name} ({count})" for name, count in files.most_common()),
-                 "walk: " + " -> ".join(self.walk)]
+        first = [name for name, _ in dict.fromkeys(self.calls)]  # each function's file, in first-call order
+        read = [name for i, name in enumerate(first) if i == 0 or first[i - 1] != name]
+        read_returns = sum(name in read[:i] for i, name in enumerate(read))
+        lines = [f"one learning step: {len(functions)} project functions in {len(files)} files",
+                 f"  read in first-call order: {len(read) - 1} switches between files, {read_returns} of them back to "
+                 f"a file already left: " + " -> ".join(read),
+                 f"  executed: {len(self.walk) - 1} switches, {returns} back to a file already left (loops repeat them)",
+                 "  calls per file: " + ", ".join(f"{name} {count}" for name, count in files.most_common())]
         return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ Every flag is checked before anything is computed: a problem is one line "memory
   one and the prefetched next); DDP's bf16 autocast weight cache; the log-prob kernel's two (chunk, vocab)
   fp32 buffers and its fp32 lm_head gradient; the PPO critic and the KL reference; the rollout engine
   (vLLM: --vllm-gpu-memory-utilization of the GPU, by default what the trainer leaves free while sampling
-  (rollout_vllm.vllm_memory_share, as train_zero), freed while learning with sleep mode; transformers:
+  (scale.vllm_engine.vllm_memory_share, as train_zero), freed while learning with sleep mode; transformers:
   KV cache and last-step logits, plus an unsharded copy in --dtype under FSDP).
 --measure N (CPU) runs `train_zero.py` for N steps with the same flags, twice: its peak of live tensor bytes
 (profiler memory events, the counterpart of the GPU check's torch.cuda.max_memory_allocated) against the plan
@@ -186,7 +186,7 @@ _MEASURED: dict = {}  # (config, path) -> activation_bytes_per_token, measured o
 
 def plan(args, config, counts: dict, activations: tuple[float, float]) -> dict:
     """{phase: {item: bytes}} for the learn phase and the rollout phase of one rank."""
-    from rollout_vllm import vllm_memory_share
+    from scale.vllm_engine import vllm_memory_share
 
     P, S = counts["total"], args.gpus if args.shard == "fsdp" else 1
     H, V, L = config.hidden_size, config.vocab_size, config.num_hidden_layers
@@ -352,7 +352,7 @@ def main(argv=None) -> dict:
     p.add_argument("--logprob-chunk-size", type=int, default=1024)
     p.add_argument("--engine", choices=["hf", "vllm"], default="vllm")
     p.add_argument("--vllm-gpu-memory-utilization", type=float, default=0.0,
-                   help="0: train_zero's default, what the trainer leaves free while sampling (rollout_vllm.vllm_memory_share)")
+                   help="0: train_zero's default, what the trainer leaves free while sampling (scale.vllm_engine.vllm_memory_share)")
     p.add_argument("--no-vllm-sleep", dest="vllm_sleep", action="store_false")
     p.add_argument("--gpu-gb", type=float, default=80.0, help="memory per GPU (H100/A100: 80)")
     p.add_argument("--runtime-gb", type=float, default=2.0, help="GPU: CUDA context, NCCL buffers, allocator slack")

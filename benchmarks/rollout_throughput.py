@@ -102,7 +102,7 @@ def run_one(config: str, args) -> dict:
     from reward import apply_template
     from model import load_model, resolve_model
     from rollout import HFEngine, SamplingParams
-    from rollout_vllm import VLLMEngine
+    from scale.vllm_engine import VLLMEngine
 
     engine_name, options = parse_config(config)
     problems = load_train_data(args.train_data).problems[: args.prompts]

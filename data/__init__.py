@@ -8,6 +8,7 @@ rebuilds them from the Hugging Face hub and the upstream repositories (their fil
     load_jsonl(path, levels)        any problem/answer JSONL, strictly validated -> ProblemSet
     load_train_data(spec)           a procedural set ("add_one": the embedded default; "arithmetic") or a JSONL path
     load_benchmark(name, data_dir)  a BENCHMARKS name: aime24, amc23, math500, minerva_math, ..., amc_oat, college_math
+    load_eval_set(name, ...)        a benchmark, or a held-out draw of a procedural set
     step_indices(n, step, ...)      the seeded order in which training visits the problems (train_zero, sft)
     last_boxed(text)                content of the last \\boxed{...} / \\fbox{...} (gold-answer rule)
 The records (Problem, ProblemSet, UsageError) are in data/records.py, the built-in procedural sets
@@ -340,6 +341,8 @@ BENCHMARKS: dict[str, str] = {  # name -> file under <data_dir>/eval (see ../sha
     "college_math": "college_math.jsonl",  # 2,818, SimpleRL v0's
 }
 _ALIASES = {"minerva": "minerva_math"}
+EVAL_GROUPS = ("all", "oat", "simplerl", "zoo")  # the papers' tables (fidelity/published.py GROUPS): their benchmarks
+PROCEDURAL_EVAL_SEED = 1_000_000  # the procedural sets' eval draw: not training's seed-0 (or any small-seed) draw
 
 
 def default_data_dir() -> Path:
@@ -373,6 +376,14 @@ def load_benchmark(name: str, data_dir: str | Path | None = None, limit: int | N
     if limit is not None:
         problem_set.problems = problem_set.problems[:limit]
     return problem_set
+
+
+def load_eval_set(name: str, data_dir: str | None, limit: int | None) -> ProblemSet:
+    """A benchmark by name (load_benchmark), or a procedural set ("arithmetic", "add_one": a held-out draw of `limit`
+    problems, 500 without one, seeded apart from every training draw)."""
+    if name in PROCEDURAL_SETS:
+        return ProblemSet(PROCEDURAL_SETS[name](limit or 500, seed=PROCEDURAL_EVAL_SEED), name, 0, 0)
+    return load_benchmark(name, data_dir, limit or None)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ Writes (rank 0) the parameter update of one SGD step (lr 1, so update = -gradien
 that train_zero.py would log for the step (metrics.step_metrics, the same reduction over ranks), for
 tests/test_train.py to compare across world sizes and micro-batch sizes. ALGO ppo also runs the critic
 (GAE advantages whitened over all ranks, then one critic step) and writes its update. SHARD: ddp (default)
-or fsdp (model.distribute); the update is read through model.full_parameters, as the HF export is.
+or fsdp (model.distribute); the update is read through scale.fsdp.full_parameters, as the HF export is.
 """
 
 import sys
@@ -18,7 +18,8 @@ import torch.distributed as dist
 from distributed import setup_distributed
 from learn import LearnSettings, learn, learn_critic, prepare_batch
 from metrics import step_metrics, step_sums
-from model import (TokenLogProbs, ValueModel, distribute, enable_gradient_checkpointing, full_parameters, load_model,
+from scale.fsdp import full_parameters
+from model import (TokenLogProbs, ValueModel, distribute, enable_gradient_checkpointing, load_model,
                    unwrap)
 from reward import RewardResult
 from rollout import Sample

@@ -1,6 +1,6 @@
 """evaluate.py: the estimators against hand-computed values, the table, the flags, the engine seam, and end to end
 with a tiny random model on the real benchmark files (one process and 2 torchrun ranks); the papers' tables
-(published.py: groups of columns, their layout and average, the published rows)."""
+(fidelity/published.py: groups of columns, their layout and average, the published rows)."""
 
 import json
 import math
@@ -13,7 +13,7 @@ from data import Problem, UsageError, default_data_dir, read_log
 from evaluate import (EvalHFEngine, EvalConfig, EvalSettings, benchmark_columns, checkpoint_template, evaluate_problems,
                       main, pass_at_k, pass_ks, summarize)
 from grader_pool import Grader
-from published import GROUPS, HUB_IDS, OUTSIDE_AVERAGE, PUBLISHED, format_table, published_rows
+from fidelity.published import GROUPS, HUB_IDS, OUTSIDE_AVERAGE, PUBLISHED, format_table, published_rows
 from rollout import HFEngine, Sample, SamplingParams
 
 needs_data = pytest.mark.skipif(not (default_data_dir() / "eval" / "gsm8k.jsonl").exists(), reason="no ../shared/data")
@@ -119,7 +119,7 @@ def test_training_eval_grades_a_set_named_in_alternatives_against_any_alternativ
 
     from data import ProblemSet
     from distributed import setup_distributed
-    from evaluate import eval_metrics
+    from train_zero import eval_metrics
 
     problems = [Problem("q", "1", meta={"answer_alternatives": ["1", "2"]}), Problem("r", "3")]
     sets = {"minerva_math": ProblemSet(problems, "x", 0, 0)}

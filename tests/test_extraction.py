@@ -1,4 +1,4 @@
-"""Table-driven tests of reward.py's extraction modes (EXTRACTIONS), has_boxed, and the SimpleRL-Zoo rules.
+"""Table-driven tests of the extraction modes (reward.EXTRACTIONS, fidelity/extraction.py), has_boxed, and the SimpleRL-Zoo rules.
 
 The case tables live in tests/extraction_cases.py, each answer derived by hand from the upstream rule it names.
 """
@@ -11,8 +11,8 @@ import pytest
 from extraction_cases import (BOXED, HARNESS_IF_BOXED, HAS_BOXED, QWEN_HARNESS, QWEN_HARNESS_DEVIATIONS, R1_STRICT,
                               R1_STRICT_DEVIATIONS)
 from grader_pool import Grader
-from reward import (EXTRACTIONS, OUTCOMES, REWARD_RULES, RewardResult, compute_rewards, extract_answer,
-                    has_boxed)
+from fidelity.extraction import has_boxed, independent
+from reward import EXTRACTIONS, OUTCOMES, REWARD_RULES, RewardResult, compute_rewards, extract_answer
 
 
 def _params(cases):
@@ -117,7 +117,6 @@ def test_extraction_is_fast_on_hostile_text(response):
 
 def test_rule_tables():
     assert REWARD_RULES["mix"] == REWARD_RULES["correct"] == dict.fromkeys(OUTCOMES, 0.0) | {"correct": 1.0}
-    independent = REWARD_RULES["independent"]
     assert [independent("correct", True), independent("correct", False)] == [1.0, 0.5]
     for outcome in ("wrong", "parse_error", "timeout", "no_answer"):
         assert [independent(outcome, True), independent(outcome, False)] == [-0.5, -1.0]

@@ -5,7 +5,7 @@ import torch
 
 from learn import LearnSettings, advantage_rows, pairs, place_rows, response_rows, sampler_drift, tis_weights
 from losses import gae_advantages, group_advantages
-from model import collate
+from learn import collate
 from rollout import Sample
 
 
@@ -96,33 +96,41 @@ def test_ppo_batch_with_all_equal_rewards_gets_zero_advantages_unless_asked():
 
 
 @pytest.mark.parametrize("poison", ["loss", "gradient"])
-def test_a_non_finite_loss_or_gradient_skips_the_optimiser_step(poison):
+def test_a_non_finite_loss_or_gradient_skips_the_optimiser_step(poison, tiny_model, monkeypatch):
+    """Two mini-batches, the first poisoned (a NaN loss, or a finite loss with a NaN gradient): learn skips its
+    optimiser step (weights and AdamW state unchanged), counts it, logs its NaN norm in the mean, and steps the other."""
     from distributed import setup_distributed
     import torch.distributed as dist
-    from learn import _optimiser_steps
+    import learn as learn_module
+    from learn import Batch, learn
+    from model import TokenLogProbs
 
     d = setup_distributed()
     try:
-        layer = torch.nn.Linear(3, 1)
-        optimizer = torch.optim.AdamW(layer.parameters(), lr=0.1)
-        before = [p.detach().clone() for p in layer.parameters()]
-        settings = LearnSettings(micro_batch_size=8, updates_per_batch=2)  # two mini-batches: one poisoned, one not
-        calls = []
+        policy = TokenLogProbs(tiny_model)
+        optimizer = torch.optim.AdamW(policy.parameters(), lr=0.1)
+        before = [p.detach().clone() for p in policy.parameters()]
+        samples = samples_of([2, 3, 1, 2])
+        batch = Batch(samples, torch.zeros(4), torch.ones(4, dtype=torch.bool),
+                      [torch.full((len(s.response_ids),), a) for s, a in zip(samples, [1.0, -1.0, 1.0, -1.0])],
+                      None, None, None, None, None, None, None)
+        real_loss, calls = learn_module.policy_loss, []
 
-        def micro_loss(micro, weight, num_responses, num_tokens):
-            calls.append(micro)
-            loss = layer(torch.ones(len(micro), 3)).sum()
+        def poisoned_loss(*args, **kwargs):
+            loss, stats = real_loss(*args, **kwargs)
+            calls.append(1)
             if len(calls) == 1 and poison == "loss":
-                return loss * float("nan")
+                return loss * float("nan"), stats
             if len(calls) == 1:  # a finite loss whose gradient is NaN
                 loss.register_hook(lambda g: g * float("nan"))
-            return loss
+            return loss, stats
 
-        grad_norm, skipped = _optimiser_steps(layer, optimizer, [True] * 4, micro_loss, settings, d, max_grad_norm=1.0)
-        assert skipped == 1 and len(calls) == 2 and grad_norm != grad_norm  # the NaN norm is in the logged mean
-        assert all(torch.isfinite(p).all() for p in layer.parameters())
-        assert any((p != b).any() for p, b in zip(layer.parameters(), before))  # the healthy mini-batch stepped
-        assert all(optimizer.state[p]["step"].item() == 1 for p in layer.parameters())  # and only it
+        monkeypatch.setattr(learn_module, "policy_loss", poisoned_loss)
+        stats = learn(policy, optimizer, batch, LearnSettings(micro_batch_size=8, updates_per_batch=2), d, 0, 1.0)
+        assert stats.skipped_updates == 1 and len(calls) == 2 and stats.grad_norm != stats.grad_norm  # NaN in the mean
+        assert all(torch.isfinite(p).all() for p in policy.parameters())
+        assert any((p != b).any() for p, b in zip(policy.parameters(), before))  # the healthy mini-batch stepped
+        assert all(optimizer.state[p]["step"].item() == 1 for p in policy.parameters())  # and only it
     finally:
         dist.destroy_process_group()
 
@@ -147,26 +155,20 @@ def test_minibatch_order_is_a_seeded_shuffle_only_when_asked():
 
 
 def test_mini_batches_follow_the_order_and_token_mean_gets_the_steps_token_count():
-    """_optimiser_steps cuts `order` into updates_per_batch mini-batches; with `tokens` each micro-batch's loss is
-    told the mini-batch's token count (summed over ranks: one rank here)."""
+    """minibatches cuts `order` into updates_per_batch mini-batches of micro-batches; with `tokens` each mini-batch
+    carries its token count (summed over ranks: one rank here); a mini-batch with nothing active is left out, but
+    counts in how many were cut (the logged grad norm is a mean over all of them)."""
     from distributed import setup_distributed
     import torch.distributed as dist
-    from learn import _optimiser_steps
+    from learn import MiniBatch, minibatches
 
     d = setup_distributed()
     try:
-        layer = torch.nn.Linear(3, 1)
-        optimizer = torch.optim.AdamW(layer.parameters(), lr=0.1)
-        seen = []
-
-        def micro_loss(micro, weight, num_responses, num_tokens):
-            seen.append((list(micro), num_responses, num_tokens))
-            return layer(torch.ones(len(micro), 3)).sum()
-
-        settings = LearnSettings(micro_batch_size=8, updates_per_batch=2)
-        _optimiser_steps(layer, optimizer, [True] * 4, micro_loss, settings, d, 1.0, order=[3, 0, 2, 1],
-                         tokens=[5, 0, 7, 2])
-        assert seen == [([3, 0], 2, 2.0 + 5.0), ([2, 1], 2, 7.0 + 0.0)]
+        settings = LearnSettings(micro_batch_size=1, updates_per_batch=2)
+        minis, cut = minibatches([True] * 4, settings, d, order=[3, 0, 2, 1], tokens=[5, 0, 7, 2])
+        assert cut == 2 and minis == [MiniBatch([[3], [0]], {3, 0}, 2, 7.0), MiniBatch([[2], [1]], {2, 1}, 2, 7.0)]
+        minis, cut = minibatches([False, True, False, False], LearnSettings(updates_per_batch=2), d)
+        assert cut == 2 and minis == [MiniBatch([[1]], {1}, 2, None)]
     finally:
         dist.destroy_process_group()
 

@@ -104,7 +104,7 @@ def test_random_model_has_the_configs_architecture_and_loads(tmp_path, smollm_di
 
 
 def test_the_vllm_share_default_is_what_the_trainer_leaves_free():
-    from rollout_vllm import VLLM_MAX_SHARE, vllm_memory_share
+    from scale.vllm_engine import VLLM_MAX_SHARE, vllm_memory_share
 
     assert vllm_memory_share(80 * GB, 20 * GB, 2 * GB) == pytest.approx(58 / 80)
     assert vllm_memory_share(80 * GB, 1 * GB, 2 * GB) == VLLM_MAX_SHARE  # capped

@@ -124,7 +124,7 @@ def hooked_tiny_model():
     """A tiny Llama with eager attention (torch's FlopCounterMode sees its attention matmuls, not CPU sdpa's),
     wrapped as the trainer wraps the policy, and a LearnFlops watching it."""
     from conftest import make_tiny_model
-    from metrics import LearnFlops
+    from scale.mfu import LearnFlops
     from model import TokenLogProbs
 
     lm = make_tiny_model(1000)
@@ -169,7 +169,7 @@ def test_learn_flops_count_real_tokens_only():
 
 
 def test_peak_tflops_given_detected_or_unknown(monkeypatch):
-    from metrics import peak_tflops
+    from scale.mfu import peak_tflops
 
     assert peak_tflops(torch.device("cpu"), 0.0) is None and peak_tflops(torch.device("cpu"), 12.5) == 12.5
     for name, peak in [("NVIDIA H200", 989.4), ("NVIDIA H100 80GB HBM3", 989.4), ("NVIDIA H100 PCIe", 756.0),
@@ -178,9 +178,14 @@ def test_peak_tflops_given_detected_or_unknown(monkeypatch):
         assert peak_tflops(torch.device("cuda", 0)) == peak, name
 
 
-def test_learn_efficiency_divides_flops_by_time_and_peak(group):
-    from metrics import learn_efficiency
+def test_mfu_divides_flops_by_time_and_peak(group, tiny_model):
+    from metrics import learn_tokens_per_s
+    from rollout import Sample
+    from scale.mfu import LearnFlops, learn_flops
 
-    row = learn_efficiency(2e12, 5000, 4.0, 1.0, group)  # 2 TFLOP in 4 s on a 1 TFLOP/s device
-    assert row == {"learn_tokens_per_s": 1250.0, "mfu": 0.5}
-    assert learn_efficiency(2e12, 5000, 4.0, None, group) == {"learn_tokens_per_s": 1250.0}  # no peak, no mfu
+    flops = LearnFlops(tiny_model, peak=1.0)
+    flops.pending = [torch.tensor(2e12, dtype=torch.float64)]  # 2 TFLOP in 4 s on a 1 TFLOP/s device
+    assert flops.utilisation(4.0, group) == 0.5 and flops.take() == 0.0
+    samples = [Sample([1] * 3000, [2] * 2000, "", "stop")]
+    assert learn_tokens_per_s(samples, 4.0) == 1250.0
+    assert learn_flops(tiny_model, tiny_model, None, None, torch.device("cpu")) is None  # no peak, no mfu

@@ -1,22 +1,23 @@
-"""protocols.PROTOCOLS: every upstream's row names valid settings, --protocol applies them where a flag keeps its
+"""fidelity.protocols.PROTOCOLS: every upstream's row names valid settings, --protocol applies them where a flag keeps its
 default (a flag given its own value wins), config.json / summary.json record the resolved values, and the stop
 strings reach the engine."""
 
 import json
+from pathlib import Path
 from dataclasses import asdict, fields
 from typing import get_args, get_type_hints
 
 import pytest
 
 import evaluate
-import protocols
+from fidelity import protocols
 import train_zero
 from evaluate import EvalConfig, benchmark_columns
 from grader_pool import GraderSettings
 from learn import ALGORITHMS
 from losses import AGGREGATIONS
-from protocols import PROTOCOLS, apply
-from reward import EXTRACTIONS, REWARD_RULES, TEMPLATES
+from fidelity.protocols import PROTOCOLS, apply
+from reward import EXTRACTIONS, RULES, TEMPLATES
 from rundir import parse
 from test_train import tiny_config
 
@@ -24,7 +25,7 @@ from test_train import tiny_config
 @pytest.mark.parametrize("name", list(PROTOCOLS))
 def test_every_protocol_names_valid_settings(name):
     p = PROTOCOLS[name]
-    assert p.template in (*TEMPLATES, "auto") and p.extraction in EXTRACTIONS and p.reward in REWARD_RULES
+    assert p.template in (*TEMPLATES, "auto") and p.extraction in EXTRACTIONS and p.reward in RULES
     assert p.grader in get_args(get_type_hints(GraderSettings)["grader"])
     assert p.algo in ALGORITHMS and p.loss_agg in (*AGGREGATIONS, "algo")
     assert benchmark_columns(p.eval.benchmarks)  # the evaluation group resolves to its columns
@@ -53,12 +54,13 @@ def test_an_unknown_protocol_is_one_line():
         train_zero.config_problems(train_zero.resolve_auto(train_zero.Config(protocol="nosuch")), 1)
 
 
-def test_help_lists_each_protocols_table():
+def test_docs_list_each_protocols_table():
     table = protocols.table()
     assert table.splitlines()[0] == "| setting | ours | simplerl_zero | simplerl_zoo | oat_zero |"
     assert "| extraction | boxed | harness_if_boxed | qwen_harness | boxed |" in table
     assert "| eval.extraction | boxed | qwen_harness | qwen_harness | boxed |" in table
-    assert table in train_zero.Config.__doc__
+    assert table in (Path(__file__).parents[1] / "docs" / "protocols.md").read_text()  # the docs cannot drift
+    assert "docs/protocols.md" in train_zero.ProtocolSettings.__doc__  # where --help points
     assert {f.name for f in fields(protocols.Protocol)} - {"source", "eval", "deviations"} == \
         set(protocols.TRAIN_FIELDS)
 

@@ -20,7 +20,7 @@ import random_model  # noqa: E402
 from data import default_data_dir  # noqa: E402
 import sft  # noqa: E402
 from sft import SFTConfig  # noqa: E402
-from protocols import apply  # noqa: E402
+from fidelity.protocols import apply  # noqa: E402
 from train_zero import Config, config_problems, main  # noqa: E402
 
 RECIPES = sorted((ROOT / "recipes").glob("*.sh"))

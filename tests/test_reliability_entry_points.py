@@ -17,7 +17,7 @@ import sft
 import train_zero
 from data import UsageError, write_atomic
 from evaluate import EvalConfig
-from optim import Diverged
+from learn import Diverged
 from rundir import LOCK
 from test_reliability import snapshot
 from test_sft import sft_config

@@ -5,7 +5,7 @@ import torch
 from model import TokenLogProbs, resolve_model
 from rollout import HFEngine, Sample, SamplingParams, eos_token_ids
 from learn import pairs
-from model import collate
+from learn import collate
 
 
 def test_resolve_model_passes_hub_ids_and_dirs_through(tmp_path):
@@ -141,7 +141,7 @@ def test_engine_drops_hub_sampling_defaults(tiny_model, tokenizer):
 
 
 def test_weight_buckets_round_trip_every_dtype_and_shape():
-    from weight_sync import pack_bucket, unpack_bucket
+    from scale.weight_sync import pack_bucket, unpack_bucket
 
     torch.manual_seed(0)
     bucket = [("a.weight", torch.randn(3, 5)), ("b.bias", torch.randn(7).bfloat16()), ("c", torch.arange(3)),
@@ -158,13 +158,14 @@ def test_weight_buckets_round_trip_every_dtype_and_shape():
 
 
 def test_one_vllm_construction_for_training_and_evaluation(monkeypatch):
-    """rollout_vllm.vllm_engine: on CPU the KV cache in GiB, eager mode, no GPU share (vLLM refuses a share of 0); on a
+    """scale.vllm_engine.vllm_engine: on CPU the KV cache in GiB, eager mode, no GPU share (vLLM refuses a share of 0); on a
     GPU the settings' share, else the caller's default, and CUDA graphs."""
-    import rollout_vllm
+    from scale import vllm_engine as rollout_vllm
+    from train_zero import VLLMSettings
 
     calls = []
     monkeypatch.setattr(rollout_vllm, "VLLMEngine", lambda path, **kwargs: calls.append(kwargs))
-    settings = rollout_vllm.VLLMSettings(vllm_kv_cache_gb=2.0, vllm_cpu_bind="0-1")
+    settings = VLLMSettings(vllm_kv_cache_gb=2.0, vllm_cpu_bind="0-1")
     rollout_vllm.vllm_engine("m", settings, torch.device("cpu"), torch.float32, 3, 512, gpu_share=0.0)
     assert calls[-1] == {"dtype": "float32", "seed": 3, "max_model_len": 512, "kv_cache_gb": 2.0, "enforce_eager": True,
                          "cpu_threads_bind": "0-1"}
@@ -172,6 +173,6 @@ def test_one_vllm_construction_for_training_and_evaluation(monkeypatch):
                              tensor_parallel_size=2)
     assert calls[-1]["gpu_memory_utilization"] == 0.9 and calls[-1]["kv_cache_gb"] is None
     assert calls[-1]["enforce_eager"] is False and calls[-1]["dtype"] == "bfloat16" and calls[-1]["tensor_parallel_size"] == 2
-    rollout_vllm.vllm_engine("m", rollout_vllm.VLLMSettings(vllm_gpu_memory_utilization=0.4),
+    rollout_vllm.vllm_engine("m", VLLMSettings(vllm_gpu_memory_utilization=0.4),
                              torch.device("cuda", 0), torch.bfloat16, 0, 512, gpu_share=0.9)
     assert calls[-1]["gpu_memory_utilization"] == 0.4

@@ -11,7 +11,7 @@ import torch
 from data import Problem, UsageError, add_one_problems, arithmetic_problems
 from evaluate import checkpoint_template
 from grader_pool import Grader
-from model import collate
+from learn import collate
 from sft import SFTConfig, build_pairs, main, sft_target, target_nll
 
 GSM8K_SOLUTION = "She eats 3 + 4 = <<3+4=7>>7 eggs.\nShe sells 16 - 7 = <<16-7=9>>9 for $2 each: 9 * 2 = $<<9*2=18>>18.\n#### 1,018"
@@ -88,8 +88,8 @@ def test_loss_falls_when_overfitting_a_handful_of_pairs(tiny_model_dir, tmp_path
 
 
 def test_mfu_is_logged_with_a_peak(tiny_model_dir, tmp_path, monkeypatch):
-    """--peak-tflops: each row's mfu is the step's model FLOPs (metrics.LearnFlops) over time_step x the peak."""
-    from metrics import LearnFlops
+    """--peak-tflops: each row's mfu is the step's model FLOPs (scale.mfu.LearnFlops) over time_step x the peak."""
+    from scale.mfu import LearnFlops
 
     taken, take = [], LearnFlops.take
     monkeypatch.setattr(LearnFlops, "take", lambda self: taken.append(take(self)) or taken[-1])

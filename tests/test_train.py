@@ -110,7 +110,7 @@ def test_a_budget_beyond_the_context_fails_before_training(tiny_model_dir, tmp_p
 def test_mfu_is_logged_against_the_given_peak(tiny_model_dir, tmp_path, parity_reward, monkeypatch):
     """--peak-tflops: each row's mfu is the learn phase's model FLOPs over time_learn x the peak; on CPU without it
     there is no mfu column (no known peak), only learn_tokens_per_s."""
-    from metrics import LearnFlops
+    from scale.mfu import LearnFlops
 
     plain = main(tiny_config(tiny_model_dir, tmp_path / "a", steps=1, eval_every=0))
     taken, take = [], LearnFlops.take
@@ -135,10 +135,11 @@ def test_eval_data_takes_the_papers_groups():
     from train_zero import config_problems, eval_columns
 
     oat = eval_columns("oat")
-    assert [c.name for c in oat] == ["aime24_oat", "amc_oat", "math500", "minerva_math", "olympiadbench"]
-    assert [c.name for c in oat if c.gold == "alternatives"] == ["minerva_math"]
-    assert "aime24_avg32" not in [c.name for c in eval_columns("zoo")]  # sampled 32 times: not a greedy column
-    assert [c.name for c in eval_columns("math500,gsm8k")] == ["math500", "gsm8k"]
+    assert list(oat) == ["aime24_oat", "amc_oat", "math500", "minerva_math", "olympiadbench"]
+    assert [name for name, (_, any_of) in oat.items() if any_of] == ["minerva_math"]
+    assert oat["aime24_oat"] == ("aime24_oat", False)
+    assert "aime24_avg32" not in eval_columns("zoo")  # sampled 32 times: not a greedy column
+    assert eval_columns("math500,gsm8k") == {"math500": ("math500", False), "gsm8k": ("gsm8k", False)}
     assert not [p for p in config_problems(Config(eval_data="oat,add_one"), 1) if "--eval-data" in p]
     assert [p for p in config_problems(Config(eval_data="oat,nope"), 1) if "--eval-data" in p]
 
@@ -386,7 +387,7 @@ def test_vllm_engine_without_vllm_says_how_to_install(tiny_model_dir, tmp_path):
 
 
 def test_adamw_bytes_to_come_counts_the_moments_the_first_step_makes():
-    from train_zero import adamw_bytes_to_come
+    from scale.vllm_engine import adamw_bytes_to_come
 
     layer = torch.nn.Linear(10, 3)  # 33 parameters
     optimizer = torch.optim.AdamW(layer.parameters())
@@ -409,7 +410,7 @@ def test_auto_template_and_eval_data_follow_the_training_set():
 
 
 def test_lr_schedule_warmup_then_cosine_to_the_floor_and_adamw_settings(tiny_model_dir, tmp_path, parity_reward):
-    from optim import lr_factor
+    from learn import lr_factor
 
     cfg = tiny_config(tiny_model_dir, tmp_path, steps=10, lr_schedule="cosine", warmup_ratio=0.2, min_lr_ratio=0.1)
     factors = [lr_factor(step, cfg) for step in range(10)]

@@ -1,4 +1,4 @@
-"""Every protocol (protocols.PROTOCOLS) and every recipe (recipes/*.sh), setting by setting, against upstream's
+"""Every protocol (fidelity.protocols.PROTOCOLS) and every recipe (recipes/*.sh), setting by setting, against upstream's
 values read from upstream's source, each with its repo, commit, file and line (tests/upstream/*.py:
 SOURCES[run][field] = (value in our flag's units, "owner/repo@commit path:line", note)).
 
@@ -14,7 +14,7 @@ import pytest
 
 from evaluate import PROTOCOL_FIELDS
 from learn import ALGORITHMS
-from protocols import PROTOCOLS, apply
+from fidelity.protocols import PROTOCOLS, apply
 from test_recipes import RECIPES, needs_data, parse_recipe
 from upstream import oat, simplerl_v0, simplerl_v1  # tests/upstream/, on the path as the tests' folder is
 
@@ -22,7 +22,7 @@ SOURCES = {run: fields for module in (simplerl_v0, simplerl_v1, oat) for run, fi
 
 # (run, field) -> why ours differs. Runs: "<protocol>_protocol" or a recipe's stem.
 DIFFERENCES = {
-    # protocols.py
+    # fidelity/protocols.py
     ("simplerl_zero_protocol", "grader"): "v0 grades with the Qwen harness's math_equal; ours is the layered grader",
     ("simplerl_zoo_protocol", "eval.grader"): "the Zoo's eval grades with the harness's math_equal; ours the protocol's",
     ("oat_zero_protocol", "grader"): "oat's math_grader (mathd | sympy | math_verify); ours the layered grader",

@@ -20,7 +20,7 @@ pytest.importorskip("vllm")
 
 from model import load_model  # noqa: E402
 from rollout import SamplingParams, eos_token_ids  # noqa: E402
-from rollout_vllm import PROBE_TEXT, PROBE_TOLERANCE, VLLMEngine, trainer_logprobs  # noqa: E402
+from scale.vllm_engine import PROBE_TEXT, PROBE_TOLERANCE, VLLMEngine, trainer_logprobs  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 
@@ -201,8 +201,8 @@ def test_fsdp_sharded_training_syncs_into_vllm_and_passes_the_probe(tmp_path):
 
 CORRUPTING_RUN = '''
 import copy, torch, tyro
-import rollout_vllm, train_zero
-original, calls = rollout_vllm.VLLMEngine.sync_weights, []
+import scale.vllm_engine, train_zero
+original, calls = scale.vllm_engine.VLLMEngine.sync_weights, []
 
 def corrupting_sync(self, model):  # the 2nd sync (the first of the loop): 1% noise on one matrix of 211
     calls.append(model)
@@ -213,7 +213,7 @@ def corrupting_sync(self, model):  # the 2nd sync (the first of the loop): 1% no
             weight.add_(torch.randn_like(weight) * 0.01 * weight.std())
     return original(self, model)
 
-rollout_vllm.VLLMEngine.sync_weights = corrupting_sync
+scale.vllm_engine.VLLMEngine.sync_weights = corrupting_sync
 if __name__ == "__main__":
     train_zero.main(tyro.cli(train_zero.Config))
 '''

@@ -41,6 +41,17 @@ class Column:
     in_average: bool = True  # counted in the table's average
 
 
+def benchmark_columns(spec: str) -> list[Column]:
+    """--benchmarks as table columns: each comma-separated item a group of GROUPS (its columns in the
+    paper's order) or a benchmark (one column sampled with the flags); a column name given twice is kept once."""
+    columns: dict[str, Column] = {}
+    for item in (item.strip() for item in spec.split(",") if item.strip()):
+        for column in GROUPS.get(item, (Column(item, item),)):
+            columns.setdefault(column.name, column)
+    return list(columns.values())
+
+
+
 def plain(*names: str) -> tuple[Column, ...]:
     """Columns that sample with the run's flags, one per benchmark name."""
     return tuple(Column(name, name) for name in names)

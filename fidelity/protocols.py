@@ -101,17 +101,6 @@ PROTOCOLS: dict[str, Protocol] = {
         deviations=("grading: our layered grader, not oat's math_grader (docs/grader.md lists the disagreements)",)),
 }
 
-@dataclass
-class ProtocolSettings:
-    """Upstream protocol (protocols.PROTOCOLS: every setting it fixes is listed above)."""
-
-    protocol: str = ""  # an upstream's protocol: ours, simplerl_zero, simplerl_zoo or oat_zero ("": none); a flag given its own value wins
-
-    def problems(self) -> list[str]:
-        if self.protocol and self.protocol not in PROTOCOLS:
-            return [f"--protocol {self.protocol!r}: use one of {', '.join(PROTOCOLS)}"]
-        return []
-
 
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(Protocol) if f.name not in ("source", "eval", "deviations"))
 
@@ -133,7 +122,7 @@ def apply(cfg, name: str, fields: tuple[str, ...] = TRAIN_FIELDS, eval_fields: b
 
 
 def table() -> str:
-    """Every protocol's settings as a markdown table (for --help and docs)."""
+    """Every protocol's settings as a markdown table (docs/protocols.md holds a copy; tests/test_protocols.py)."""
     rows = [*TRAIN_FIELDS, *(f"eval.{f.name}" for f in dataclasses.fields(EvalProtocol))]
 
     def cell(protocol: Protocol, key: str) -> str:

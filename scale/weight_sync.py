@@ -1,8 +1,8 @@
 """The vLLM side of VLLMEngine.sync_weights: tensors packed into byte buckets, and the worker extension that loads them.
 
-rollout_vllm.VLLMEngine packs the trainer's parameters with `pack_bucket` (vLLM's RPC serialiser sends bytes,
+scale.vllm_engine.VLLMEngine packs the trainer's parameters with `pack_bucket` (vLLM's RPC serialiser sends bytes,
 not tensors) and sends one `collective_rpc` per bucket; `VLLMWeightReceiver` is mixed into vLLM's worker
-(`worker_extension_cls="weight_sync.VLLMWeightReceiver"`) and runs in the worker process. This file
+(`worker_extension_cls="scale.weight_sync.VLLMWeightReceiver"`) and runs in the worker process. This file
 imports vllm only inside the receiver's methods, so `import weight_sync` works without vllm.
 """
 

@@ -17,7 +17,7 @@ Deviations, one line each:
   linear weights for oneDNN; a plain copy into the parameters would leave the packed copy stale).
 
 The vLLM engine (`pip install -r requirements-vllm.txt`; vllm is imported inside it, so
-`import rollout_vllm` works without vllm). vLLM starts processes: build the engine under `if __name__ == "__main__":`.
+`import scale.vllm_engine` works without vllm). vLLM starts processes: build the engine under `if __name__ == "__main__":`.
     engine = VLLMEngine(model.resolve_model("smollm2-135m"), dtype="float32", max_model_len=1024, kv_cache_gb=1)
     groups = engine.generate(prompts, params)          # Sample.logprobs at params.temperature
     seconds = engine.sync_weights(model)               # after each optimiser step
@@ -29,16 +29,16 @@ from __future__ import annotations
 import os
 import random
 import time
-from dataclasses import dataclass
-from typing import Annotated
+from pathlib import Path
 
 import torch
-import tyro
 
-from data import range_problems
-from model import TokenLogProbs, full_parameters, reshard
+from data import UsageError
+from distributed import Dist, print0
+from model import TokenLogProbs, local_shard, reshard, resolve_dtype, resolve_model
+from scale.fsdp import full_parameters
 from rollout import Sample, SamplingParams, end_ids, eos_token_ids
-from weight_sync import pack_bucket
+from scale.weight_sync import pack_bucket
 
 
 PROBE_TEXT = ("Question: Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in "
@@ -76,23 +76,9 @@ def vllm_memory_share(total_bytes: float, trainer_bytes: float, runtime_bytes: f
     return share
 
 
-@dataclass
-class VLLMSettings:
-    """vLLM engine (--rollout-engine vllm, evaluate.py --engine vllm; docs/vllm.md)."""
-
-    vllm_gpu_memory_utilization: Annotated[float, tyro.conf.arg(aliases=("--gpu-memory-utilization",))] = 0.0  # GPU share for the engine's weights + KV cache; 0: training, what the trainer leaves free (vllm_memory_share); evaluation, 0.9
-    vllm_kv_cache_gb: float = 1.0  # CPU: the engine's KV cache in GiB (VLLM_CPU_KVCACHE_SPACE); GPU: unused
-    vllm_cpu_bind: str = ""  # CPU: cores for the engine's worker, e.g. 0-1 (VLLM_CPU_OMP_THREADS_BIND); "": vLLM's auto
-
-    def problems(self) -> list[str]:
-        return range_problems(self, [
-            ("vllm_gpu_memory_utilization", 0 <= self.vllm_gpu_memory_utilization < 1, "in [0, 1) (0: the default share)"),
-            ("vllm_kv_cache_gb", self.vllm_kv_cache_gb > 0, "> 0")])
-
-
-def vllm_engine(path: str, settings: VLLMSettings, device: torch.device, dtype: torch.dtype, seed: int,
+def vllm_engine(path: str, settings, device: torch.device, dtype: torch.dtype, seed: int,
                 max_model_len: int, gpu_share: float, **options) -> "VLLMEngine":
-    """A VLLMEngine for `path` on `device` with the settings' options: on a GPU CUDA graphs and the GPU share (the
+    """A VLLMEngine for `path` on `device` with the options of `settings` (train_zero.VLLMSettings): on a GPU CUDA graphs and the GPU share (the
     settings', else gpu_share), on CPU eager mode (torch.compile would take minutes) and the KV cache in GiB.
     options: VLLMEngine's others (enable_sleep_mode, tensor_parallel_size)."""
     on_gpu = device.type == "cuda"
@@ -164,7 +150,7 @@ class VLLMEngine:
             gpu_memory_utilization=gpu_memory_utilization, enable_sleep_mode=self.sleep_mode,
             enforce_eager=enforce_eager,
             logprobs_mode="processed_logprobs",  # after temperature (and top-p): what the sampler drew from
-            worker_extension_cls="weight_sync.VLLMWeightReceiver",  # adds the zero_rl_* methods to the worker
+            worker_extension_cls="scale.weight_sync.VLLMWeightReceiver",  # adds the zero_rl_* methods to the worker
             **engine_kwargs)
         self.dtype = self.llm.llm_engine.model_config.dtype  # torch dtype the engine computes in
 
@@ -322,3 +308,55 @@ def trainer_logprobs(model, ids: list[int]) -> torch.Tensor:
         model.train(was_training)
         reshard(policy)  # FSDP keeps the root's parameters gathered after a forward outside autograd
     return logp[0].cpu()
+
+
+# ---------------------------------------------------------------------------------------------
+# The training run's engine (train_zero.make_engine with --rollout-engine vllm)
+
+
+def adamw_bytes_to_come(optimizers) -> int:
+    """Bytes of the AdamW moments (exp_avg, exp_avg_sq: 8 per fp32 parameter element, of this rank's shard under
+    FSDP) that the first optimiser step will allocate: those of parameters with no state yet (0 after a resume)."""
+    return sum(2 * local_shard(p).numel() * local_shard(p).element_size()
+               for opt in optimizers for group in opt.param_groups for p in group["params"] if not opt.state.get(p))
+
+
+def training_engine(cfg, model, policy, checkpoint: Path | None, d: Dist,
+                    optimizers: tuple[torch.optim.Optimizer, ...] = ()) -> VLLMEngine:
+    """One VLLMEngine per rank, loaded from the run's weights, synced and probed once.
+
+    cfg: train_zero.Config; model: the policy's HF module (its weights are synced, gathered one parameter at a time
+    under FSDP); policy: its TokenLogProbs (unwrapped from DDP; under FSDP the sharded root), which scores the probe.
+    optimizers: the trainer's (their AdamW moments, made at the first step, count toward the GPU share's default).
+    On GPU each rank's engine is placed on the rank's own device (CUDA_VISIBLE_DEVICES for the engine's
+    processes). Raises ImportError without vllm, UsageError for --no-vllm-sleep without a GPU share, RuntimeError if
+    the first probe fails.
+    """
+    on_gpu = d.device.type == "cuda"
+    share = cfg.vllm_gpu_memory_utilization
+    if on_gpu and not share:  # the memory plan's rollout phase, measured: what the trainer holds while sampling
+        if not cfg.vllm_sleep:
+            raise UsageError("--no-vllm-sleep: the engine then shares the GPU with the learn phase too; set "
+                             "--vllm-gpu-memory-utilization (benchmarks/memory_plan.py --no-vllm-sleep helps size it)")
+        share = vllm_memory_share(torch.cuda.get_device_properties(d.device).total_memory,
+                                  torch.cuda.memory_allocated(d.device) + adamw_bytes_to_come(optimizers))
+        print0(d, f"vLLM GPU share {share:.2f} (--vllm-gpu-memory-utilization 0: what the trainer leaves free)")
+    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if on_gpu:  # the engine's processes see only this rank's GPU
+        visible = saved.split(",") if saved else [str(i) for i in range(torch.cuda.device_count())]
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible[d.device.index]
+    try:
+        engine = vllm_engine(str(checkpoint) if checkpoint else resolve_model(cfg.model), cfg, d.device,
+                             resolve_dtype(cfg.vllm_dtype or cfg.dtype, d.device), cfg.seed + d.rank,
+                             cfg.vllm_max_model_len, share, enable_sleep_mode=cfg.vllm_sleep)
+    finally:  # the trainer's own view of the GPUs is unchanged (CUDA is already initialised in this process)
+        if on_gpu and saved is None:
+            del os.environ["CUDA_VISIBLE_DEVICES"]
+        elif on_gpu:
+            os.environ["CUDA_VISIBLE_DEVICES"] = saved
+    engine.sync_weights(model)  # the trainer's exact tensors (e.g. fp32 after a dequantised GGUF load)
+    diff = engine.probe(policy, tolerance=cfg.probe_tolerance)
+    print0(d, f"vLLM engine ready: probe max |engine - trainer| log-prob {diff:.2e} (tolerance {cfg.probe_tolerance:g})")
+    return engine
+
+
