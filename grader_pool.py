@@ -7,7 +7,7 @@ Two backends (--grader):
 - "zero_rl" (default): the layers are grader.py's; this file only runs them with a timeout (the last deviation
   listed there).
 - "math_verify": HuggingFace math-verify decides every pair, called as SimpleRL-Zoo's reward calls it
-  (math_verify_equivalence), in the same killable workers with the same timeout; grader.py's layers are not used.
+  (fidelity/math_verify.py), in the same killable workers with the same timeout; grader.py's layers are not used.
   Deviations from SimpleRL-Zoo (hkust-nlp/simpleRL-reason v1, verl/utils/reward_score/hf_math_verify.py):
   - Verdicts instead of a bool: a side that parses to nothing (or math-verify raised) is "parse_error", a killed
     worker "timeout"; upstream returns False for all three (every one of them scores as "wrong" here too).
@@ -44,38 +44,11 @@ class GraderSettings:
 _WORKER_STARTUP_TIMEOUT = 120.0  # seconds for a spawned worker to import its grader (and the parent's __main__)
 
 
-def math_verify_equivalence(pred: str, gold: str) -> str:
-    """Verdict for one answer by math-verify, called as SimpleRL-Zoo's reward calls it; in-process, no timeout of ours.
-
-    Args: pred, the extracted answer (LaTeX); gold, the reference answer (LaTeX). Each is wrapped in \\boxed{}
-    unless it already holds "\\boxed", then parsed with math_verify.parse at its defaults (LaTeX and plain
-    expression extraction, "any_match", a 5 s signal alarm) and compared with verify(gold=..., target=...) at its
-    defaults (float_rounding 6, strict, a 5 s alarm; an alarm makes parse return nothing and verify False).
-    Returns: "parse_error" if a side parsed to nothing (or math-verify raised); "correct" if verify is true; else
-    "wrong". Raises: nothing. Imports math_verify on first use (so `import grader_pool` stays light); its alarms
-    need the main thread, as in the pool's workers (elsewhere it answers "parse_error").
-    Source: hkust-nlp/simpleRL-reason branch v1, verl/utils/reward_score/hf_math_verify.py (compute_score,
-    hf_verify_with_try).
-    """
-    from math_verify import parse, verify
-
-    def boxed(answer: str) -> str:
-        return answer if "\\boxed" in answer else "\\boxed{" + answer + "}"
-
-    try:
-        target, reference = parse(boxed(pred)), parse(boxed(gold))
-        if not target or not reference:
-            return "parse_error"
-        return "correct" if verify(gold=reference, target=target) else "wrong"
-    except Exception:  # never raise: upstream counts an error as not equal
-        return "parse_error"
-
-
 def _worker_loop(conn, backend: str) -> None:
     """Worker process body: answer (pred, gold) requests with the backend's verdict until None or the pipe closes."""
     if backend == "math_verify":
-        import math_verify  # noqa: F401  (imported before "ready" so start-up time never counts against a sample)
-
+        from fidelity.math_verify import math_verify_equivalence  # imports math_verify before "ready": start-up
+                                                                  # time never counts against a sample
         decide = math_verify_equivalence
     else:
         import latex2sympy2_extended  # noqa: F401
@@ -117,7 +90,7 @@ class Grader:
 
     Backend "zero_rl": layers 1-3 run in the calling process; pairs they cannot decide go to a pool of `workers`
     persistent worker processes (spawned lazily, one request in flight each). Backend "math_verify": every pair
-    goes to the pool, where math_verify_equivalence decides it. A sample that runs longer than `timeout`
+    goes to the pool, where fidelity.math_verify decides it. A sample that runs longer than `timeout`
     seconds gets its worker KILLED and replaced, and the verdict "timeout"; the other workers go on.
     Not thread-safe: one Grader per thread/rank. Use as a context manager, or call close().
     Source: oat (1 s) / SimpleRL (10 s) grading timeouts; docs/papers.md §2 step 4; math_verify: SimpleRL-Zoo v1

@@ -29,6 +29,10 @@ optimiser step and multiplied by world_size (DDP averages gradients over ranks),
 process holding the whole batch, whatever the micro-batch size or number of ranks.
 
 Deviations, one line each:
+- An optimiser step whose loss (on any rank) or global gradient norm is not finite is skipped (no weight or AdamW
+  change), not taken: one bad batch would otherwise write NaN into every weight.
+- The learning-rate schedule counts rollout batches (every optimiser step of a batch shares its lr), where OpenRLHF
+  and HF count optimiser steps.
 - The rollout batch is split into `updates_per_batch` mini-batches, one optimiser step each
   (Oat-Zero: 8); with 1, logp_old is the detached current log-prob (ratio = 1, exactly on-policy).
 - Responses with zero advantage are skipped in the learn pass (exactly zero gradient), and a mini-batch
@@ -256,43 +260,6 @@ def advantage_rows(samples: list[Sample], rewards: torch.Tensor, settings: Learn
 
 
 # ---------------------------------------------------------------------------------------------
-# Sampler vs trainer: drift and truncated importance sampling
-
-
-@dataclass
-class DriftSums:
-    """How far the sampler's log-probs are from the trainer's, summed over this rank's response tokens."""
-
-    abs_sum: float  # sum |logp_old - logp_sampler| (nats)
-    kl_sum: float  # sum of the k3 estimate of KL(sampler || trainer) on the sampled tokens
-    tokens: float  # token count
-
-
-def sampler_drift(logp_old: list[torch.Tensor], samples: list[Sample]) -> DriftSums | None:
-    """DriftSums of the sampler's log-probs (Sample.logprobs) against the trainer's logp_old rows.
-
-    None when the engine gives no log-probs (the transformers engine samples from the trainer's own model).
-    """
-    if any(s.logprobs is None for s in samples):
-        return None
-    sampler = [torch.tensor(s.logprobs, dtype=torch.float32) for s in samples]
-    delta = torch.cat(logp_old) - torch.cat(sampler)  # log(pi_trainer / pi_sampler) per token
-    return DriftSums(delta.abs().sum().item(), (torch.exp(delta) - delta - 1).sum().item(), float(delta.numel()))
-
-
-def tis_weights(logp_old: list[torch.Tensor], samples: list[Sample], cap: float) -> list[torch.Tensor]:
-    """Truncated importance sampling: min(exp(logp_old - logp_sampler), cap) per token, one row per sample.
-
-    Corrects the policy gradient for tokens sampled by an engine whose probabilities differ from
-    the trainer's (Yao et al. 2025; their cap C = 2). Raises ValueError if a sample has no log-probs.
-    """
-    if any(s.logprobs is None for s in samples):
-        raise ValueError("--tis-cap needs the sampler's log-probs: use --rollout-engine vllm (the hf engine has none)")
-    return [torch.exp(old - torch.tensor(s.logprobs, dtype=torch.float32)).clamp(max=cap)
-            for old, s in zip(logp_old, samples)]
-
-
-# ---------------------------------------------------------------------------------------------
 # The batch: everything the update needs, from no-grad passes before it
 
 
@@ -310,7 +277,7 @@ class Batch:
     logp_ref: list[torch.Tensor] | None  # rows: the reference policy's log-probs; None without --kl-coef
     kl_rows: list[torch.Tensor] | None  # rows: per-token KL estimate, rollout policy vs reference
     importance: list[torch.Tensor] | None  # rows: TIS weights (--tis-cap), else None
-    drift: DriftSums | None  # sampler vs trainer (engines that return log-probs), else None
+    drift: object | None  # scale.vllm_engine.DriftSums: sampler vs trainer (engines with log-probs), else None
     order: list[int] | None = None  # the order in which responses are cut into mini-batches (None: as they are)
 
 
@@ -342,8 +309,12 @@ def prepare_batch(samples: list[Sample], scores: list[float], policy, reference,
     mb = settings.micro_batch_size
     need_old, from_sampler = settings.updates_per_batch > 1 or reference is not None, samples[0].logprobs is not None
     logp_old = score(policy, pairs(samples), pad_id, d.device, mb) if need_old or from_sampler else None
-    drift = sampler_drift(logp_old, samples) if from_sampler else None  # trainer vs sampler on the same tokens
-    importance = tis_weights(logp_old, samples, settings.tis_cap) if settings.tis_cap > 0 else None
+    drift = importance = None
+    if from_sampler or settings.tis_cap > 0:  # an engine with its own log-probs (vLLM): trainer vs sampler
+        from scale.vllm_engine import sampler_drift, tis_weights
+
+        drift = sampler_drift(logp_old, samples) if from_sampler else None
+        importance = tis_weights(logp_old, samples, settings.tis_cap) if settings.tis_cap > 0 else None
     logp_ref = score(reference, pairs(samples), pad_id, d.device, mb) if reference is not None else None
     kl_rows = None if logp_ref is None else [kl_estimate(a, b, settings.kl_estimator, settings.kl_clamp)
                                              for a, b in zip(logp_old, logp_ref)]

@@ -5,7 +5,7 @@
     append_logs(out_dir, row, problems, samples, results, log_samples, group_size)
 
 Every metric's meaning is in the README's Metrics table. The records that travel here are typed: StepSums
-(below), learn.PolicyStats, learn.CriticStats and learn.DriftSums; `sum_over_ranks` sums all their
+(below), learn.PolicyStats, learn.CriticStats and scale.vllm_engine.DriftSums; `sum_over_ranks` sums all their
 fields in one all_reduce, so one process and N ranks log the same numbers for the same batch.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from distributed import Dist, all_reduce
-from learn import Batch, CriticStats, DriftSums, PolicyStats
+from learn import Batch, CriticStats, PolicyStats
 from reward import OUTCOMES, REFLECTION_WORDS, RewardResult, reflection_words
 from rundir import append_row
 
@@ -118,7 +118,7 @@ def sum_over_ranks(*records):
     return out
 
 
-def step_metrics(sums: StepSums, policy: PolicyStats, critic: CriticStats | None, drift: DriftSums | None,
+def step_metrics(sums: StepSums, policy: PolicyStats, critic: CriticStats | None, drift,
                  d: Dist) -> dict:
     """The metrics.jsonl fields of one step (all ranks): ratios of the summed records.
 
@@ -159,7 +159,7 @@ def step_metrics(sums: StepSums, policy: PolicyStats, critic: CriticStats | None
         "generated_tokens": s.length_sum,
     }
     if drift is not None:  # an engine that returns the sampler's log-probs (vLLM)
-        dr = reduced[DriftSums]
+        dr = reduced[type(drift)]
         row.update({"sampler_drift_abs": dr.abs_sum / max(dr.tokens, 1),
                     "sampler_drift_kl": dr.kl_sum / max(dr.tokens, 1)})
     if critic is not None:  # PPO's critic

@@ -52,7 +52,7 @@ from model import (ModelSettings, ParallelSettings, TokenLogProbs, distribute, e
                    load_model_config, resolve_dtype, resolve_model, unwrap)
 from plot import write_run_figure
 from reward import TEMPLATES, apply_template, compute_rewards
-from rundir import ExternalLoggers, TrainRunSettings, append_row, cli, run_directory, settings_problems, truncate_logs
+from rundir import TrainRunSettings, append_row, cli, external_loggers, run_directory, settings_problems, truncate_logs
 from train_zero import ProtocolSettings, apply_protocol
 
 
@@ -233,7 +233,7 @@ def train(cfg: SFTConfig, d: Dist, checkpoint: Path | None, config: dict, pairs:
 
         mfu = learn_flops(lm, unwrap(policy), None, None, d.device, cfg.peak_tflops)
     # --- 2. the loop: one optimiser step over batch_size pairs, length-sorted micro-batches
-    with ExternalLoggers(cfg.log_with if d.is_main else (), out_dir, config, start, cfg.wandb_project,
+    with external_loggers(cfg.log_with if d.is_main else (), out_dir, config, start, cfg.wandb_project,
                          cfg.wandb_mode) as loggers:
         bar = tqdm(range(start, cfg.steps), desc="sft", disable=not d.is_main, initial=start, total=cfg.steps)
         for step in bar:

@@ -60,7 +60,7 @@ from learn import Diverged, DivergenceGuard, OptimSettings, adamw, lr_factor, se
 from plot import write_run_figure
 from reward import EXTRACTIONS, RULES, TEMPLATES, apply_template, compute_rewards, stop_strings
 from rollout import HFEngine, NonFiniteLogits, Sample, SamplingParams
-from rundir import ExternalLoggers, TrainRunSettings, cli, run_directory, settings_problems, truncate_logs
+from rundir import TrainRunSettings, cli, external_loggers, run_directory, settings_problems, truncate_logs
 
 @dataclass
 class RolloutSettings:
@@ -469,7 +469,7 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
     with ExitStack() as cleanup:
         cleanup.callback(engine.close)
         grader = cleanup.enter_context(Grader(cfg.grader_timeout, cfg.grader_workers, cfg.grader))
-        loggers = cleanup.enter_context(ExternalLoggers(cfg.log_with if d.is_main else (), out_dir, asdict(cfg),
+        loggers = cleanup.enter_context(external_loggers(cfg.log_with if d.is_main else (), out_dir, asdict(cfg),
                                                         start_step, cfg.wandb_project, cfg.wandb_mode))
         history, guard = [], DivergenceGuard(cfg.max_bad_steps)
         if cfg.eval_every and start_step == 0:  # the "before": step 0 holds the eval of the starting model

@@ -8,4 +8,5 @@ describe it. What an upstream's own code adds around it lives here, each module 
                     train_zero.py --eval-data oat / simplerl / zoo / all)
     extraction.py   the Qwen-harness, SimpleRL-Zero v0 and strict-r1 answer readings and the Zoo's "independent"
                     reward rule (--extraction qwen_harness | harness_if_boxed | r1_strict, --reward independent)
+    math_verify.py  the Zoo's grader: HF math-verify as the Zoo calls it (--grader math_verify; in the grader's workers)
 """

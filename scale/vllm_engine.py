@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -308,6 +309,43 @@ def trainer_logprobs(model, ids: list[int]) -> torch.Tensor:
         model.train(was_training)
         reshard(policy)  # FSDP keeps the root's parameters gathered after a forward outside autograd
     return logp[0].cpu()
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampler vs trainer: drift and truncated importance sampling (learn.prepare_batch, for an engine with log-probs)
+
+
+@dataclass
+class DriftSums:
+    """How far the sampler's log-probs are from the trainer's, summed over this rank's response tokens."""
+
+    abs_sum: float  # sum |logp_old - logp_sampler| (nats)
+    kl_sum: float  # sum of the k3 estimate of KL(sampler || trainer) on the sampled tokens
+    tokens: float  # token count
+
+
+def sampler_drift(logp_old: list[torch.Tensor], samples: list[Sample]) -> DriftSums | None:
+    """DriftSums of the sampler's log-probs (Sample.logprobs) against the trainer's logp_old rows.
+
+    None when the engine gives no log-probs (the transformers engine samples from the trainer's own model).
+    """
+    if any(s.logprobs is None for s in samples):
+        return None
+    sampler = [torch.tensor(s.logprobs, dtype=torch.float32) for s in samples]
+    delta = torch.cat(logp_old) - torch.cat(sampler)  # log(pi_trainer / pi_sampler) per token
+    return DriftSums(delta.abs().sum().item(), (torch.exp(delta) - delta - 1).sum().item(), float(delta.numel()))
+
+
+def tis_weights(logp_old: list[torch.Tensor], samples: list[Sample], cap: float) -> list[torch.Tensor]:
+    """Truncated importance sampling: min(exp(logp_old - logp_sampler), cap) per token, one row per sample.
+
+    Corrects the policy gradient for tokens sampled by an engine whose probabilities differ from
+    the trainer's (Yao et al. 2025; their cap C = 2). Raises ValueError if a sample has no log-probs.
+    """
+    if any(s.logprobs is None for s in samples):
+        raise ValueError("--tis-cap needs the sampler's log-probs: use --rollout-engine vllm (the hf engine has none)")
+    return [torch.exp(old - torch.tensor(s.logprobs, dtype=torch.float32)).clamp(max=cap)
+            for old, s in zip(logp_old, samples)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from learn import LearnSettings, advantage_rows, pairs, place_rows, response_rows, sampler_drift, tis_weights
+from learn import LearnSettings, advantage_rows, pairs, place_rows, response_rows
+from scale.vllm_engine import sampler_drift, tis_weights
 from losses import gae_advantages, group_advantages
 from learn import collate
 from rollout import Sample

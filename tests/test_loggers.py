@@ -11,7 +11,8 @@ import pytest
 
 import rundir
 from data import UsageError
-from rundir import ExternalLoggers, logger_problems
+from loggers import ExternalLoggers
+from rundir import logger_problems
 from test_train import tiny_config
 from train_zero import main
 
