@@ -127,8 +127,8 @@ def read_trainer_state(checkpoint: Path) -> dict:
     except OSError as e:
         raise UsageError(f"{path}: cannot be read ({e.strerror}); the checkpoint is incomplete") from None
     except ValueError as e:
-        raise UsageError(f"{path}: not valid JSON ({e}); the checkpoint is damaged: point {checkpoint.parent / 'latest'} "
-                         f"at an earlier step_NNNNNN, or start afresh") from None
+        raise UsageError(f"{path}: not valid JSON ({e}); the checkpoint is damaged: point "
+                         f"{checkpoint.parent / 'latest'} at an earlier step_NNNNNN, or start afresh") from None
     if not (isinstance(state, dict) and isinstance(state.get("step"), int) and isinstance(state.get("config"), dict)):
         raise UsageError(f"{path}: not a trainer state (needs an integer step and a config object); the checkpoint "
                          f"is damaged")

@@ -58,18 +58,19 @@ import torch
 import torch.distributed as dist
 
 from checkpoint import read_trainer_state
-from data import (BENCHMARKS, PROCEDURAL_SETS, DataSettings, ProblemSet, UsageError, load_eval_set, range_problems,
+from config import (DataSettings, GraderSettings, ModelSettings, ProtocolSettings, RunSettings, VLLMSettings,
+                    apply_protocol)
+from data import (BENCHMARKS, PROCEDURAL_SETS, ProblemSet, UsageError, load_eval_set, range_problems,
                   write_atomic, write_jsonl)
-from distributed import Dist, all_reduce, setup_distributed
-from grader_pool import Grader, GraderSettings
-from model import ModelSettings, check_context, check_token_ids, load_model, load_model_config, resolve_dtype, resolve_model
+from distributed import Dist, setup_distributed
+from grader_pool import Grader
+from model import check_context, check_token_ids, load_model, load_model_config, resolve_dtype, resolve_model
 from fidelity.published import GROUPS, Column, benchmark_columns, format_table, published_rows
-from reward import (EXTRACTIONS, REFLECTION_WORDS, TEMPLATES, apply_template, compute_rewards, reflection_words,
-                    stop_strings)
+from reward import (EXTRACTIONS, REFLECTION_WORDS, TEMPLATES, apply_template, reflection_words)
 from rollout import HFEngine, Sample, SamplingParams, end_ids
-from rundir import RunSettings, cli, run_directory, settings_problems
+from rundir import cli, run_directory, settings_problems
 from scale.vllm_engine import vllm_engine
-from train_zero import ProtocolSettings, VLLMSettings, apply_protocol, evaluate_problems
+from train_zero import evaluate_problems
 
 @dataclass
 class EvalSettings:
@@ -122,7 +123,7 @@ class EvalSettings:
 
 
 @dataclass
-class EvalConfig(ProtocolSettings, ModelSettings, DataSettings, EvalSettings, VLLMSettings, RunSettings, GraderSettings):
+class EvalConfig(ModelSettings, DataSettings, EvalSettings, RunSettings, GraderSettings, VLLMSettings, ProtocolSettings):
     """Every knob of an evaluation, by settings group."""
 
     out_dir: str = "runs/eval"

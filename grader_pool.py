@@ -18,28 +18,14 @@ import multiprocessing
 import time
 import warnings
 from collections import deque
-from dataclasses import dataclass
 from multiprocessing.connection import wait as wait_for_connections
 from typing import Literal, get_args
 
-from data import range_problems
 from grader import cheap_verdict, equivalence
 
 GraderBackend = Literal["zero_rl", "math_verify"]
 BACKENDS = get_args(GraderBackend)
 
-
-@dataclass
-class GraderSettings:
-    """Grader (docs/grader.md)."""
-
-    grader: GraderBackend = "zero_rl"  # zero_rl: our layers (grader.py); math_verify: HF math-verify, as SimpleRL-Zoo
-    grader_timeout: float = 5.0  # seconds per sample before its grader worker is killed (verdict "timeout")
-    grader_workers: int = 2  # grader worker processes per rank (sympy runs there)
-
-    def problems(self) -> list[str]:
-        return range_problems(self, [("grader_timeout", self.grader_timeout > 0, "> 0 seconds"),
-                                     ("grader_workers", self.grader_workers >= 1, "at least 1")])
 
 _WORKER_STARTUP_TIMEOUT = 120.0  # seconds for a spawned worker to import its grader (and the parent's __main__)
 
@@ -161,8 +147,9 @@ class Grader:
                         retire(worker, replace=True)
                         break
             if not self._workers:
-                warnings.warn("grader_pool.Grader: the worker processes did not start (is the main script importable, with "
-                              "an `if __name__ == '__main__':` guard?); grading the remaining samples as 'timeout'")
+                warnings.warn("grader_pool.Grader: the worker processes did not start (is the main script importable, "
+                              "with an `if __name__ == '__main__':` guard?); grading the remaining samples as "
+                              "'timeout'")
                 for i in pending:
                     verdicts[i] = "timeout"
                 return

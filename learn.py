@@ -5,7 +5,7 @@ The algorithms, one table (`ALGORITHMS`; formulas in losses.py and README "What 
 | --algo | advantages | divided by the group's std | loss aggregation | critic |
 | --- | --- | --- | --- | --- |
 | grpo (DeepSeekMath §4.1.2) | group: r_i - mean(r) | yes | seq_mean_token_mean: 1 / len(o_i) per response | no |
-| drgrpo (Liu et al. 2025, eq. 3) | group: r_i - mean(r) | no | seq_mean_token_sum_norm: 1/L_max, L_max = max_new_tokens | no |
+| drgrpo (Liu et al. 2025, eq. 3) | group: r_i - mean(r) | no | seq_mean_token_sum_norm: 1/L_max (max_new_tokens) | no |
 | ppo (SimpleRL-Zero via OpenRLHF) | GAE on the critic's values, whitened | - | seq_mean_token_mean | yes |
 
 `--loss-agg` replaces the algorithm's aggregation (losses.AGGREGATIONS; `token_mean`: every token of the optimiser
@@ -17,8 +17,8 @@ train_zero.py calls, each step:
     learn(...)            -> PolicyStats: per mini-batch (minibatches), per micro-batch collate -> log-probs ->
                              losses.policy_loss -> backward, then one clipped optimiser step; read top to bottom
     learn_critic(...)     -> CriticStats: the clipped value loss, same batching (losses.value_loss), PPO only
-Their knobs are `LearnSettings` (a settings group of train_zero's Config, so each knob has one default, here); the
-optimiser step itself (clipping, the divergence guard) is clipped_step, below.
+Their knobs are config.py's (AlgorithmSettings, OptimSettings and the rollout's group_size and max_new_tokens),
+read from the run's Config; the optimiser step itself (clipping, the divergence guard) is clipped_step, below.
 
 Per-response quantities travel as "rows": one 1-D float tensor per response with one entry per
 response token (len(sample.response_ids)). collate lays samples out right-padded; `place_rows`
@@ -50,18 +50,19 @@ import contextlib
 import math
 import random
 from dataclasses import dataclass
-from typing import Annotated, Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import torch
-import tyro
 from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils.rnn import pad_sequence
 
-from data import range_problems
 from distributed import Dist, all_reduce
 from losses import gae_advantages, group_advantages, kl_estimate, policy_loss, value_loss, whiten
 from model import reshard
 from rollout import Sample
+
+if TYPE_CHECKING:
+    from config import Config  # the run's settings (every function here reads its fields by name)
 
 # ---------------------------------------------------------------------------------------------
 # The algorithms and their knobs
@@ -73,7 +74,7 @@ AlgoName = Literal["grpo", "drgrpo", "ppo"]
 class Algorithm:
     advantages: Literal["group", "gae"]  # group-relative r_i - mean(r), or GAE over a critic's values
     scale_by_std: bool  # group advantages divided by (std of the group's rewards + 1e-6)
-    aggregation: Literal["seq_mean_token_mean", "seq_mean_token_sum_norm"]  # 1/|o_i| per response, or one constant 1/L_max
+    aggregation: Literal["seq_mean_token_mean", "seq_mean_token_sum_norm"]  # 1/|o_i| per response, or 1/L_max
     critic: bool  # a value model learns beside the policy
 
 
@@ -85,56 +86,6 @@ ALGORITHMS: dict[str, Algorithm] = {
 assert set(get_args(AlgoName)) == set(ALGORITHMS), "every --algo choice has a row in ALGORITHMS"
 
 
-@dataclass
-class LearnSettings:
-    """Algorithm, KL and PPO: the learn stage."""
-
-    # --- algorithm
-    algo: AlgoName = "drgrpo"  # GRPO (std, 1/|o|), Dr. GRPO (no std, 1/L_max), or PPO (critic, GAE): ALGORITHMS
-    group_size: int = 8  # samples per prompt (G)
-    max_new_tokens: int = 20  # generation budget L_max (also Dr. GRPO's loss denominator); the default task needs ~15
-    micro_batch_size: int = 8  # responses per forward/backward
-    updates_per_batch: int = 1  # optimiser steps per rollout batch (mini-batches)
-    shuffle_minibatches: bool = False  # seeded shuffle of the rollout batch before it is cut into mini-batches (oat)
-    loss_agg: Literal["algo", "seq_mean_token_mean", "seq_mean_token_sum_norm", "token_mean"] = "algo"  # loss aggregation (losses.AGGREGATIONS); algo: the --algo's (ALGORITHMS); token_mean: verl / DAPO
-    logprob_temperature: Literal["sampling", "1"] = "sampling"  # log-probs (ratio, KL) at the sampling temperature, or at 1 (OpenRLHF v0, SimpleRL-Zero)
-    clip_eps: Annotated[float, tyro.conf.arg(aliases=("--clip-eps-low",))] = 0.2  # ratio clip range (the lower one with clip_eps_high)
-    clip_eps_high: float = 0.0  # DAPO clip-higher upper range, e.g. 0.28 (0: same as clip_eps)
-    entropy_coef: float = 0.0  # entropy bonus coefficient (subtracted from the loss)
-    truncated: Literal["keep", "drop", "zero_reward"] = "keep"  # responses without EOS: learn as usual, drop from the loss, or reward 0
-    tis_cap: float = 0.0  # truncated importance sampling: weight min(pi_trainer / pi_sampler, cap) (0: off; vLLM only)
-    # --- KL to the reference (the starting policy)
-    kl_coef: float = 0.0  # KL-to-reference coefficient beta (0: no reference model is loaded)
-    kl_estimator: Literal["k1", "k2", "k3"] = "k3"  # per-token KL estimator (k3 = "low_var_kl")
-    kl_in: Literal["loss", "reward"] = "loss"  # KL as a loss term (GRPO style) or a per-token reward penalty (PPO style)
-    kl_clamp: float = 0.0  # clamp the per-token KL estimate to [-c, c] (verl's low_var_kl: 10); 0: no clamp
-    ref_offload: bool = False  # FSDP: keep the KL reference's parameters on the CPU, copied to the device per layer
-    # --- PPO
-    gamma: float = 1.0  # PPO discount
-    gae_lambda: float = 0.95  # PPO GAE lambda
-    value_clip: float = 0.2  # PPO value clipping range (0: no clipping)
-    whiten_advantages: bool = True  # PPO: whiten GAE advantages over the batch (all ranks)
-    ppo_skip_uniform_batches: bool = True  # PPO: no policy update from a batch whose rewards are all equal
-    critic_lr: float = 5e-5  # PPO critic AdamW learning rate, on the policy's schedule (SimpleRL-Zero: 9e-6, 18x the actor's)
-
-    def problems(self) -> list[str]:
-        """What is wrong with these knobs, one line per flag (empty when nothing is): ranges, and settings that
-        cannot learn (a group of one sample has only zero group-relative advantages)."""
-        out = range_problems(self, [
-            ("group_size", self.group_size >= 1, "at least 1"), ("max_new_tokens", self.max_new_tokens >= 1, "at least 1"),
-            ("micro_batch_size", self.micro_batch_size >= 1, "at least 1"),
-            ("updates_per_batch", self.updates_per_batch >= 1, "at least 1"), ("clip_eps", self.clip_eps > 0, "> 0"),
-            ("clip_eps_high", self.clip_eps_high >= 0, ">= 0 (0: same as --clip-eps)"),
-            ("tis_cap", self.tis_cap >= 0, ">= 0 (0: off)"), ("kl_coef", self.kl_coef >= 0, ">= 0 (0: off)"),
-            ("gamma", 0 <= self.gamma <= 1, "in [0, 1]"), ("gae_lambda", 0 <= self.gae_lambda <= 1, "in [0, 1]"),
-            ("value_clip", self.value_clip >= 0, ">= 0 (0: no clipping)"), ("critic_lr", self.critic_lr > 0, "> 0"),
-            ("kl_clamp", self.kl_clamp >= 0, ">= 0 (0: no clamp)")])
-        if self.group_size == 1 and ALGORITHMS[self.algo].advantages == "group":
-            out.append(f"--group-size 1 with --algo {self.algo}: a group of one sample has advantage r - mean(r) = 0, "
-                       "so nothing is learned; use --group-size 2 or more (the papers: 8)")
-        return out
-
-
 # ---------------------------------------------------------------------------------------------
 # Layout: samples -> padded tensors, per-response rows <-> (B, T-1) positions
 
@@ -144,7 +95,8 @@ def pairs(samples: list[Sample]) -> list[tuple[list[int], list[int]]]:
     return [(s.prompt_ids, s.response_ids) for s in samples]
 
 
-def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int,
+            device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-padded prompt+response ids (B, T) long, attention_mask (B, T) long, response_mask (B, T-1) float32.
 
     pairs: (prompt_ids, response_ids) per row (an RL sample's response, an SFT pair's target).
@@ -164,7 +116,8 @@ def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int, device) -> tu
 
 
 @torch.no_grad()
-def score(module, pairs: list[tuple[list[int], list[int]]], pad_id: int, device, micro_batch_size: int) -> list[torch.Tensor]:
+def score(module, pairs: list[tuple[list[int], list[int]]], pad_id: int, device,
+          micro_batch_size: int) -> list[torch.Tensor]:
     """One no-grad pass of a TokenLogProbs (log-probs) or ValueModel (values) over (prompt_ids, response_ids) pairs.
 
     Returns one (len(response_ids),) float32 row per pair, on the CPU: the entries scoring its response tokens.
@@ -184,7 +137,7 @@ def score(module, pairs: list[tuple[list[int], list[int]]], pad_id: int, device,
 
 
 @contextlib.contextmanager
-def no_gradient_sync(module: nn.Module, skip: bool = True):
+def no_gradient_sync(module: torch.nn.Module, skip: bool = True):
     """Accumulate gradients locally (no all-reduce / reduce-scatter) inside the context when `skip`; for the
     micro-batches before the last one of an optimiser step. DDP: no_sync(); FSDP2: set_requires_gradient_sync."""
     if not skip:
@@ -218,7 +171,7 @@ def place_rows(rows: list[torch.Tensor], samples: list[Sample], width: int, devi
 # Advantages
 
 
-def advantage_rows(samples: list[Sample], rewards: torch.Tensor, settings: LearnSettings,
+def advantage_rows(samples: list[Sample], rewards: torch.Tensor, settings: Config,
                    kl_rows: list[torch.Tensor] | None = None, values: list[torch.Tensor] | None = None,
                    all_reduce=None):
     """Per-token advantages (and PPO returns) for this rank's samples, as ALGORITHMS[settings.algo] says.
@@ -281,7 +234,7 @@ class Batch:
     order: list[int] | None = None  # the order in which responses are cut into mini-batches (None: as they are)
 
 
-def minibatch_order(n: int, settings: LearnSettings, seed: int) -> list[int]:
+def minibatch_order(n: int, settings: Config, seed: int) -> list[int]:
     """range(n), or with settings.shuffle_minibatches a random.Random(seed) shuffle of it (train_zero seeds it by
     seed, step and rank: a pure function of the step, so a resumed run cuts the same mini-batches)."""
     order = list(range(n))
@@ -290,7 +243,7 @@ def minibatch_order(n: int, settings: LearnSettings, seed: int) -> list[int]:
     return order
 
 
-def prepare_batch(samples: list[Sample], scores: list[float], policy, reference, critic, settings: LearnSettings,
+def prepare_batch(samples: list[Sample], scores: list[float], policy, reference, critic, settings: Config,
                   pad_id: int, d: Dist, shuffle_seed: int = 0) -> Batch:
     """The no-grad passes before the update, then the advantages: a Batch for `learn` and `learn_critic`.
 
@@ -328,33 +281,7 @@ def prepare_batch(samples: list[Sample], scores: list[float], policy, reference,
 # The optimiser: AdamW, the learning rate of each step, the clipped step and its divergence guard
 
 
-@dataclass
-class OptimSettings:
-    """Optimiser (AdamW) and learning-rate schedule."""
-
-    steps: int = 15  # optimiser rounds: rollout batches (train_zero) or optimiser steps (sft); the schedule's horizon
-    lr: float = 5e-5  # AdamW learning rate (the peak of --lr-schedule)
-    lr_schedule: Literal["constant", "cosine"] = "constant"  # after warmup: constant, or cosine down to --min-lr-ratio x lr at --steps
-    warmup_ratio: float = 0.0  # linear warmup over this fraction of --steps (OpenRLHF / SimpleRL-Zero: 0.03)
-    min_lr_ratio: float = 0.0  # cosine: the final lr as a fraction of --lr (OpenRLHF: 0.1)
-    adam_betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas (OpenRLHF and oat: 0.9 0.95; verl: 0.9 0.999)
-    adam_eps: float = 1e-8  # AdamW epsilon
-    weight_decay: float = 0.0  # AdamW weight decay
-    max_grad_norm: float = 1.0  # gradient clipping: the global L2 norm is scaled down to at most this
-    max_bad_steps: int = 3  # stop after this many steps in a row with a non-finite loss or grad norm (skipped)
-
-    def problems(self) -> list[str]:
-        return range_problems(self, [
-            ("steps", self.steps >= 1, "at least 1"), ("lr", self.lr > 0, "> 0"),
-            ("warmup_ratio", 0 <= self.warmup_ratio < 1, "in [0, 1)"),
-            ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
-            ("adam_betas", len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas), "two numbers in [0, 1)"),
-            ("adam_eps", self.adam_eps > 0, "> 0"), ("weight_decay", self.weight_decay >= 0, ">= 0"),
-            ("max_grad_norm", self.max_grad_norm > 0, "> 0 (a negative clip coefficient would reverse the update)"),
-            ("max_bad_steps", self.max_bad_steps >= 1, "at least 1")])
-
-
-def lr_factor(step: int, settings: OptimSettings) -> float:
+def lr_factor(step: int, settings: Config) -> float:
     """The learning-rate multiplier of step `step` (0-based) for the settings' steps, warmup_ratio, lr_schedule and
     min_lr_ratio: linear warmup over round(warmup_ratio x steps) steps ((step + 1) / warmup), then 1 (constant) or
     a cosine from 1 down to min_lr_ratio at the last step, as OpenRLHF's cosine_with_min_lr (SimpleRL-Zero) and HF's
@@ -369,10 +296,12 @@ def lr_factor(step: int, settings: OptimSettings) -> float:
     return settings.min_lr_ratio + (1 - settings.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def adamw(module: torch.nn.Module, lr: float, settings: OptimSettings) -> torch.optim.AdamW:
-    """torch.optim.AdamW over `module`'s parameters (plain, DDP- or FSDP2-wrapped) with the settings' adam_betas,
-    adam_eps and weight_decay. fused=True: one kernel per parameter, so no multi-tensor temporaries (2.5 GB less
-    peak at 1.5B on an H200: docs/scaling.md); also on CPU and DTensor."""
+def adamw(module: torch.nn.Module, settings: Config, critic: bool = False) -> torch.optim.AdamW:
+    """torch.optim.AdamW over `module`'s parameters (plain, DDP- or FSDP2-wrapped) at settings.lr (the PPO critic's:
+    settings.critic_lr) with the settings' adam_betas, adam_eps and weight_decay. fused=True: one kernel per
+    parameter, so no multi-tensor temporaries (2.5 GB less peak at 1.5B on an H200: docs/scaling.md); also on CPU
+    and DTensor."""
+    lr = settings.critic_lr if critic else settings.lr
     return torch.optim.AdamW(module.parameters(), lr=lr, betas=settings.adam_betas, eps=settings.adam_eps,
                              weight_decay=settings.weight_decay, fused=True)
 
@@ -419,8 +348,8 @@ class DivergenceGuard:
         if self.in_a_row >= self.max_bad_steps:
             raise Diverged(f"step {step + 1}: {self.in_a_row} steps in a row (since step {step + 2 - self.in_a_row}) "
                            f"with a non-finite loss or gradient norm (--max-bad-steps {self.max_bad_steps}); their "
-                           f"optimiser steps were skipped, so every checkpoint holds finite weights; start again with a "
-                           f"lower --lr (into another --out-dir, or --overwrite)")
+                           f"optimiser steps were skipped, so every checkpoint holds finite weights; start again "
+                           f"with a lower --lr (into another --out-dir, or --overwrite)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,7 +390,7 @@ class MiniBatch:
     num_tokens: float | None  # their response tokens in the loss over all ranks (token_mean), else None
 
 
-def minibatches(active: list[bool], settings: LearnSettings, d: Dist, order: list[int] | None = None,
+def minibatches(active: list[bool], settings: Config, d: Dist, order: list[int] | None = None,
                 tokens: list[int] | None = None) -> tuple[list[MiniBatch], int]:
     """Cut this rank's responses (in `order`, default as they are) into settings.updates_per_batch mini-batches and
     those into micro-batches of settings.micro_batch_size; returns (the mini-batches to run, how many were cut).
@@ -483,18 +412,19 @@ def minibatches(active: list[bool], settings: LearnSettings, d: Dist, order: lis
         learned = set(runs)
         runs += [i for i in mini if i not in learned][: count - len(runs)]
         num_tokens = None if tokens is None else all_reduce(torch.tensor([float(sum(tokens[i] for i in mini))])).item()
-        out.append(MiniBatch([runs[i : i + settings.micro_batch_size] for i in range(0, len(runs), settings.micro_batch_size)],
-                             learned, len(mini) * d.world_size, num_tokens))
+        size = settings.micro_batch_size
+        out.append(MiniBatch([runs[i : i + size] for i in range(0, len(runs), size)], learned, len(mini) * d.world_size,
+                             num_tokens))
     return out, len(cut)
 
 
-def learn(policy, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad_id: int,
-          max_grad_norm: float) -> PolicyStats:
+def learn(policy, optimizer, batch: Batch, settings: Config, d: Dist, pad_id: int) -> PolicyStats:
     """The policy update: settings.updates_per_batch optimiser steps on this rank's batch.
 
     Each mini-batch: for each micro-batch, collate -> log-probs (the fused kernel) -> loss -> backward; then one
-    clipped optimiser step (clipped_step: gradients clipped to max_grad_norm; a mini-batch whose loss on any rank or
-    gradient norm is not finite is skipped, counted in skipped_updates, and its NaN / inf norm enters the logged mean).
+    clipped optimiser step (clipped_step: gradients clipped to settings.max_grad_norm; a mini-batch whose loss on any
+    rank or gradient norm is not finite is skipped, counted in skipped_updates, and its NaN / inf norm enters the
+    logged mean).
     policy: TokenLogProbs wrapped by model.distribute (DDP or FSDP). Uses batch.advantages, batch.in_loss,
     batch.logp_old (None: the current log-probs, detached; exact when the batch makes one optimiser step),
     batch.logp_ref (the KL loss term, settings.kl_in == "loss") and batch.importance (TIS weights on the surrogate).
@@ -518,7 +448,8 @@ def learn(policy, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad
             with no_gradient_sync(policy, skip=k < len(mini.micro_batches) - 1):  # gradients reduced after the last
                 part = [samples[i] for i in micro]
                 ids, attn, response_mask = collate(pairs(part), pad_id, d.device)
-                response_mask = response_mask * torch.tensor([float(i in mini.learned) for i in micro], device=d.device)[:, None]
+                learned = torch.tensor([float(i in mini.learned) for i in micro], device=d.device)  # 0: padding
+                response_mask = response_mask * learned[:, None]
                 logp, entropy = policy(ids, attn, response_mask)  # (b, T-1) each
 
                 def rows(per_response):  # this micro-batch's rows at their (b, T-1) positions
@@ -527,8 +458,8 @@ def learn(policy, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad
                 old = logp.detach() if batch.logp_old is None else rows(batch.logp_old)
                 penalty = -settings.entropy_coef * entropy if settings.entropy_coef else torch.zeros_like(logp)
                 if kl_in_loss:
-                    penalty = penalty + settings.kl_coef * kl_estimate(logp, rows(batch.logp_ref), settings.kl_estimator,
-                                                                       settings.kl_clamp)
+                    kl = kl_estimate(logp, rows(batch.logp_ref), settings.kl_estimator, settings.kl_clamp)
+                    penalty = penalty + settings.kl_coef * kl
                 weights = None if batch.importance is None else rows(batch.importance)
                 loss, st = policy_loss(logp, old, rows(advantages), response_mask, settings.clip_eps, aggregation,
                                        mini.num_responses, settings.max_new_tokens, settings.clip_eps_high or None,
@@ -539,14 +470,13 @@ def learn(policy, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad
                 stats.entropy_sum += (entropy.detach() * response_mask).sum().item()
                 finite = finite and math.isfinite(loss.item())
                 (loss * d.world_size).backward()
-        norm, bad = clipped_step(parameters, optimizer, max_grad_norm, finite)  # norm equal on every rank
+        norm, bad = clipped_step(parameters, optimizer, settings.max_grad_norm, finite)  # norm equal on every rank
         stats.grad_norm += norm / cut
         stats.skipped_updates += bad
     return stats
 
 
-def learn_critic(critic, optimizer, batch: Batch, settings: LearnSettings, d: Dist, pad_id: int,
-                 max_grad_norm: float) -> CriticStats:
+def learn_critic(critic, optimizer, batch: Batch, settings: Config, d: Dist, pad_id: int) -> CriticStats:
     """The critic update (PPO): the clipped value loss toward batch.returns around batch.values, on the policy's
     mini- and micro-batches (minibatches), each mini-batch one clipped optimiser step as in `learn`.
 
@@ -562,21 +492,22 @@ def learn_critic(critic, optimizer, batch: Batch, settings: LearnSettings, d: Di
             with no_gradient_sync(critic, skip=k < len(mini.micro_batches) - 1):
                 part = [samples[i] for i in micro]
                 ids, attn, response_mask = collate(pairs(part), pad_id, d.device)
-                response_mask = response_mask * torch.tensor([float(i in mini.learned) for i in micro], device=d.device)[:, None]
+                learned = torch.tensor([float(i in mini.learned) for i in micro], device=d.device)  # 0: padding
+                response_mask = response_mask * learned[:, None]
                 values = critic(ids, attn)  # (b, T-1)
 
                 def rows(per_response):
                     return place_rows([per_response[i] for i in micro], part, values.shape[1], d.device)
 
-                loss, st = value_loss(values, rows(batch.values), rows(batch.returns), response_mask, settings.value_clip,
-                                      mini.num_responses)
+                loss, st = value_loss(values, rows(batch.values), rows(batch.returns), response_mask,
+                                      settings.value_clip, mini.num_responses)
                 stats.loss += loss.item()
                 stats.clipped_tokens += st["value_clipped_tokens"].item()
                 stats.tokens += st["tokens"].item()
                 stats.error_sum += st["value_error_sum"].item()
                 finite = finite and math.isfinite(loss.item())
                 (loss * d.world_size).backward()
-        norm, bad = clipped_step(parameters, optimizer, max_grad_norm, finite)
+        norm, bad = clipped_step(parameters, optimizer, settings.max_grad_norm, finite)
         stats.grad_norm += norm / cut
         stats.skipped_updates += bad
     return stats

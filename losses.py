@@ -162,7 +162,8 @@ def chunked_logprobs_entropy(
     Follows the fused linear cross-entropy idea of Liger-Kernel (Hsu et al. 2024), in plain PyTorch.
     """
     if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
-        raise ValueError(f"hidden (N, H) and weight (V, H) expected, got {tuple(hidden.shape)} and {tuple(weight.shape)}")
+        raise ValueError(f"hidden (N, H) and weight (V, H) expected, got {tuple(hidden.shape)} and "
+                         f"{tuple(weight.shape)}")
     if targets.shape != hidden.shape[:1]:
         raise ValueError(f"targets must be ({hidden.shape[0]},), got {tuple(targets.shape)}")
     if temperature <= 0 or chunk_size <= 0:
@@ -350,7 +351,8 @@ def value_loss(values: torch.Tensor, values_old: torch.Tensor, returns: torch.Te
     per_response = 0.5 * (per_token * mask).sum(1) / mask.sum(1).clamp(min=1)
     loss = per_response.sum() / num_responses
     with torch.no_grad():
-        clipped = ((values - values_old).abs() > clip_value).float() * mask if clip_value > 0 else torch.zeros_like(mask)
+        moved = ((values - values_old).abs() > clip_value).float() * mask
+        clipped = moved if clip_value > 0 else torch.zeros_like(mask)
         stats = {"value_clipped_tokens": clipped.sum(), "tokens": mask.sum(), "value_error_sum": (error * mask).sum()}
     return loss, stats
 

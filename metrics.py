@@ -198,9 +198,10 @@ def append_logs(out_dir: Path, row: dict, problems: list = (), samples: list = (
     append_row(out_dir / "metrics.jsonl", row)
     if not samples:
         return
-    records = [{"step": row["step"], "problem": problems[i // group_size].problem, "response": s.text, "answer": r.answer,
-                "gold": problems[i // group_size].answer, "reward": r.score, "reason": r.reason,
-                "finish_reason": s.finish_reason} for i, (s, r) in enumerate(list(zip(samples, results))[:log_samples])]
+    logged = list(zip(samples, results))[:log_samples]
+    records = [{"step": row["step"], "problem": problems[i // group_size].problem, "response": s.text,
+                "answer": r.answer, "gold": problems[i // group_size].answer, "reward": r.score, "reason": r.reason,
+                "finish_reason": s.finish_reason} for i, (s, r) in enumerate(logged)]
     append_row(out_dir / "samples.jsonl", *records)
 
 
@@ -212,7 +213,8 @@ def eval_line(row: dict) -> str:
     """One evaluation on one line: "eval @ step 5: add_one 68.8 % (answer rate 1.00)", every set of the row."""
     sets = [key.removeprefix("eval/") for key in row if key.startswith("eval/") and key.count("/") == 1]
     return f"eval @ step {row['step']}: " + ", ".join(
-        f"{name} {100 * row[f'eval/{name}']:.1f} % (answer rate {row[f'eval/{name}/answer_rate']:.2f})" for name in sets)
+        f"{name} {100 * row[f'eval/{name}']:.1f} % (answer rate {row[f'eval/{name}/answer_rate']:.2f})"
+        for name in sets)
 
 
 def run_summary(out_dir: Path, history: list[dict], seconds: float) -> str:
@@ -233,5 +235,6 @@ def run_summary(out_dir: Path, history: list[dict], seconds: float) -> str:
     if (out_dir / "metrics.png").exists():
         lines.append(f"figure: {out_dir / 'metrics.png'}")
     if (out_dir / "checkpoints" / "latest").exists():
-        lines.append(f"checkpoint: {out_dir / 'checkpoints' / (out_dir / 'checkpoints' / 'latest').read_text().strip()}")
+        latest = (out_dir / "checkpoints" / "latest").read_text().strip()
+        lines.append(f"checkpoint: {out_dir / 'checkpoints' / latest}")
     return "\n".join(lines)

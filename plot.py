@@ -181,8 +181,8 @@ def write_run_figure(run_dir: str | Path) -> Path | None:
 class Args:
     """Draw the training dynamics of one or more runs (metrics.jsonl) as panels."""
 
-    runs: tyro.conf.Positional[list[str]] = field(default_factory=list)  # run directories (each with a metrics.jsonl), of train_zero.py or sft.py
-    out: str = ""  # figure to write, format by suffix (.png, .pdf, .svg, ...); default: <run>/metrics.png for one run, comparison.png for several
+    runs: tyro.conf.Positional[list[str]] = field(default_factory=list)  # run directories with a metrics.jsonl
+    out: str = ""  # figure to write (.png, .pdf, .svg); "": <run>/metrics.png, or comparison.png for several runs
 
 
 def main(args: Args) -> Path:

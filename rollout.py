@@ -142,7 +142,8 @@ class HFEngine:
                 received.add(name)
         if received != set(engine_parameters):
             missing = sorted(set(engine_parameters) - received)
-            raise RuntimeError(f"weight sync: the engine's copy received nothing for {len(missing)} parameters, e.g. {missing[:3]}")
+            raise RuntimeError(f"weight sync: the engine's copy received nothing for {len(missing)} parameters, "
+                               f"e.g. {missing[:3]}")
         return time.perf_counter() - start
 
     def probe(self, model=None, tolerance: float | None = None) -> None:

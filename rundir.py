@@ -32,14 +32,12 @@ import socket
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch.distributed as dist
 
 from checkpoint import check_resume_config, latest_checkpoint, read_trainer_state
-from data import UsageError, range_problems, read_log, write_atomic
+from data import UsageError, read_log, write_atomic
 from distributed import Dist
 
 LOCK = "run.lock"  # out_dir/run.lock: {"pid", "host", "started"} of the run that owns the directory
@@ -51,47 +49,7 @@ COMMON_FILES = ("config.json", LOCK, f".{LOCK}.*", ".*.tmp")
 # Settings every entry point composes
 
 
-@dataclass
-class RunSettings:
-    """Run directory and seed."""
-
-    out_dir: str = "runs/default"  # the run directory: config.json, metrics / results, checkpoints
-    seed: int = 0  # seeds data order, sampling and everything else
-    overwrite: bool = False  # start afresh in an out_dir that holds an earlier run of ours, deleting its files
-
-    def problems(self) -> list[str]:
-        """What is wrong before anything is written: an empty --out-dir, or one that cannot be made or written."""
-        if not self.out_dir.strip():
-            return ["--out-dir '': name a directory (the run writes config.json, logs and checkpoints there)"]
-        path = Path(self.out_dir).expanduser().absolute()
-        if path.exists() and not path.is_dir():
-            return [f"--out-dir {self.out_dir}: is a file, not a directory"]
-        existing = next(p for p in (path, *path.parents) if p.exists())
-        if not existing.is_dir():
-            return [f"--out-dir {self.out_dir}: {existing} is a file, so the directory cannot be made"]
-        if not os.access(existing, os.W_OK | os.X_OK):
-            return [f"--out-dir {self.out_dir}: {existing} is not writable"]
-        return []
-
-
 LOGGERS = ("tensorboard", "wandb")  # --log-with names, each also the package it needs
-
-
-@dataclass
-class TrainRunSettings(RunSettings):
-    """Run directory, seed, checkpoints, evaluation cadence and loggers (train_zero.py, sft.py)."""
-
-    resume: bool = False  # continue from out_dir/checkpoints/latest (same flags; see checkpoint.RESUME_MAY_CHANGE)
-    eval_every: int = 5  # evaluate every N steps and at the end (0: never)
-    save_every: int = 15  # checkpoint every N steps and at the end (0: never)
-    log_with: tuple[Literal["tensorboard", "wandb"], ...] = ()  # also log each row to TensorBoard and/or W&B (optional packages)
-    wandb_project: str = "zero-rl"  # W&B project (--log-with wandb)
-    wandb_mode: Literal["offline", "online"] = "offline"  # W&B: offline writes out_dir/wandb only (`wandb sync` uploads it)
-
-    def problems(self) -> list[str]:
-        return range_problems(self, [
-            ("eval_every", self.eval_every >= 0, ">= 0 (0: never)"),
-            ("save_every", self.save_every >= 0, ">= 0 (0: never)")]) + logger_problems(self.log_with)
 
 
 def settings_problems(cfg) -> list[str]:
@@ -328,7 +286,8 @@ def logger_problems(kinds: tuple[str, ...]) -> list[str]:
     out = [f"--log-with {k}: unknown; use {' or '.join(LOGGERS)}" for k in kinds if k not in LOGGERS]
     missing = [k for k in kinds if k in LOGGERS and importlib.util.find_spec(k) is None]
     if missing:
-        out.append(f"--log-with {' '.join(kinds)}: pip install {' '.join(missing)} (optional: requirements-loggers.txt)")
+        out.append(f"--log-with {' '.join(kinds)}: pip install {' '.join(missing)} "
+                   "(optional: requirements-loggers.txt)")
     return out
 
 

@@ -43,17 +43,18 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from checkpoint import NonFiniteWeights, load_checkpoint, save_checkpoint
-from data import Problem, TrainDataSettings, UsageError, load_train_data, range_problems, step_indices
+from config import (GraderSettings, ModelSettings, OptimSettings, ParallelSettings, ProtocolSettings, TrainDataSettings,
+                    TrainRunSettings, apply_protocol)
+from data import Problem, UsageError, load_train_data, range_problems, step_indices
 from distributed import Dist, all_reduce, print0, setup_distributed
-from grader_pool import Grader, GraderSettings
-from learn import (Diverged, DivergenceGuard, OptimSettings, adamw, clipped_step, collate, lr_factor, no_gradient_sync,
-                   score, set_lr)
-from model import (ModelSettings, ParallelSettings, TokenLogProbs, distribute, enable_gradient_checkpointing, load_model,
-                   load_model_config, resolve_dtype, resolve_model, unwrap)
+from grader_pool import Grader
+from learn import (Diverged, DivergenceGuard, adamw, clipped_step, collate, lr_factor, no_gradient_sync, score,
+                   set_lr)
+from model import (TokenLogProbs, distribute, enable_gradient_checkpointing, load_model, load_model_config, resolve_dtype,
+                   resolve_model, unwrap)
 from plot import write_run_figure
 from reward import TEMPLATES, apply_template, compute_rewards
-from rundir import TrainRunSettings, append_row, cli, external_loggers, run_directory, settings_problems, truncate_logs
-from train_zero import ProtocolSettings, apply_protocol
+from rundir import append_row, cli, external_loggers, run_directory, settings_problems, truncate_logs
 
 
 @dataclass
@@ -76,8 +77,8 @@ class SFTSettings:
 
 
 @dataclass
-class SFTConfig(ProtocolSettings, ModelSettings, ParallelSettings, TrainDataSettings, SFTSettings, OptimSettings, TrainRunSettings,
-                GraderSettings):
+class SFTConfig(ModelSettings, TrainDataSettings, SFTSettings, OptimSettings, TrainRunSettings, GraderSettings,
+                ParallelSettings, ProtocolSettings):
     """Every knob of an SFT run, by settings group; the defaults that differ from train_zero's are set here."""
 
     train_data: str = "arithmetic"
@@ -222,7 +223,7 @@ def train(cfg: SFTConfig, d: Dist, checkpoint: Path | None, config: dict, pairs:
         enable_gradient_checkpointing(lm)
     lm = lm.to(d.device).train()
     policy = distribute(TokenLogProbs(lm, 1.0, cfg.logprob_chunk_size, compute), cfg.shard, compute)
-    optimizer = adamw(lm, cfg.lr, cfg)
+    optimizer = adamw(lm, cfg)
     start = load_checkpoint(checkpoint, config, d, lm, optimizer) if checkpoint is not None else 0
     if checkpoint is not None and d.is_main:
         truncate_logs(out_dir, start)

@@ -16,8 +16,8 @@ Every step (the loop at the end of this file, one line per stage):
     rollout (rollout.py) -> reward (reward.py) -> prepare batch: no-grad passes and advantages (learn.py)
     -> learn: clipped policy loss (and value loss) over micro-batches, optimiser step (learn.py, losses.py)
     -> weight sync into the engine (rollout.py) -> log (metrics.py) -> eval -> save (checkpoint.py)
-What each --algo is: learn.ALGORITHMS. The models: model.py. `--help` lists every knob under its settings group
-(`Config` below composes them; sft.py and evaluate.py compose the same groups, so each knob is defined once).
+What each --algo is: learn.ALGORITHMS. The models: model.py. Every setting, its default and why: config.py
+(`--help` lists them, one heading per stage; sft.py and evaluate.py share its groups, so each is defined once).
 
 Deviations from the papers, one line each (the learn stage's own are in learn.py's docstring):
 - KL is off by default (Dr. GRPO); `--kl-in loss` is GRPO's loss term, `--kl-in reward` PPO's per-token penalty.
@@ -29,7 +29,6 @@ Deviations from the papers, one line each (the learn stage's own are in learn.py
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import random
@@ -38,120 +37,26 @@ import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Annotated, Literal
 
 import torch
 import torch.distributed as dist
-import tyro
 from tqdm import tqdm
 
 from checkpoint import NonFiniteWeights, load_checkpoint, save_checkpoint
-from data import (BENCHMARKS, EVAL_GROUPS, PROCEDURAL_SETS, Problem, ProblemSet, TrainDataSettings, UsageError,
-                  load_eval_set, load_train_data, range_problems, step_indices)
+from config import Config, apply_protocol
+from data import (BENCHMARKS, EVAL_GROUPS, PROCEDURAL_SETS, Problem, ProblemSet, UsageError, load_eval_set,
+                  load_train_data, step_indices)
 from distributed import Dist, all_reduce, print0, setup_distributed
-from grader_pool import Grader, GraderSettings
-from learn import ALGORITHMS, LearnSettings, learn, learn_critic, prepare_batch
+from grader_pool import Grader
+from learn import ALGORITHMS, Diverged, DivergenceGuard, adamw, learn, learn_critic, lr_factor, prepare_batch, set_lr
 from metrics import (append_logs, collapse_warning, eval_line, learn_tokens_per_s, peak_memory_gb, run_summary,
                      step_metrics, step_sums)
-from model import (ModelSettings, ParallelSettings, TokenLogProbs, ValueModel, check_context, check_token_ids, distribute,
-                   enable_gradient_checkpointing, frozen_copy, load_model, load_model_config, resolve_dtype,
-                   resolve_model, unwrap)
-from learn import Diverged, DivergenceGuard, OptimSettings, adamw, lr_factor, set_lr
+from model import (TokenLogProbs, ValueModel, check_context, check_token_ids, distribute, enable_gradient_checkpointing,
+                   frozen_copy, load_model, load_model_config, resolve_dtype, resolve_model, unwrap)
 from plot import write_run_figure
-from reward import EXTRACTIONS, RULES, TEMPLATES, apply_template, compute_rewards, stop_strings
+from reward import apply_template, compute_rewards, stop_strings
 from rollout import HFEngine, NonFiniteLogits, Sample, SamplingParams
-from rundir import TrainRunSettings, cli, external_loggers, run_directory, settings_problems, truncate_logs
-
-@dataclass
-class RolloutSettings:
-    """Rollouts, reward and the in-training evaluation."""
-
-    template: str = "auto"  # prompt template (reward.TEMPLATES): qwen_math, qwen_boxed, r1, abel, o1_cot, no, chat_oneshot; auto: chat_oneshot for add_one, else qwen_boxed
-    reward: str = "correct"  # reward rule (reward.RULES): correct (1/0; Oat-Zero, the Zoo), simplerl (+1/-0.5/-1), the Zoo's mix and independent
-    extraction: str = "boxed"  # how the final answer is read (reward.EXTRACTIONS): boxed, qwen_harness, harness_if_boxed, r1_strict
-    stop: tuple[str, ...] = ()  # stop strings besides EOS and the template's own (r1: </answer>), for rollouts and eval
-    stop_token_ids: tuple[int, ...] = ()  # token ids that also end a response (kept in it), for rollouts and eval: the Zoo's per-model stops
-    prompts_per_step: int = 0  # prompts per rollout batch, over all ranks (group_size samples each); 0: 4, rounded up to a multiple of the world size
-    temperature: float = 1.0  # sampling temperature; log-probs are taken at the same temperature
-    top_p: float = 1.0  # nucleus sampling
-    rollout_engine: Literal["hf", "vllm"] = "hf"  # transformers generate on the live model, or a vLLM engine per rank
-    hf_static_cache: bool = False  # hf engine: preallocated KV cache, prompts in 64-token buckets; on CUDA the decode step replays as CUDA graphs (torch.compile reduce-overhead; rollout.HFEngine)
-    vllm_dtype: str = ""  # vLLM weights/activations; "": --dtype (model.resolve_dtype; a bf16 engine needs --probe-tolerance ~5e-2)
-    vllm_max_model_len: int = 2048  # prompt + response tokens per sequence in the vLLM engine
-    vllm_sleep: bool = True  # GPU: vLLM sleep mode (weights and KV cache freed while learning); CPU: no-op
-    probe_every: int = 1  # vLLM: compare engine and trainer log-probs on a fixed sequence every N syncs (0: never)
-    probe_tolerance: float = 1e-3  # vLLM: max |engine - trainer| log-prob (nats) before the run stops (fp32 ~1e-5)
-    log_samples: int = 4  # rollouts per step written to samples.jsonl
-    trace: bool = False  # print the first step's first group through every stage, a lesson (docs/trace.md)
-    eval_data: str = "auto"  # comma-separated benchmarks (evaluate.py names), groups (oat, simplerl, zoo, all: the papers' sets) or procedural sets (held-out draws); auto: the built-in --train-data set, else arithmetic
-    eval_limit: int = 64  # problems per eval benchmark (0: all)
-
-    def problems(self) -> list[str]:
-        out = range_problems(self, [
-            ("prompts_per_step", self.prompts_per_step >= 0, ">= 0 (0: 4, or the world size)"),
-            ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
-            ("vllm_max_model_len", self.vllm_max_model_len >= 1, "at least 1"),
-            ("probe_every", self.probe_every >= 0, ">= 0 (0: never)"), ("probe_tolerance", self.probe_tolerance > 0, "> 0"),
-            ("log_samples", self.log_samples >= 0, ">= 0"), ("eval_limit", self.eval_limit >= 0, ">= 0 (0: all)")])
-        if self.temperature <= 0:
-            out.append(f"--temperature {self.temperature}: must be > 0 (greedy sampling makes a group's samples identical, "
-                       "so every advantage is 0, and log-probs at temperature 0 are undefined; the papers: 1.0)")
-        for name, value, known in [("template", self.template, [*TEMPLATES, "auto"]), ("reward", self.reward, RULES)]:
-            if value not in known:
-                out.append(f"--{name} {value!r}: use one of {', '.join(sorted(known))}")
-        if self.extraction not in EXTRACTIONS:
-            out.append(f"--extraction {self.extraction!r}: use one of {', '.join(EXTRACTIONS)}")
-        if self.vllm_dtype not in ("", "auto", "float32", "bfloat16", "float16"):
-            out.append(f"--vllm-dtype {self.vllm_dtype!r}: use float32, bfloat16, float16, auto or \"\" (--dtype)")
-        if self.rollout_engine == "vllm" and importlib.util.find_spec("vllm") is None:
-            out.append("--rollout-engine vllm needs vllm: pip install -r requirements-vllm.txt (CPU) or "
-                       "requirements-gpu.txt (GPU)")
-        return out
-
-
-@dataclass
-class VLLMSettings:
-    """vLLM engine (--rollout-engine vllm, evaluate.py --engine vllm; docs/vllm.md)."""
-
-    vllm_gpu_memory_utilization: Annotated[float, tyro.conf.arg(aliases=("--gpu-memory-utilization",))] = 0.0  # GPU share for the engine; 0: training, what the trainer leaves free; evaluation, 0.9
-    vllm_kv_cache_gb: float = 1.0  # CPU: the engine's KV cache in GiB (VLLM_CPU_KVCACHE_SPACE); GPU: unused
-    vllm_cpu_bind: str = ""  # CPU: cores for the engine's worker, e.g. 0-1 (VLLM_CPU_OMP_THREADS_BIND); "": vLLM's auto
-
-    def problems(self) -> list[str]:
-        return range_problems(self, [
-            ("vllm_gpu_memory_utilization", 0 <= self.vllm_gpu_memory_utilization < 1, "in [0, 1) (0: the default share)"),
-            ("vllm_kv_cache_gb", self.vllm_kv_cache_gb > 0, "> 0")])
-
-
-@dataclass
-class ProtocolSettings:
-    """Upstream protocol (docs/protocols.md: the settings each one fixes)."""
-
-    protocol: str = ""  # ours, simplerl_zero, simplerl_zoo or oat_zero: an upstream's settings ("": none); typed flags win
-
-    def problems(self) -> list[str]:
-        if not self.protocol:
-            return []
-        from fidelity.protocols import PROTOCOLS
-
-        return [] if self.protocol in PROTOCOLS else [f"--protocol {self.protocol!r}: use one of {', '.join(PROTOCOLS)}"]
-
-
-def apply_protocol(cfg, **options):
-    """cfg with its --protocol's settings (fidelity.protocols.apply; a flag given its own value wins); cfg itself
-    without one, or with an unknown name (the settings check reports it)."""
-    if not cfg.protocol:
-        return cfg
-    from fidelity.protocols import PROTOCOLS, apply
-
-    return apply(cfg, cfg.protocol, **options) if cfg.protocol in PROTOCOLS else cfg
-
-
-@dataclass
-class Config(ModelSettings, TrainDataSettings, RolloutSettings, LearnSettings, OptimSettings, TrainRunSettings,
-             GraderSettings, ParallelSettings, VLLMSettings, ProtocolSettings):
-    """Every knob of a run, by settings group. --protocol NAME sets what an upstream fixed (docs/protocols.md)."""
-
+from rundir import cli, external_loggers, run_directory, settings_problems, truncate_logs
 
 DEFAULT_PROMPTS_PER_STEP = 4  # --prompts-per-step 0: this many, rounded up to a multiple of the world size
 
@@ -162,7 +67,8 @@ def resolve_auto(cfg: Config, world_size: int = 1) -> Config:
     itself or else arithmetic for the eval), --dtype (model.resolve_dtype: bfloat16 on a GPU, float32 on CPU), and
     --prompts-per-step 0 (4, rounded up to a multiple of world_size, so the default runs on any number of ranks:
     `torchrun --nproc_per_node 8 train_zero.py` takes 8 prompts a step, one per rank)."""
-    template = ("chat_oneshot" if cfg.train_data == "add_one" else "qwen_boxed") if cfg.template == "auto" else cfg.template
+    template = cfg.template if cfg.template != "auto" else \
+        ("chat_oneshot" if cfg.train_data == "add_one" else "qwen_boxed")
     eval_data = (cfg.train_data if cfg.train_data in PROCEDURAL_SETS else "arithmetic") if cfg.eval_data == "auto" \
         else cfg.eval_data
     dtype = str(resolve_dtype(cfg.dtype)).removeprefix("torch.")
@@ -249,10 +155,10 @@ def build_models(cfg: Config, d: Dist, checkpoint: Path | None) -> Models:
     model, tokenizer = base(str(checkpoint) if checkpoint else cfg.model)
     temperature = cfg.temperature if cfg.logprob_temperature == "sampling" else 1.0  # of the ratio's and KL's log-probs
     policy = distribute(TokenLogProbs(model, temperature, cfg.logprob_chunk_size, compute), cfg.shard, compute)
-    m = Models(model, tokenizer, policy, adamw(model, cfg.lr, cfg))
+    m = Models(model, tokenizer, policy, adamw(model, cfg))
     if ALGORITHMS[cfg.algo].critic:  # a value head on a copy of the base model (SimpleRL-Zero), its own optimiser
         m.critic = distribute(ValueModel(base(cfg.model)[0], compute).to(d.device), cfg.shard, compute)
-        m.critic_optimizer = adamw(m.critic, cfg.critic_lr, cfg)
+        m.critic_optimizer = adamw(m.critic, cfg, critic=True)
     if cfg.kl_coef > 0:  # the starting policy (the base model, also after a resume), frozen
         reference = frozen_copy(base(cfg.model, trained=False)[0], temperature, cfg.logprob_chunk_size, compute)
         m.reference = distribute(reference, cfg.shard, compute, offload=cfg.ref_offload)
@@ -263,7 +169,8 @@ def make_engine(cfg: Config, model, policy, tokenizer, checkpoint: Path | None, 
                 optimizers: tuple[torch.optim.Optimizer, ...] = ()):
     """HFEngine on the live model; or, under --shard fsdp, on its own unsharded copy (in --dtype), refreshed by
     sync_weights after every optimiser step (no rank holds the whole live model); or, with --rollout-engine vllm, one
-    VLLMEngine per rank (scale.vllm_engine.training_engine). model: the policy's HF module; policy: its TokenLogProbs."""
+    VLLMEngine per rank (scale.vllm_engine.training_engine). model: the policy's HF module; policy: its
+    TokenLogProbs."""
     if cfg.rollout_engine == "vllm":
         from scale.vllm_engine import training_engine
 
@@ -272,7 +179,8 @@ def make_engine(cfg: Config, model, policy, tokenizer, checkpoint: Path | None, 
         return HFEngine(model, tokenizer, static_cache=cfg.hf_static_cache)
     copy = load_model(str(checkpoint) if checkpoint else cfg.model, resolve_dtype(cfg.dtype, d.device),
                       cfg.attn_implementation)[0]
-    engine = HFEngine(copy.to(d.device).requires_grad_(False), tokenizer, own_copy=True, static_cache=cfg.hf_static_cache)
+    engine = HFEngine(copy.to(d.device).requires_grad_(False), tokenizer, own_copy=True,
+                      static_cache=cfg.hf_static_cache)
     engine.sync_weights(model)
     return engine
 
@@ -284,17 +192,19 @@ def make_engine(cfg: Config, model, policy, tokenizer, checkpoint: Path | None, 
 def problems_for_step(problems: list, step: int, cfg: Config, d: Dist) -> list:
     """The rank's share of step `step`'s prompts (data.step_indices: a fresh seeded shuffle each epoch, a pure
     function of seed and step, so a resumed run sees the same prompts)."""
-    return [problems[i] for i in step_indices(len(problems), step, cfg.prompts_per_step, cfg.seed, d.rank, d.world_size)]
+    order = step_indices(len(problems), step, cfg.prompts_per_step, cfg.seed, d.rank, d.world_size)
+    return [problems[i] for i in order]
 
 
 def rollout(engine, problems: list, cfg: Config, step: int, rank: int) -> list[Sample]:
-    """group_size samples per problem (grouped, in problem order), seeded by (seed, step, rank); then the engine sleeps."""
+    """group_size samples per problem (grouped, in problem order), seeded by (seed, step, rank); then the engine
+    sleeps."""
     params = SamplingParams(cfg.group_size, cfg.temperature, cfg.top_p, cfg.max_new_tokens,
                             [*stop_strings(cfg.template), *cfg.stop], list(cfg.stop_token_ids),
                             seed=cfg.seed * 1_000_003 + step * 1_009 + rank)
     try:
         groups = engine.generate([apply_template(cfg.template, p.problem) for p in problems], params)
-    except NonFiniteLogits as error:  # a finite update that was too large (e.g. --lr far too high) overflowed the logits
+    except NonFiniteLogits as error:  # a finite but too large update (--lr far too high) overflowed the logits
         raise Diverged(f"step {step + 1}: {error} in the last update; start again with a lower --lr (into another "
                        f"--out-dir, or --overwrite)") from error
     engine.sleep()  # GPU sleep mode: free the engine's memory while the trainer learns (else no-op)
@@ -451,7 +361,8 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
     m = build_models(cfg, d, checkpoint)
     start_step = 0
     if checkpoint:
-        start_step = load_checkpoint(checkpoint, asdict(cfg), d, m.model, m.optimizer, m.value_model, m.critic_optimizer)
+        start_step = load_checkpoint(checkpoint, asdict(cfg), d, m.model, m.optimizer, m.value_model,
+                                     m.critic_optimizer)
         print0(d, f"resumed from {checkpoint} at step {start_step}")
     engine = make_engine(cfg, m.model, unwrap(m.policy), m.tokenizer, checkpoint, d,
                          tuple(o for o in (m.optimizer, m.critic_optimizer) if o))
@@ -479,7 +390,8 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
                 loggers.log(history[-1])
                 print(eval_line(history[-1]), flush=True)
         peak_memory_gb(d.device)  # each row's peak_memory_gb on CUDA covers the time since the previous row
-        bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, disable=not d.is_main, desc="train")
+        bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, disable=not d.is_main,
+                   desc="train")
         for step in bar:
             # rollout: this rank's prompts, group_size samples each
             t0 = time.perf_counter()
@@ -494,20 +406,20 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
             t2 = time.perf_counter()
             if mfu:
                 mfu.take()  # from here on: the learn phase's passes
-            batch = prepare_batch(samples, [r.score for r in results], unwrap(m.policy), m.reference, m.value_model, cfg,
-                                  pad, d, shuffle_seed=cfg.seed * 1_000_003 + step * 1_009 + d.rank + 7)
+            batch = prepare_batch(samples, [r.score for r in results], unwrap(m.policy), m.reference, m.value_model,
+                                  cfg, pad, d, shuffle_seed=cfg.seed * 1_000_003 + step * 1_009 + d.rank + 7)
             factor = lr_factor(step, cfg)
             set_lr(m.optimizer, cfg.lr * factor)
             set_lr(m.critic_optimizer, cfg.critic_lr * factor)
-            policy_stats = learn(m.policy, m.optimizer, batch, cfg, d, pad, cfg.max_grad_norm)
-            critic_stats = learn_critic(m.critic, m.critic_optimizer, batch, cfg, d, pad, cfg.max_grad_norm) \
+            policy_stats = learn(m.policy, m.optimizer, batch, cfg, d, pad)
+            critic_stats = learn_critic(m.critic, m.critic_optimizer, batch, cfg, d, pad) \
                 if m.critic else None
             # sync the engine's weights (and probe them)
             t3 = time.perf_counter()
             sync_seconds, probe = sync_engine(engine, m.model, unwrap(m.policy), step, cfg)
             # log
-            row = {"step": step + 1, **step_metrics(step_sums(batch, results, cfg.group_size), policy_stats, critic_stats,
-                                                    batch.drift, d)}
+            sums = step_sums(batch, results, cfg.group_size)
+            row = {"step": step + 1, **step_metrics(sums, policy_stats, critic_stats, batch.drift, d)}
             row.update({"lr": cfg.lr * factor, "time_rollout": t1 - t0, "time_reward": t2 - t1, "time_learn": t3 - t2,
                         "time_sync": sync_seconds, "tokens_per_s": row["generated_tokens"] / max(t1 - t0, 1e-9),
                         "peak_memory_gb": peak_memory_gb(d.device), **probe,

@@ -30,7 +30,6 @@ import re
 import sys
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from data.procedural import PROCEDURAL_SETS, add_one_problems, arithmetic_problems
@@ -182,7 +181,7 @@ def write_jsonl(path: str | Path, rows: list[dict]) -> None:
 
 
 ZOO_PRESETS: dict[str, list[tuple[str, tuple[int, ...] | None]]] = {
-    # SimpleRL-Zoo's difficulty levels (Zeng et al. 2025, "SimpleRL-Zoo", section 2.2): (file under <data_dir>/train, levels)
+    # SimpleRL-Zoo's difficulty levels (Zeng et al. 2025, section 2.2): (file under <data_dir>/train, levels)
     "zoo-easy": [("gsm8k_train.jsonl", None), ("math_12k_rebuilt.jsonl", (1,))],  # GSM8K + MATH level 1
     "zoo-medium": [("math_12k_rebuilt.jsonl", (1, 2, 3, 4))],  # MATH levels 1-4
     "zoo-hard": [("math_12k_rebuilt.jsonl", (3, 4, 5))],  # MATH levels 3-5
@@ -204,7 +203,8 @@ def _mix(parts: list[ProblemSet], weights: list[float] | None, name: str, seed: 
     return ProblemSet(problems, name, sum(p.skipped_empty for p in parts), sum(p.skipped_level for p in parts))
 
 
-def train_data_problems(spec: str, levels: Iterable[int] | None = None, data_dir: str | Path | None = None) -> list[str]:
+def train_data_problems(spec: str, levels: Iterable[int] | None = None,
+                        data_dir: str | Path | None = None) -> list[str]:
     """What is wrong with a --train-data spec (and --levels, --data-dir), one line each, without reading a file: a
     missing file, --levels with a built-in set or out of 1..5, weights on some files only or all 0."""
     levels = list(levels or ())
@@ -225,32 +225,10 @@ def train_data_problems(spec: str, levels: Iterable[int] | None = None, data_dir
             out.append(f"--train-data {spec}: the weights must not all be 0")
     for path in train_data_files(spec, data_dir):
         if not path.is_file():
-            out.append(f"--train-data {spec}: no such file {path} (JSONL files with problem and answer, comma-separated "
-                       f"with optional :weight, or a built-in set: {', '.join([*PROCEDURAL_SETS, *ZOO_PRESETS])})")
+            out.append(f"--train-data {spec}: no such file {path} (JSONL files with problem and answer, "
+                       f"comma-separated with optional :weight, or a built-in set: "
+                       f"{', '.join([*PROCEDURAL_SETS, *ZOO_PRESETS])})")
     return out
-
-
-@dataclass
-class DataSettings:
-    """Data directory."""
-
-    data_dir: str = ""  # the benchmarks' and the zoo-* presets' data directory (default: $ZERO_RL_DATA or ../shared/data)
-
-    def problems(self) -> list[str]:
-        if self.data_dir and not Path(self.data_dir).is_dir():
-            return [f"--data-dir {self.data_dir}: no such directory (it holds train/ and eval/; see ../shared/data/README.md)"]
-        return []
-
-
-@dataclass
-class TrainDataSettings(DataSettings):
-    """Training data."""
-
-    train_data: str = "add_one"  # JSONL with problem/answer (several: a.jsonl:0.7,b.jsonl:0.3), a built-in set (add_one, arithmetic), or zoo-easy / zoo-medium / zoo-hard
-    levels: tuple[int, ...] = ()  # keep only these MATH levels (e.g. 3 4 5); empty keeps all
-
-    def problems(self) -> list[str]:
-        return train_data_problems(self.train_data, self.levels, self.data_dir or None)
 
 
 def load_train_data(spec: str, levels: Iterable[int] | None = None, seed: int = 0,

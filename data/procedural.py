@@ -50,7 +50,8 @@ def add_one_problems(n: int, seed: int = 0) -> list[Problem]:
     The embedded default's task (docs/results.md): the Q4-quantised 135M model gets 4 of 64
     held-out problems right before training (greedy, `chat_oneshot` template; it writes `2 + 71 = \\boxed{15}`),
     so the reward has something to reinforce, and with the default 1 / 0 reward all ten seeds 0-9 find the rule
-    within 15 steps (68.8-100 %; with the SimpleRL reward two of three seeds did). Adding 1..5 instead stayed at 0 correct for 9 steps: the model never sampled a right sum.
+    within 15 steps (68.8-100 %; with the SimpleRL reward two of three seeds did). Adding 1..5 instead stayed at
+    0 correct for 9 steps: the model never sampled a right sum.
     Same contract as arithmetic_problems (prefix-stable draws).
 
     Returns: n Problems like Problem("What is 57 + 1?", "58", source="add_one", meta={"expression": "57 + 1"}).

@@ -16,7 +16,8 @@ import torch
 import torch.distributed as dist
 
 from distributed import setup_distributed
-from learn import LearnSettings, learn, learn_critic, prepare_batch
+from config import Config
+from learn import learn, learn_critic, prepare_batch
 from metrics import step_metrics, step_sums
 from scale.fsdp import full_parameters
 from model import (TokenLogProbs, ValueModel, distribute, enable_gradient_checkpointing, load_model,
@@ -45,7 +46,8 @@ if __name__ == "__main__":
         enable_gradient_checkpointing(model)
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
     algo, _, aggregation = algo.partition("+")  # e.g. grpo+token_mean: the algorithm with another --loss-agg
-    settings = LearnSettings(algo=algo, group_size=4, micro_batch_size=micro, max_new_tokens=8, loss_agg=aggregation or "algo")
+    settings = Config(algo=algo, group_size=4, micro_batch_size=micro, max_new_tokens=8, loss_agg=aggregation or "algo",
+                      max_grad_norm=1e9)
     samples, rewards = fixed_batch()
     per_rank = len(samples) // d.world_size  # whole groups per rank: 8 samples / 2 ranks = one group each
     mine = slice(d.rank * per_rank, (d.rank + 1) * per_rank)
@@ -60,11 +62,11 @@ if __name__ == "__main__":
     policy = distribute(TokenLogProbs(model), shard)
     batch = prepare_batch(samples, rewards.tolist(), unwrap(policy), None, value_model, settings, 2, d)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-    policy_stats = learn(policy, optimizer, batch, settings, d, pad_id=2, max_grad_norm=1e9)
+    policy_stats = learn(policy, optimizer, batch, settings, d, pad_id=2)
     critic_stats = None
     if critic is not None:
         critic_optimizer = torch.optim.SGD(critic.parameters(), lr=1.0)
-        critic_stats = learn_critic(critic, critic_optimizer, batch, settings, d, pad_id=2, max_grad_norm=1e9)
+        critic_stats = learn_critic(critic, critic_optimizer, batch, settings, d, pad_id=2)
     row = step_metrics(step_sums(batch, results, settings.group_size), policy_stats, critic_stats, None, d)
     update = {k: v.clone() - before[k] for k, v in full_parameters(model)}  # collective under FSDP
     if critic is not None:

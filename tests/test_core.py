@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # The project modules a default run (rollout, reward, learn, eval, checkpoint, figure) leaves in sys.modules.
-CORE = {"train_zero.py", "rollout.py", "reward.py", "learn.py", "losses.py", "model.py", "data/__init__.py",
+CORE = {"train_zero.py", "config.py", "rollout.py", "reward.py", "learn.py", "losses.py", "model.py", "data/__init__.py",
         "data/procedural.py", "data/records.py", "grader.py", "grader_pool.py", "rundir.py", "metrics.py",
         "checkpoint.py", "distributed.py", "plot.py"}
 CORE_LINES = 4_600  # their lines today (4,515); issue 30 aims at 3,500: lower this as the core shrinks, never raise it
@@ -30,7 +30,7 @@ def test_what_moved_behind_a_flag_agrees_with_the_core():
     from data import EVAL_GROUPS
     from fidelity.published import GROUPS
     from scale.vllm_engine import PROBE_TOLERANCE
-    from train_zero import RolloutSettings
+    from config import ScaleSettings
 
     assert set(EVAL_GROUPS) == set(GROUPS)
-    assert RolloutSettings().probe_tolerance == PROBE_TOLERANCE
+    assert ScaleSettings().probe_tolerance == PROBE_TOLERANCE

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from learn import LearnSettings, advantage_rows, pairs, place_rows, response_rows
+from config import Config as LearnSettings  # the run's settings: learn.py reads its fields by name
+from learn import advantage_rows, pairs, place_rows, response_rows
 from scale.vllm_engine import sampler_drift, tis_weights
 from losses import gae_advantages, group_advantages
 from learn import collate
@@ -127,7 +128,7 @@ def test_a_non_finite_loss_or_gradient_skips_the_optimiser_step(poison, tiny_mod
             return loss, stats
 
         monkeypatch.setattr(learn_module, "policy_loss", poisoned_loss)
-        stats = learn(policy, optimizer, batch, LearnSettings(micro_batch_size=8, updates_per_batch=2), d, 0, 1.0)
+        stats = learn(policy, optimizer, batch, LearnSettings(micro_batch_size=8, updates_per_batch=2), d, 0)
         assert stats.skipped_updates == 1 and len(calls) == 2 and stats.grad_norm != stats.grad_norm  # NaN in the mean
         assert all(torch.isfinite(p).all() for p in policy.parameters())
         assert any((p != b).any() for p, b in zip(policy.parameters(), before))  # the healthy mini-batch stepped
@@ -137,12 +138,14 @@ def test_a_non_finite_loss_or_gradient_skips_the_optimiser_step(poison, tiny_mod
 
 
 def test_flag_problems_of_the_learn_stage():
-    assert LearnSettings().problems() == []
-    problems = LearnSettings(group_size=1, micro_batch_size=0, max_new_tokens=0, clip_eps=-0.1).problems()
+    from rundir import settings_problems
+
+    assert settings_problems(LearnSettings()) == []
+    problems = settings_problems(LearnSettings(group_size=1, micro_batch_size=0, max_new_tokens=0, clip_eps=-0.1))
     assert "--micro-batch-size 0: must be at least 1" in problems and "--max-new-tokens 0: must be at least 1" in problems
     assert "--clip-eps -0.1: must be > 0" in problems
     assert any(p.startswith("--group-size 1 with --algo drgrpo: a group of one sample has advantage") for p in problems)
-    assert LearnSettings(algo="ppo", group_size=1).problems() == []  # PPO's GAE advantages need no group
+    assert settings_problems(LearnSettings(algo="ppo", group_size=1)) == []  # PPO's GAE advantages need no group
 
 
 def test_minibatch_order_is_a_seeded_shuffle_only_when_asked():

@@ -13,7 +13,7 @@ import evaluate
 from fidelity import protocols
 import train_zero
 from evaluate import EvalConfig, benchmark_columns
-from grader_pool import GraderSettings
+from config import GraderSettings, ProtocolSettings
 from learn import ALGORITHMS
 from losses import AGGREGATIONS
 from fidelity.protocols import PROTOCOLS, apply
@@ -60,7 +60,7 @@ def test_docs_list_each_protocols_table():
     assert "| extraction | boxed | harness_if_boxed | qwen_harness | boxed |" in table
     assert "| eval.extraction | boxed | qwen_harness | qwen_harness | boxed |" in table
     assert table in (Path(__file__).parents[1] / "docs" / "protocols.md").read_text()  # the docs cannot drift
-    assert "docs/protocols.md" in train_zero.ProtocolSettings.__doc__  # where --help points
+    assert "docs/protocols.md" in ProtocolSettings.__doc__  # where --help points
     assert {f.name for f in fields(protocols.Protocol)} - {"source", "eval", "deviations"} == \
         set(protocols.TRAIN_FIELDS)
 

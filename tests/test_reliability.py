@@ -3,7 +3,6 @@ one run per directory (a lock, no silent overwrite), a refused resume that chang
 that never saves non-finite weights, strict JSON metrics, and a resume that survives a torn metrics line."""
 
 import json
-import os
 import socket
 import subprocess
 import sys

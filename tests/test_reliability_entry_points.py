@@ -287,10 +287,10 @@ def test_two_writers_of_one_file_never_tear_it(tmp_path):
 def test_settings_groups_have_one_default_per_field():
     """A field shared by the entry points is defined once, in its settings group: max_new_tokens' default is the
     learn stage's (it had two, 32 and 20), and the dtype rule is model.resolve_dtype's."""
-    from learn import LearnSettings
-    from model import ModelSettings, resolve_dtype
+    from config import ModelSettings, RolloutSettings
+    from model import resolve_dtype
 
-    assert train_zero.Config().max_new_tokens == LearnSettings().max_new_tokens == 20
+    assert train_zero.Config().max_new_tokens == RolloutSettings().max_new_tokens == 20
     assert train_zero.Config().dtype == sft.SFTConfig().dtype == EvalConfig().dtype == ModelSettings().dtype == "auto"
     import torch
 

@@ -161,7 +161,7 @@ def test_one_vllm_construction_for_training_and_evaluation(monkeypatch):
     """scale.vllm_engine.vllm_engine: on CPU the KV cache in GiB, eager mode, no GPU share (vLLM refuses a share of 0); on a
     GPU the settings' share, else the caller's default, and CUDA graphs."""
     from scale import vllm_engine as rollout_vllm
-    from train_zero import VLLMSettings
+    from config import VLLMSettings
 
     calls = []
     monkeypatch.setattr(rollout_vllm, "VLLMEngine", lambda path, **kwargs: calls.append(kwargs))

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from grader_pool import Grader, GraderSettings
+from config import GraderSettings
+from grader_pool import Grader
 
 ROOT = Path(__file__).resolve().parents[2]
 
