@@ -1,4 +1,5 @@
-"""Advantages, policy and value losses, KL estimators, and the memory-light per-token log-prob kernel.
+"""Advantages, policy and value losses, KL estimators, and the memory-light per-token log-prob kernel with the
+policy's forward around it (TokenLogProbs: a causal LM -> per-token log-probs and entropy).
 
 What this file computes (the notation of docs/papers.md §3): a prompt has G = group_size
 sampled responses with scalar rewards r_i; every token of response i gets the same advantage A_i;
@@ -169,6 +170,52 @@ def chunked_logprobs_entropy(
     if temperature <= 0 or chunk_size <= 0:
         raise ValueError(f"temperature and chunk_size must be > 0, got {temperature}, {chunk_size}")
     return _ChunkedLogProbEntropy.apply(hidden, weight, targets.long(), float(temperature), int(chunk_size))
+
+
+# ---------------------------------------------------------------------------------------------
+# The policy's forward: a causal LM -> per-token log-probs and entropy through the kernel
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """bf16 compute for the decoder's matmuls with fp32 master weights; a no-op context for fp32."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+
+class TokenLogProbs(torch.nn.Module):
+    """Wraps a transformers causal LM so that forward() returns per-token log-probs and entropy.
+
+    All parameters (decoder and lm_head) are used inside forward, so DDP / FSDP can wrap this module and
+    see every gradient. forward(input_ids (B, T), attention_mask (B, T)) returns (logp, entropy),
+    each (B, T-1) float32: position t scores token t+1 given tokens <= t. Only positions where
+    `score_mask` (B, T-1) is true are computed (the response tokens); the others are 0.
+    compute_dtype: the decoder runs under autocast in it (bfloat16), or plainly (float32); the log-prob
+    kernel then takes the hidden states and lm_head in that dtype and keeps its log-sum-exp in fp32.
+    """
+
+    def __init__(self, lm: torch.nn.Module, temperature: float = 1.0, chunk_size: int = 1024,
+                 compute_dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.lm = lm
+        self.temperature = temperature
+        self.chunk_size = chunk_size
+        self.compute_dtype = compute_dtype
+
+    def forward(self, input_ids, attention_mask, score_mask):
+        with autocast(input_ids.device, self.compute_dtype):
+            hidden = self.lm.base_model(input_ids=input_ids,
+                                        attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        hidden = hidden[:, :-1]  # (B, T-1, H)
+        targets = input_ids[:, 1:]  # (B, T-1)
+        weight = self.lm.get_output_embeddings().weight.to(hidden.dtype)  # (V, H); a no-op unless autocast cast hidden
+        picked = score_mask.bool()
+        logp_flat, entropy_flat = chunked_logprobs_entropy(
+            hidden[picked], weight, targets[picked], self.temperature, self.chunk_size
+        )
+        logp = torch.zeros(targets.shape, dtype=torch.float32, device=hidden.device)
+        entropy = torch.zeros_like(logp)
+        logp = logp.masked_scatter(picked, logp_flat)
+        entropy = entropy.masked_scatter(picked, entropy_flat)
+        return logp, entropy
 
 
 # ---------------------------------------------------------------------------------------------

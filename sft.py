@@ -13,7 +13,7 @@ solution is the thinking, followed by `</think> <answer> 68 </answer>`. A pair w
 does not grade equal to the gold answer (the training grader) is dropped and counted, as is one longer than
 --max-tokens. The loss is the mean negative log-likelihood of the target tokens only (prompt tokens and padding
 masked), over all target tokens of the optimiser step on every rank, through the fused log-prob kernel of
-training (model.TokenLogProbs). Each optimiser step takes --batch-size pairs of a per-epoch seeded shuffle
+training (losses.TokenLogProbs). Each optimiser step takes --batch-size pairs of a per-epoch seeded shuffle
 (a pure function of seed and step, so --resume continues exactly), sorted by length into micro-batches so that
 padding stays small. --holdout pairs are held out; their loss is logged as eval_loss.
 
@@ -50,7 +50,8 @@ from distributed import Dist, all_reduce, print0, setup_distributed
 from grader_pool import Grader
 from learn import (Diverged, DivergenceGuard, adamw, clipped_step, collate, lr_factor, no_gradient_sync, score,
                    set_lr)
-from model import (TokenLogProbs, distribute, enable_gradient_checkpointing, load_model, load_model_config, resolve_dtype,
+from losses import TokenLogProbs
+from model import (distribute, enable_gradient_checkpointing, load_model, load_model_config, resolve_dtype,
                    resolve_model, unwrap)
 from plot import write_run_figure
 from reward import TEMPLATES, apply_template, compute_rewards

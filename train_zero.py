@@ -51,7 +51,8 @@ from grader_pool import Grader
 from learn import ALGORITHMS, Diverged, DivergenceGuard, adamw, learn, learn_critic, lr_factor, prepare_batch, set_lr
 from metrics import (append_logs, collapse_warning, eval_line, learn_tokens_per_s, peak_memory_gb, run_summary,
                      step_metrics, step_sums)
-from model import (TokenLogProbs, ValueModel, check_context, check_token_ids, distribute, enable_gradient_checkpointing,
+from losses import TokenLogProbs
+from model import (ValueModel, check_context, check_token_ids, distribute, enable_gradient_checkpointing,
                    frozen_copy, load_model, load_model_config, resolve_dtype, resolve_model, unwrap)
 from plot import write_run_figure
 from reward import apply_template, compute_rewards, stop_strings

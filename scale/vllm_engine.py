@@ -36,7 +36,8 @@ import torch
 
 from data import UsageError
 from distributed import Dist, print0
-from model import TokenLogProbs, local_shard, reshard, resolve_dtype, resolve_model
+from losses import TokenLogProbs
+from model import local_shard, reshard, resolve_dtype, resolve_model
 from scale.fsdp import full_parameters
 from rollout import Sample, SamplingParams, end_ids, eos_token_ids
 from scale.weight_sync import pack_bucket
@@ -237,7 +238,7 @@ class VLLMEngine:
 
         Both sides score every token of `probe_ids` (default: PROBE_TEXT, 86 tokens with SmolLM2) given its
         prefix, at temperature 1: the engine through prompt_logprobs (which vLLM computes from the raw logits,
-        whatever the sampling temperature), the trainer through `trainer_logprobs(model)`: model.TokenLogProbs
+        whatever the sampling temperature), the trainer through `trainer_logprobs(model)`: losses.TokenLogProbs
         (the trainer's own, which train_zero passes: under --shard fsdp only its sharded forward can score the
         weights; an HF causal LM is wrapped in one), its log-softmax in fp32.
         Dividing both by T would scale the difference by 1/T, no more. Call it after sync_weights, e.g.
@@ -293,7 +294,7 @@ class VLLMEngine:
 def trainer_logprobs(model, ids: list[int]) -> torch.Tensor:
     """log p(ids[t] | ids[:t]) for t = 1..len(ids)-1 under `model`, fp32, shape (len(ids)-1,).
 
-    model: an HF causal LM, or the trainer's model.TokenLogProbs (plain or FSDP-sharded: its forward
+    model: an HF causal LM, or the trainer's losses.TokenLogProbs (plain or FSDP-sharded: its forward
     all-gathers, so under FSDP every rank must call this; it is scored at temperature 1 and resharded after).
     """
     policy = model if isinstance(model, TokenLogProbs) else TokenLogProbs(model)  # one scoring path for both

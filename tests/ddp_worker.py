@@ -20,7 +20,8 @@ from config import Config
 from learn import learn, learn_critic, prepare_batch
 from metrics import step_metrics, step_sums
 from scale.fsdp import full_parameters
-from model import (TokenLogProbs, ValueModel, distribute, enable_gradient_checkpointing, load_model,
+from losses import TokenLogProbs
+from model import (ValueModel, distribute, enable_gradient_checkpointing, load_model,
                    unwrap)
 from reward import RewardResult
 from rollout import Sample

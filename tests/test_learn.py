@@ -105,7 +105,7 @@ def test_a_non_finite_loss_or_gradient_skips_the_optimiser_step(poison, tiny_mod
     import torch.distributed as dist
     import learn as learn_module
     from learn import Batch, learn
-    from model import TokenLogProbs
+    from losses import TokenLogProbs
 
     d = setup_distributed()
     try:

@@ -125,7 +125,7 @@ def hooked_tiny_model():
     wrapped as the trainer wraps the policy, and a LearnFlops watching it."""
     from conftest import make_tiny_model
     from scale.mfu import LearnFlops
-    from model import TokenLogProbs
+    from losses import TokenLogProbs
 
     lm = make_tiny_model(1000)
     lm.config._attn_implementation = "eager"

@@ -2,7 +2,8 @@
 
 import torch
 
-from model import TokenLogProbs, resolve_model
+from losses import TokenLogProbs
+from model import resolve_model
 from rollout import HFEngine, Sample, SamplingParams, eos_token_ids
 from learn import pairs
 from learn import collate

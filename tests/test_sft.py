@@ -47,7 +47,7 @@ def test_pairs_drop_and_count_mismatched_long_and_unsolved_problems(tokenizer):
 def test_the_loss_counts_target_tokens_only(tiny_model, tokenizer):
     """target_nll against a hand computation from the model's logits: the sum over target tokens of
     -log p(token | prefix); prompt tokens and padding contribute nothing."""
-    from model import TokenLogProbs
+    from losses import TokenLogProbs
 
     pairs = [([5, 6, 7], [8, 9]), ([5, 6], [10, 11, 12])]
     ids, attention, score = collate(pairs, tokenizer.pad_token_id, torch.device("cpu"))
