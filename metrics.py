@@ -11,6 +11,8 @@ fields in one all_reduce, so one process and N ranks log the same numbers for th
 
 from __future__ import annotations
 
+import json
+import math
 import resource
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -20,7 +22,6 @@ import torch
 from distributed import Dist, all_reduce
 from learn import Batch, CriticStats, PolicyStats
 from reward import OUTCOMES, REFLECTION_WORDS, RewardResult, reflection_words
-from rundir import append_row
 
 def repeats_until_truncated(response_ids: list[int], finish_reason: str) -> bool:
     """Whether a response ran to the token budget repeating itself: it was truncated, and its last quarter
@@ -189,6 +190,21 @@ def collapse_warning(row: dict, group_size: int) -> str | None:
         return (f"step {row['step']}: every group's {group_size} responses are identical: the policy has collapsed "
                 "(no advantage is non-zero, nothing is learned); a too-high --lr is the usual cause")
     return None
+
+
+def strict_json(row: dict) -> str:
+    """`row` as one line of strict JSON: a NaN or infinite number becomes null and its key is listed in
+    row["nonfinite"] (Python's json would write a bare NaN, which strict parsers reject)."""
+    bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        row = {**{k: None if k in bad else v for k, v in row.items()}, "nonfinite": bad}
+    return json.dumps(row, allow_nan=False)
+
+
+def append_row(path: Path, *rows: dict) -> None:
+    """Append rows to a log (metrics.jsonl, samples.jsonl) as strict JSON lines, in one write."""
+    with open(path, "a") as f:
+        f.write("".join(strict_json(row) + "\n" for row in rows))
 
 
 def append_logs(out_dir: Path, row: dict, problems: list = (), samples: list = (), results: list[RewardResult] = (),

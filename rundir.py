@@ -2,7 +2,6 @@
 
     cli("train_zero.py", Config, main)       # parse (grouped --help), check, run; errors -> one line each, exit 2
     with run_directory(out_dir, config, d, resume, overwrite, writes) as checkpoint:   # lock, refusals, config.json
-        append_row(out_dir / "metrics.jsonl", row)                                     # strict JSON, one line
         truncate_logs(out_dir, step)                                                   # --resume: rows after it go
 
 A run directory belongs to one run at a time: `run.lock` (the owner's pid and host, made with an atomic
@@ -24,7 +23,6 @@ import dataclasses
 import fnmatch
 import importlib.util
 import json
-import math
 import os
 import re
 import shutil
@@ -251,22 +249,7 @@ def run_directory(out_dir: Path, config: dict, d: Dist, resume: bool = False, ov
 
 
 # ---------------------------------------------------------------------------------------------
-# Logs: metrics.jsonl and samples.jsonl rows, and the loggers that mirror them
-
-
-def strict_json(row: dict) -> str:
-    """`row` as one line of strict JSON: a NaN or infinite number becomes null and its key is listed in
-    row["nonfinite"] (Python's json would write a bare NaN, which strict parsers reject)."""
-    bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
-    if bad:
-        row = {**{k: None if k in bad else v for k, v in row.items()}, "nonfinite": bad}
-    return json.dumps(row, allow_nan=False)
-
-
-def append_row(path: Path, *rows: dict) -> None:
-    """Append rows to a log (metrics.jsonl, samples.jsonl) as strict JSON lines, in one write."""
-    with open(path, "a") as f:
-        f.write("".join(strict_json(row) + "\n" for row in rows))
+# Logs: --resume truncates them; the loggers that mirror them (loggers.py) load only with --log-with
 
 
 def truncate_logs(out_dir: Path, step: int) -> None:

@@ -51,11 +51,12 @@ from grader_pool import Grader
 from learn import (Diverged, DivergenceGuard, adamw, clipped_step, collate, lr_factor, no_gradient_sync, score,
                    set_lr)
 from losses import TokenLogProbs
+from metrics import append_row
 from model import (distribute, enable_gradient_checkpointing, load_model, load_model_config, resolve_dtype,
                    resolve_model, unwrap)
 from plot import write_run_figure
 from reward import TEMPLATES, apply_template, compute_rewards
-from rundir import append_row, cli, external_loggers, run_directory, settings_problems, truncate_logs
+from rundir import cli, external_loggers, run_directory, settings_problems, truncate_logs
 
 
 @dataclass

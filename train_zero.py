@@ -365,13 +365,14 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
         start_step = load_checkpoint(checkpoint, asdict(cfg), d, m.model, m.optimizer, m.value_model,
                                      m.critic_optimizer)
         print0(d, f"resumed from {checkpoint} at step {start_step}")
-    engine = make_engine(cfg, m.model, unwrap(m.policy), m.tokenizer, checkpoint, d,
+    scorer = unwrap(m.policy)  # the TokenLogProbs of the no-grad passes (DDP's .module; under FSDP the sharded root)
+    engine = make_engine(cfg, m.model, scorer, m.tokenizer, checkpoint, d,
                          tuple(o for o in (m.optimizer, m.critic_optimizer) if o))
     mfu = None  # the learn phase's model FLOPs utilisation: on a GPU with a known peak, or with --peak-tflops
     if d.device.type == "cuda" or cfg.peak_tflops > 0:
         from scale.mfu import learn_flops
 
-        mfu = learn_flops(m.model, unwrap(m.policy), m.reference and unwrap(m.reference), m.value_model, d.device,
+        mfu = learn_flops(m.model, scorer, m.reference and unwrap(m.reference), m.value_model, d.device,
                           cfg.peak_tflops)
     if d.is_main:
         truncate_logs(out_dir, start_step)  # a resumed run rewrites the rows after its checkpoint
@@ -407,7 +408,7 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
             t2 = time.perf_counter()
             if mfu:
                 mfu.take()  # from here on: the learn phase's passes
-            batch = prepare_batch(samples, [r.score for r in results], unwrap(m.policy), m.reference, m.value_model,
+            batch = prepare_batch(samples, [r.score for r in results], scorer, m.reference, m.value_model,
                                   cfg, pad, d, shuffle_seed=cfg.seed * 1_000_003 + step * 1_009 + d.rank + 7)
             factor = lr_factor(step, cfg)
             set_lr(m.optimizer, cfg.lr * factor)
@@ -417,7 +418,7 @@ def train(cfg: Config, d: Dist, checkpoint: Path | None, train_set: ProblemSet,
                 if m.critic else None
             # sync the engine's weights (and probe them)
             t3 = time.perf_counter()
-            sync_seconds, probe = sync_engine(engine, m.model, unwrap(m.policy), step, cfg)
+            sync_seconds, probe = sync_engine(engine, m.model, scorer, step, cfg)
             # log
             sums = step_sums(batch, results, cfg.group_size)
             row = {"step": step + 1, **step_metrics(sums, policy_stats, critic_stats, batch.drift, d)}

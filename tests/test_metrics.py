@@ -10,7 +10,7 @@ from distributed import all_reduce, setup_distributed
 from learn import Batch, CriticStats, PolicyStats
 from metrics import StepSums, collapse_warning, repeats_until_truncated, step_metrics, step_sums, sum_over_ranks
 from reward import reflection_words
-from rundir import strict_json
+from metrics import strict_json
 from reward import OUTCOMES, RewardResult
 from rollout import Sample
 
