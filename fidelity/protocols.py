@@ -48,7 +48,7 @@ class Protocol:
     source: str  # repository, branch and files it is read from
     template: str  # reward.TEMPLATES
     extraction: str  # reward.EXTRACTIONS: how the final answer is read from a response
-    grader: str  # grader_pool.GraderSettings.grader: our layered check or math-verify
+    grader: str  # config.GraderSettings.grader: our layered check or math-verify
     grader_timeout: float  # seconds per sample
     reward: str  # reward rule (reward.REWARD_RULES)
     stop: tuple[str, ...]  # stop strings besides the tokenizer's EOS (and the template's own, reward.stop_strings)
