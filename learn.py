@@ -418,6 +418,14 @@ def minibatches(active: list[bool], settings: Config, d: Dist, order: list[int] 
     return out, len(cut)
 
 
+def micro_batch(micro: list[int], mini: MiniBatch, samples: list[Sample], pad_id: int, device):
+    """A micro-batch's samples and collated tensors, response_mask zero on padding responses (not mini.learned)."""
+    part = [samples[i] for i in micro]
+    ids, attn, response_mask = collate(pairs(part), pad_id, device)
+    learned = torch.tensor([float(i in mini.learned) for i in micro], device=device)
+    return part, ids, attn, response_mask * learned[:, None]
+
+
 def learn(policy, optimizer, batch: Batch, settings: Config, d: Dist, pad_id: int) -> PolicyStats:
     """The policy update: settings.updates_per_batch optimiser steps on this rank's batch.
 
@@ -428,9 +436,8 @@ def learn(policy, optimizer, batch: Batch, settings: Config, d: Dist, pad_id: in
     policy: TokenLogProbs wrapped by model.distribute (DDP or FSDP). Uses batch.advantages, batch.in_loss,
     batch.logp_old (None: the current log-probs, detached; exact when the batch makes one optimiser step),
     batch.logp_ref (the KL loss term, settings.kl_in == "loss") and batch.importance (TIS weights on the surrogate).
-    Every micro-batch loss is already divided by the step's global response (or token) count; it is multiplied by
-    world_size before backward because DDP averages gradients over ranks. Responses whose gradient is exactly zero
-    (zero advantage, and no KL or entropy term) are not run; logged entropy and clip fraction are over those run.
+    Losses are scaled as the module docstring says. Responses whose gradient is exactly zero (zero advantage, and no
+    KL or entropy term) are not run; logged entropy and clip fraction are over those run.
     """
     samples, advantages = batch.samples, batch.advantages
     aggregation = ALGORITHMS[settings.algo].aggregation if settings.loss_agg == "algo" else settings.loss_agg
@@ -446,10 +453,7 @@ def learn(policy, optimizer, batch: Batch, settings: Config, d: Dist, pad_id: in
         finite = True
         for k, micro in enumerate(mini.micro_batches):
             with no_gradient_sync(policy, skip=k < len(mini.micro_batches) - 1):  # gradients reduced after the last
-                part = [samples[i] for i in micro]
-                ids, attn, response_mask = collate(pairs(part), pad_id, d.device)
-                learned = torch.tensor([float(i in mini.learned) for i in micro], device=d.device)  # 0: padding
-                response_mask = response_mask * learned[:, None]
+                part, ids, attn, response_mask = micro_batch(micro, mini, samples, pad_id, d.device)
                 logp, entropy = policy(ids, attn, response_mask)  # (b, T-1) each
 
                 def rows(per_response):  # this micro-batch's rows at their (b, T-1) positions
@@ -490,10 +494,7 @@ def learn_critic(critic, optimizer, batch: Batch, settings: Config, d: Dist, pad
         finite = True
         for k, micro in enumerate(mini.micro_batches):
             with no_gradient_sync(critic, skip=k < len(mini.micro_batches) - 1):
-                part = [samples[i] for i in micro]
-                ids, attn, response_mask = collate(pairs(part), pad_id, d.device)
-                learned = torch.tensor([float(i in mini.learned) for i in micro], device=d.device)  # 0: padding
-                response_mask = response_mask * learned[:, None]
+                part, ids, attn, response_mask = micro_batch(micro, mini, samples, pad_id, d.device)
                 values = critic(ids, attn)  # (b, T-1)
 
                 def rows(per_response):
